@@ -1,0 +1,725 @@
+/* SPDX-License-Identifier: MIT */
+#include <ctype.h>
+#include <errno.h>
+#include <grp.h>
+#include <stdarg.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/un.h>
+
+#include <ini.h>
+
+#include "config.h"
+#include "parse.h"
+
+const char *const checkpoint_mode_names[_CHECKPOINT_MODE_MAX + 1] = {
+        "passive", "full", "restart", "truncate", NULL,
+};
+const char *const analyze_mode_names[_ANALYZE_MODE_MAX + 1] = {
+        "optimize", "analyze", NULL,
+};
+
+typedef enum KeyType {
+        KEY_STRING,   /* free text, empty allowed (means unset) */
+        KEY_PATH,     /* an absolute path, empty allowed (means unset) */
+        KEY_GROUP,    /* an existing group name, empty allowed */
+        KEY_BOOL,
+        KEY_DURATION, /* usec_t */
+        KEY_SIZE,     /* uint64_t bytes */
+        KEY_UINT,     /* uint64_t */
+        KEY_FRACTION, /* double */
+        KEY_ENUM,     /* int index into names */
+        KEY_PRAGMA,   /* PragmaRequest, offset is the PragmaId */
+} KeyType;
+
+typedef struct ConfigKey {
+        const char *section;
+        const char *name;
+        KeyType type;
+        size_t offset;
+        const char *const *names;
+        uint64_t min, max; /* bounds for durations, sizes and integers */
+        const char *def;   /* the default, in file syntax; NULL means unset */
+        const char *help;  /* one line for --check-config and the example file */
+} ConfigKey;
+
+#define FIELD(f) offsetof(Config, f)
+#define PRAGMA(id, d, h)                                                                           \
+        { "pragmas", NULL, KEY_PRAGMA, id, NULL, 0, 0, d, h }
+
+/* The order here is the order of --check-config and of the documentation. */
+static const ConfigKey keys[] = {
+        { "database", "path", KEY_PATH, FIELD(db_path), .help = "the database file (required)" },
+        { "database", "create", KEY_BOOL, FIELD(create), .def = "no",
+          .help = "create the file if it is missing" },
+
+        PRAGMA(PRAGMA_JOURNAL_MODE, "wal", "persistent; only wal is supported"),
+        PRAGMA(PRAGMA_BUSY_TIMEOUT, "5000", "ms; longest wait for a lock at start, reload and admin commands"),
+        PRAGMA(PRAGMA_CACHE_SIZE, NULL, "sqlvigil's own page cache (negative: KiB)"),
+        PRAGMA(PRAGMA_SYNCHRONOUS, NULL, "off | normal | full | extra"),
+        PRAGMA(PRAGMA_MMAP_SIZE, NULL, "bytes of the file to memory-map"),
+        PRAGMA(PRAGMA_TEMP_STORE, NULL, "default | file | memory"),
+        PRAGMA(PRAGMA_PAGE_SIZE, NULL, "persistent; only a new database takes it"),
+        PRAGMA(PRAGMA_AUTO_VACUUM, NULL, "persistent; none | full | incremental"),
+        PRAGMA(PRAGMA_FOREIGN_KEYS, NULL, "sqlvigil's own connection only"),
+        PRAGMA(PRAGMA_WAL_AUTOCHECKPOINT, NULL, "pages; sqlvigil's own commits only"),
+        PRAGMA(PRAGMA_JOURNAL_SIZE_LIMIT, NULL, "WAL size kept after a reset (-1: no limit)"),
+
+        { "health", "interval", KEY_DURATION, FIELD(health_interval), .min = 10 * USEC_PER_MSEC,
+          .max = USEC_PER_DAY, .help = "unset: half the watchdog period, or 5s without one" },
+        { "health", "max_wal_size", KEY_SIZE, FIELD(max_wal_size), .max = UINT64_MAX, .def = "64M",
+          .help = "a larger WAL is degraded" },
+        { "health", "min_free_disk", KEY_SIZE, FIELD(min_free_disk), .max = UINT64_MAX, .def = "64M",
+          .help = "less free space on the database's file system is degraded" },
+        { "health", "lock_timeout", KEY_DURATION, FIELD(lock_timeout), .min = 100 * USEC_PER_MSEC,
+          .max = 7 * USEC_PER_DAY, .def = "30s", .help = "write lock unobtainable this long is failed" },
+        { "health", "quick_check_interval", KEY_DURATION, FIELD(quick_check_interval),
+          .max = 365 * USEC_PER_DAY, .def = "6h", .help = "PRAGMA quick_check; 0 turns it off" },
+
+        { "checkpoint", "interval", KEY_DURATION, FIELD(checkpoint_interval), .max = 7 * USEC_PER_DAY,
+          .def = "1min", .help = "PASSIVE when the WAL has new frames; 0 turns it off" },
+        { "checkpoint", "min_wal_pages", KEY_UINT, FIELD(min_wal_pages), .min = 1, .max = UINT32_MAX,
+          .def = "1000", .help = "PASSIVE as soon as the WAL holds this many pages" },
+        { "checkpoint", "truncate_wal_size", KEY_SIZE, FIELD(truncate_wal_size), .max = UINT64_MAX,
+          .def = "256M", .help = "above this, TRUNCATE with a bounded wait; 0 turns it off" },
+        { "checkpoint", "stop_mode", KEY_ENUM, FIELD(stop_mode), checkpoint_mode_names, .def = "truncate",
+          .help = "passive | full | restart | truncate" },
+        { "checkpoint", "stop_timeout", KEY_DURATION, FIELD(stop_timeout), .max = USEC_PER_HOUR,
+          .def = "20s", .help = "longest wait for readers and writers on stop" },
+
+        { "vacuum", "interval", KEY_DURATION, FIELD(vacuum_interval), .max = 7 * USEC_PER_DAY,
+          .def = "10min", .help = "how often the trigger is evaluated; 0 turns it off" },
+        { "vacuum", "min_free_pages", KEY_UINT, FIELD(min_free_pages), .max = UINT32_MAX, .def = "256",
+          .help = "trigger: free > min_free_pages + free_fraction * page_count" },
+        { "vacuum", "free_fraction", KEY_FRACTION, FIELD(free_fraction), .def = "0.05",
+          .help = "between 0 and 1" },
+        { "vacuum", "step_budget", KEY_DURATION, FIELD(step_budget), .min = USEC_PER_MSEC,
+          .max = 10 * USEC_PER_SEC, .def = "20ms", .help = "longest the write lock is held per step" },
+        { "vacuum", "convert", KEY_BOOL, FIELD(convert), .def = "no",
+          .help = "allow a one-time full VACUUM to switch auto_vacuum to incremental" },
+
+        { "analyze", "interval", KEY_DURATION, FIELD(analyze_interval), .max = 365 * USEC_PER_DAY,
+          .def = "1d", .help = "0 turns it off" },
+        { "analyze", "mode", KEY_ENUM, FIELD(analyze_mode), analyze_mode_names, .def = "optimize",
+          .help = "optimize (stale tables only) | analyze (every table)" },
+        { "analyze", "analysis_limit", KEY_UINT, FIELD(analysis_limit), .max = UINT16_MAX, .def = "1000",
+          .help = "rows sampled per index; 0: no limit" },
+
+        { "control", "socket", KEY_PATH, FIELD(control_socket),
+          .help = "unset: /run/sqlvigil/NAME.sock (RuntimeDirectory when set)" },
+        { "control", "admin_group", KEY_GROUP, FIELD(admin_group),
+          .help = "members may run admin commands, besides root and sqlvigil's user" },
+
+        { "metrics", "textfile", KEY_PATH, FIELD(metrics_textfile),
+          .help = "Prometheus textfile output; unset: off" },
+};
+
+static const char *const sections[] = {
+        "database", "pragmas", "health", "checkpoint", "vacuum", "analyze", "control", "metrics",
+};
+
+static const char *key_name(const ConfigKey *k) {
+        return k->type == KEY_PRAGMA ? pragma_info[k->offset].name : k->name;
+}
+
+size_t config_n_keys(void) {
+        return ELEMENTSOF(keys);
+}
+
+void config_key_name(size_t i, const char **ret_section, const char **ret_key) {
+        *ret_section = keys[i].section;
+        *ret_key = key_name(&keys[i]);
+}
+
+void config_errors_clear(ConfigErrors *errors) {
+        for (size_t i = 0; i < errors->n; i++)
+                free(errors->messages[i]);
+        free(errors->messages);
+        *errors = (ConfigErrors){ 0 };
+}
+
+int config_errors_add(ConfigErrors *errors, const char *fmt, ...) {
+        char **m;
+        char *s;
+        va_list ap;
+        int r;
+
+        va_start(ap, fmt);
+        r = vasprintf(&s, fmt, ap);
+        va_end(ap);
+        if (r < 0)
+                return -ENOMEM;
+        m = realloc(errors->messages, (errors->n + 1) * sizeof(*m));
+        if (!m) {
+                free(s);
+                return -ENOMEM;
+        }
+        errors->messages = m;
+        errors->messages[errors->n++] = s;
+        return 0;
+}
+
+Config *config_free(Config *c) {
+        if (!c)
+                return NULL;
+        free(c->source);
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
+                const ConfigKey *k = &keys[i];
+
+                if (k->type == KEY_STRING || k->type == KEY_PATH || k->type == KEY_GROUP)
+                        free(*(char **)((char *)c + k->offset));
+        }
+        free(c);
+        return NULL;
+}
+
+/*
+ * Parses one value into the configuration. Returns 0, or -EINVAL/-ERANGE with
+ * the reason in why ("expected ...", "must be at least ...").
+ */
+static int key_set(Config *c, const ConfigKey *k, const char *value, char *why, size_t why_size) {
+        void *field = (char *)c + k->offset;
+        char a[32], b[32];
+        uint64_t u;
+        usec_t t;
+        double d;
+        int r;
+
+        switch (k->type) {
+        case KEY_STRING:
+        case KEY_PATH:
+        case KEY_GROUP: {
+                char *s = NULL;
+
+                if (*value) {
+                        if (k->type == KEY_PATH && value[0] != '/') {
+                                bufprintf(why, why_size, "expected an absolute path");
+                                return -EINVAL;
+                        }
+                        if (k->type == KEY_GROUP && !getgrnam(value)) {
+                                bufprintf(why, why_size, "no such group");
+                                return -EINVAL;
+                        }
+                        if (k->offset == FIELD(control_socket) &&
+                            strlen(value) >= sizeof(((struct sockaddr_un *)NULL)->sun_path)) {
+                                bufprintf(why, why_size, "a socket path must be shorter than %zu bytes",
+                                          sizeof(((struct sockaddr_un *)NULL)->sun_path));
+                                return -ERANGE;
+                        }
+                        s = strdup(value);
+                        if (!s)
+                                return -ENOMEM;
+                }
+                free(*(char **)field);
+                *(char **)field = s;
+                return 0;
+        }
+        case KEY_BOOL:
+                r = parse_boolean(value);
+                if (r < 0) {
+                        bufprintf(why, why_size, "expected a boolean (yes/no, true/false, on/off, 1/0)");
+                        return r;
+                }
+                *(bool *)field = r;
+                return 0;
+
+        case KEY_DURATION:
+                r = parse_duration(value, &t);
+                if (r < 0) {
+                        bufprintf(why, why_size, "expected a duration such as 250ms, 30s, 5min, 2h or 1d");
+                        return -EINVAL;
+                }
+                if (t < k->min || t > k->max) {
+                        if (k->min == 0)
+                                bufprintf(why, why_size, "must be at most %s",
+                                          format_duration(b, sizeof(b), k->max));
+                        else
+                                bufprintf(why, why_size, "must be between %s and %s",
+                                          format_duration(a, sizeof(a), k->min),
+                                          format_duration(b, sizeof(b), k->max));
+                        return -ERANGE;
+                }
+                *(usec_t *)field = t;
+                return 0;
+
+        case KEY_SIZE:
+                r = parse_size(value, &u);
+                if (r < 0) {
+                        bufprintf(why, why_size, "expected a size such as 4096, 64K, 16M or 1G");
+                        return -EINVAL;
+                }
+                *(uint64_t *)field = u;
+                return 0;
+
+        case KEY_UINT:
+                r = parse_uint64(value, &u);
+                if (r < 0 || u < k->min || u > k->max) {
+                        bufprintf(why, why_size, "expected a whole number between %" PRIu64 " and %" PRIu64,
+                                  k->min, k->max);
+                        return r < 0 ? r : -ERANGE;
+                }
+                *(uint64_t *)field = u;
+                return 0;
+
+        case KEY_FRACTION:
+                r = parse_double(value, &d);
+                if (r < 0 || d > 1.0) {
+                        bufprintf(why, why_size, "expected a fraction between 0 and 1, such as 0.05");
+                        return r < 0 ? r : -ERANGE;
+                }
+                *(double *)field = d;
+                return 0;
+
+        case KEY_ENUM:
+                for (int i = 0; k->names[i]; i++)
+                        if (strcasecmp(value, k->names[i]) == 0) {
+                                *(int *)field = i;
+                                return 0;
+                        }
+                {
+                        size_t off = (size_t)snprintf(why, why_size, "expected one of:");
+                        size_t n = 0;
+                        int near;
+
+                        for (; k->names[n] && off < why_size; n++)
+                                off += (size_t)snprintf(why + off, why_size - off, "%s %s", n ? "," : "",
+                                                        k->names[n]);
+                        near = nearest_word(value, k->names, n);
+                        if (near >= 0 && off < why_size)
+                                (void)snprintf(why + off, why_size - off, "; did you mean '%s'?", k->names[near]);
+                }
+                return -EINVAL;
+
+        case KEY_PRAGMA: {
+                PragmaRequest *p = &c->pragmas[k->offset];
+                int64_t v;
+
+                if (!*value && k->offset == PRAGMA_JOURNAL_MODE) {
+                        bufprintf(why, why_size, "expected wal (sqlvigil supervises databases in WAL mode only)");
+                        return -EINVAL;
+                }
+                if (!*value) {
+                        /* "cache_size =" explicitly leaves the pragma alone. */
+                        p->set = false;
+                        return 0;
+                }
+                r = pragma_parse_value((PragmaId)k->offset, value, &v, why, why_size);
+                if (r < 0)
+                        return r;
+                p->set = true;
+                p->value = v;
+                return 0;
+        }
+        }
+        return -EINVAL;
+}
+
+int config_new_defaults(Config **ret) {
+        _cleanup_(config_freep) Config *c = NULL;
+        char why[256];
+        int r;
+
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
+                if (!keys[i].def)
+                        continue;
+                r = key_set(c, &keys[i], keys[i].def, why, sizeof(why));
+                if (r < 0)
+                        return r; /* a broken default is a bug; the unit tests catch it */
+        }
+        *ret = TAKE_PTR(c);
+        return 0;
+}
+
+int config_set_db_path(Config *c, const char *path) {
+        char *s = strdup(path);
+
+        if (!s)
+                return -ENOMEM;
+        free(c->db_path);
+        c->db_path = s;
+        return 0;
+}
+
+/* ---- Loading ---------------------------------------------------------- */
+
+typedef struct Loader {
+        const char *name;
+        FILE *f;
+        unsigned line;
+        Config *config;
+        ConfigErrors *errors;
+        unsigned set_at[ELEMENTSOF(keys)]; /* line where each key was set, 0: not yet */
+        char *buf;
+        size_t buf_size;
+        int oom;
+} Loader;
+
+/* A section name no file can spell: its header had a syntax error. */
+#define INVALID_SECTION "\x01"
+
+static int find_section(const char *name) {
+        for (size_t i = 0; i < ELEMENTSOF(sections); i++)
+                if (streq(sections[i], name))
+                        return (int)i;
+        return -1;
+}
+
+static char *trim(char *s) {
+        char *e;
+
+        while (isspace((unsigned char)*s))
+                s++;
+        e = s + strlen(s);
+        while (e > s && isspace((unsigned char)e[-1]))
+                *--e = '\0';
+        return s;
+}
+
+static void loader_error(Loader *l, const char *fmt, ...) _printf_(2, 3);
+static void loader_error(Loader *l, const char *fmt, ...) {
+        va_list ap;
+        char *s;
+        int r;
+
+        va_start(ap, fmt);
+        r = vasprintf(&s, fmt, ap);
+        va_end(ap);
+        if (r < 0 || config_errors_add(l->errors, "%s", s) < 0)
+                l->oom = 1;
+        if (r >= 0)
+                free(s);
+}
+
+/*
+ * inih's line reader. We read whole lines ourselves so that we know line
+ * numbers (Debian's inih is built without INI_HANDLER_LINENO), can reject
+ * over-long lines instead of having them split, and can check section headers
+ * and syntax with precise messages. What inih receives is normalised: leading
+ * whitespace is removed, which also turns off inih's multi-line continuation
+ * (an indented line silently appending to the previous value), and lines we
+ * already reported become comments so nothing is reported twice.
+ */
+static char *loader_read(char *str, int num, void *stream) {
+        Loader *l = stream;
+        ssize_t n;
+        char *s;
+
+        n = getline(&l->buf, &l->buf_size, l->f);
+        if (n < 0)
+                return NULL;
+        l->line++;
+        if (strlen(l->buf) != (size_t)n) {
+                loader_error(l, "invalid character (NUL byte) at %s:%u", l->name, l->line);
+                goto comment;
+        }
+        while (n > 0 && (l->buf[n - 1] == '\n' || l->buf[n - 1] == '\r'))
+                l->buf[--n] = '\0';
+        s = l->buf;
+        if (l->line == 1 && strncmp(s, "\xEF\xBB\xBF", 3) == 0)
+                s += 3; /* UTF-8 byte order mark */
+        s = trim(s);
+
+        if (*s == '\0' || *s == ';' || *s == '#')
+                goto comment;
+
+        if (*s == '[') {
+                char *end = strchr(s, ']'), *rest, *name;
+
+                if (!end) {
+                        loader_error(l, "syntax error at %s:%u: section header without closing ']'", l->name,
+                                     l->line);
+                        goto bad_section;
+                }
+                *end = '\0';
+                rest = trim(end + 1);
+                name = trim(s + 1);
+                if (*rest && *rest != ';' && *rest != '#') {
+                        loader_error(l, "syntax error at %s:%u: unexpected text after [%s]", l->name, l->line,
+                                     name);
+                        goto bad_section;
+                }
+                if (find_section(name) < 0) {
+                        int near = nearest_word(name, sections, ELEMENTSOF(sections));
+
+                        if (near >= 0)
+                                loader_error(l, "unknown section [%s] at %s:%u; did you mean [%s]?", name, l->name,
+                                             l->line, sections[near]);
+                        else
+                                loader_error(l, "unknown section [%s] at %s:%u", name, l->name, l->line);
+                }
+                if ((size_t)num < strlen(name) + 4)
+                        goto too_long;
+                /* Hand inih the canonical header; keys under an unknown section
+                 * are then skipped by the handler without further errors. */
+                (void)snprintf(str, (size_t)num, "[%s]\n", name);
+                return str;
+        }
+
+        if (!strpbrk(s, "=:")) {
+                loader_error(l, "syntax error at %s:%u: expected '[section]', 'key = value' or a comment",
+                             l->name, l->line);
+                goto comment;
+        }
+        if (*s == '=' || *s == ':') {
+                loader_error(l, "syntax error at %s:%u: missing key name before '%c'", l->name, l->line, *s);
+                goto comment;
+        }
+        if ((size_t)num < strlen(s) + 2)
+                goto too_long;
+        (void)snprintf(str, (size_t)num, "%s\n", s);
+        return str;
+
+bad_section:
+        /* Keys that follow a broken header belong to no section we know:
+         * they are skipped, not reported again as being outside any section. */
+        (void)snprintf(str, (size_t)num, "[%s]\n", INVALID_SECTION);
+        return str;
+
+too_long:
+        loader_error(l, "line too long at %s:%u (the limit is %d characters)", l->name, l->line, num - 3);
+comment:
+        (void)snprintf(str, (size_t)num, ";\n");
+        return str;
+}
+
+static int find_key(int section, const char *name) {
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++)
+                if (streq(keys[i].section, sections[section]) && streq(key_name(&keys[i]), name))
+                        return (int)i;
+        return -1;
+}
+
+static void report_unknown_key(Loader *l, const char *section, const char *name) {
+        const char *candidates[ELEMENTSOF(keys)];
+        size_t n = 0;
+        int near;
+
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++)
+                if (streq(keys[i].section, section))
+                        candidates[n++] = key_name(&keys[i]);
+        near = nearest_word(name, candidates, n);
+        if (near >= 0) {
+                loader_error(l, "unknown key '%s' in [%s] at %s:%u; did you mean '%s'?", name, section, l->name,
+                             l->line, candidates[near]);
+                return;
+        }
+        /* Right key, wrong section: say where it belongs. */
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++)
+                if (streq(key_name(&keys[i]), name)) {
+                        loader_error(l, "unknown key '%s' in [%s] at %s:%u; did you mean '%s' in [%s]?", name,
+                                     section, l->name, l->line, name, keys[i].section);
+                        return;
+                }
+        loader_error(l, "unknown key '%s' in [%s] at %s:%u", name, section, l->name, l->line);
+}
+
+static int loader_handle(void *user, const char *section, const char *name, const char *value) {
+        Loader *l = user;
+        char why[256];
+        int s, k, r;
+
+        if (!*section) {
+                for (size_t i = 0; i < ELEMENTSOF(keys); i++)
+                        if (streq(key_name(&keys[i]), name)) {
+                                loader_error(l, "key '%s' at %s:%u is outside any section; did you mean [%s]?",
+                                             name, l->name, l->line, keys[i].section);
+                                return 1;
+                        }
+                loader_error(l, "key '%s' at %s:%u is outside any section", name, l->name, l->line);
+                return 1;
+        }
+        s = find_section(section);
+        if (s < 0)
+                return 1; /* reported when the header was read */
+        k = find_key(s, name);
+        if (k < 0) {
+                report_unknown_key(l, section, name);
+                return 1;
+        }
+        if (l->set_at[k]) {
+                loader_error(l, "duplicate key '%s' in [%s] at %s:%u (first set at line %u)", name, section,
+                             l->name, l->line, l->set_at[k]);
+                return 1;
+        }
+        l->set_at[k] = l->line;
+
+        r = key_set(l->config, &keys[k], value, why, sizeof(why));
+        if (r == -ENOMEM)
+                l->oom = 1;
+        else if (r < 0 && !*value)
+                loader_error(l, "missing value for '%s' in [%s] at %s:%u: %s", name, section, l->name, l->line,
+                             why);
+        else if (r == -ERANGE && keys[k].type != KEY_ENUM)
+                loader_error(l, "value '%s' for '%s' in [%s] at %s:%u is out of range: %s", value, name,
+                             section, l->name, l->line, why);
+        else if (r < 0)
+                loader_error(l, "invalid value '%s' for '%s' in [%s] at %s:%u: %s", value, name, section,
+                             l->name, l->line, why);
+        return 1;
+}
+
+static int config_load_stream(FILE *f, const char *name, Config **ret, ConfigErrors *errors) {
+        _cleanup_(config_freep) Config *c = NULL;
+        Loader l = { .name = name, .f = f, .errors = errors };
+        int r;
+
+        r = config_new_defaults(&c);
+        if (r < 0)
+                return r;
+        c->source = strdup(name);
+        if (!c->source)
+                return -ENOMEM;
+        l.config = c;
+
+        r = ini_parse_stream(loader_read, &l, loader_handle, &l);
+        free(l.buf);
+        if (l.oom || r == -2)
+                return -ENOMEM;
+        if (ferror(f)) {
+                config_errors_add(errors, "cannot read %s: %s", name, strerror(errno));
+                return -EIO;
+        }
+        if (r > 0 && errors->n == 0)
+                /* inih found something our reader let through; should not happen. */
+                config_errors_add(errors, "syntax error at %s:%d", name, r);
+        if (errors->n > 0)
+                return CONFIG_E_INVALID;
+
+        *ret = TAKE_PTR(c);
+        return 0;
+}
+
+int config_load_file(const char *path, Config **ret, ConfigErrors *errors) {
+        FILE *f;
+        int r;
+
+        f = fopen(path, "re");
+        if (!f) {
+                r = -errno;
+                config_errors_add(errors, "cannot open configuration file %s: %s", path, strerror(errno));
+                return r;
+        }
+        r = config_load_stream(f, path, ret, errors);
+        fclose(f);
+        return r;
+}
+
+int config_load_string(const char *text, const char *name, Config **ret, ConfigErrors *errors) {
+        FILE *f;
+        int r;
+
+        f = fmemopen((void *)text, strlen(text), "r");
+        if (!f)
+                return -errno;
+        r = config_load_stream(f, name, ret, errors);
+        fclose(f);
+        return r;
+}
+
+/* ---- Printing --------------------------------------------------------- */
+
+static void format_size_exact(char *buf, size_t size, uint64_t v) {
+        static const char units[] = "TGMK";
+
+        for (int i = 0; i < 4; i++) {
+                uint64_t m = 1ULL << (10 * (4 - i));
+
+                if (v != 0 && v % m == 0) {
+                        bufprintf(buf, size, "%" PRIu64 "%c", v / m, units[i]);
+                        return;
+                }
+        }
+        bufprintf(buf, size, "%" PRIu64, v);
+}
+
+static bool key_format(const Config *c, const ConfigKey *k, char *buf, size_t size) {
+        const void *field = (const char *)c + k->offset;
+
+        switch (k->type) {
+        case KEY_STRING:
+        case KEY_PATH:
+        case KEY_GROUP: {
+                const char *s = *(char *const *)field;
+
+                bufprintf(buf, size, "%s", s ? s : "");
+                return s != NULL;
+        }
+        case KEY_BOOL:
+                bufprintf(buf, size, "%s", *(const bool *)field ? "yes" : "no");
+                return true;
+        case KEY_DURATION:
+                if (k->offset == FIELD(health_interval) && *(const usec_t *)field == 0) {
+                        buf[0] = '\0';
+                        return false;
+                }
+                format_duration(buf, size, *(const usec_t *)field);
+                return true;
+        case KEY_SIZE:
+                format_size_exact(buf, size, *(const uint64_t *)field);
+                return true;
+        case KEY_UINT:
+                bufprintf(buf, size, "%" PRIu64, *(const uint64_t *)field);
+                return true;
+        case KEY_FRACTION:
+                bufprintf(buf, size, "%g", *(const double *)field);
+                return true;
+        case KEY_ENUM:
+                bufprintf(buf, size, "%s", k->names[*(const int *)field]);
+                return true;
+        case KEY_PRAGMA: {
+                const PragmaRequest *p = &c->pragmas[k->offset];
+
+                if (!p->set) {
+                        buf[0] = '\0';
+                        return false;
+                }
+                pragma_format_value((PragmaId)k->offset, p->value, buf, size);
+                return true;
+        }
+        }
+        return false;
+}
+
+void config_print(const Config *c, FILE *f) {
+        const char *section = NULL;
+
+        fprintf(f, "# sqlvigil effective configuration (%s)\n", c->source ? c->source : "built-in defaults");
+        fprintf(f, "# A commented-out key is unset; the comment says what unset means.\n");
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
+                const ConfigKey *k = &keys[i];
+                char value[4096];
+                bool set;
+
+                if (!section || !streq(section, k->section)) {
+                        section = k->section;
+                        fprintf(f, "\n[%s]\n", section);
+                }
+                set = key_format(c, k, value, sizeof(value));
+                fprintf(f, "%s%s =%s%s", set ? "" : "# ", key_name(k), *value ? " " : "", value);
+                if (k->help)
+                        fprintf(f, "  ; %s", k->help);
+                fputc('\n', f);
+        }
+}
+
+char *config_instance_name(const Config *c) {
+        const char *from = c->source ? c->source : c->db_path;
+        _cleanup_(freep) char *copy = NULL;
+        char *base, *dot;
+
+        if (!from)
+                return strdup("sqlvigil");
+        copy = strdup(from);
+        if (!copy)
+                return NULL;
+        base = basename(copy);
+        dot = strrchr(base, '.');
+        if (dot && dot != base)
+                *dot = '\0';
+        return strdup(*base ? base : "sqlvigil");
+}

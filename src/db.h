@@ -1,0 +1,126 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * sqlvigil's one connection to the supervised database, and every operation
+ * it performs on it. These functions block: after start-up they run only on
+ * the worker thread (worker.c), never on the event loop. Each operation is
+ * given the longest time it may wait for a lock; the busy handler enforces it
+ * and gives up at once when the operation is cancelled, so a wait is always
+ * bounded. No operation leaves a transaction open: an idle read transaction
+ * would pin the WAL and starve every checkpoint.
+ */
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <sqlite3.h>
+
+#include "config.h"
+#include "pragmas.h"
+#include "util.h"
+
+enum {
+        DB_E_MISSING = 1,  /* the file does not exist and creating it was not asked for */
+        DB_E_SQLITE,       /* SQLite reported an error; Db.error has the text */
+        DB_E_BUSY,         /* the lock could not be had within the allowed wait */
+        DB_E_CANCELLED,    /* cancelled (stop requested) before it finished */
+        DB_E_NOT_WAL,      /* journal_mode could not be switched to wal */
+};
+
+typedef enum PragmaOutcome {
+        PRAGMA_UNREQUESTED, /* not in the configuration; effective value reported only */
+        PRAGMA_APPLIED,     /* requested and read back equal */
+        PRAGMA_DIFFERS,     /* per-connection: SQLite read back another value (a cap) */
+        PRAGMA_NEEDS_VACUUM,/* persistent: the file keeps its value until a full VACUUM */
+        PRAGMA_FIXED,       /* persistent: the file keeps it (page_size in WAL mode) */
+} PragmaOutcome;
+
+typedef struct PragmaStatus {
+        PragmaOutcome outcome;
+        bool requested;
+        int64_t requested_value;
+        char effective[32]; /* as the configuration spells it, "?" if unreadable */
+} PragmaStatus;
+
+typedef struct Db {
+        sqlite3 *sqlite;
+        char *path;
+        char *wal_path;
+        dev_t dev; /* identity of the file we opened */
+        ino_t ino;
+
+        /* Set per operation, read by the busy handler. */
+        usec_t busy_deadline;
+        bool cancellable;
+
+        /* Written by the event loop thread, read by the worker. */
+        atomic_bool cancel;
+        /* Written by the worker whenever it shows progress (progress and busy
+         * handlers, job boundaries); read by the watchdog logic. */
+        _Atomic usec_t heartbeat;
+
+        sqlite3_stmt *stmt_schema; /* cached: the health probe runs often */
+        sqlite3_stmt *stmt_journal_mode;
+        sqlite3_stmt *stmt_page_count;
+        sqlite3_stmt *stmt_freelist;
+        sqlite3_stmt *stmt_begin;
+        sqlite3_stmt *stmt_rollback;
+
+        PragmaStatus pragmas[_PRAGMA_MAX];
+        int64_t page_size;
+
+        char error[512]; /* the last DB_E_SQLITE, DB_E_NOT_WAL or open failure */
+} Db;
+
+/* Opens path read-write (creating it only if create). DB_E_MISSING when it
+ * does not exist; DB_E_SQLITE when it cannot be opened or is no database. */
+int db_open(const char *path, bool create, Db **ret, char *error, size_t error_size);
+Db *db_free(Db *db);
+static inline void db_freep(Db **db) {
+        db_free(*db);
+}
+
+/* Applies the requested pragmas, reads every one back into db->pragmas.
+ * max_wait bounds lock waits (journal_mode=wal needs a moment alone).
+ * DB_E_NOT_WAL when the file could not be put in WAL mode. */
+int db_apply_pragmas(Db *db, const PragmaRequest requests[_PRAGMA_MAX], usec_t max_wait);
+
+/* The cheap part of the health check. Cost does not depend on the database's size. */
+typedef struct DbProbe {
+        int result;          /* 0, DB_E_SQLITE, DB_E_CANCELLED */
+        int sqlite_code;     /* extended result code of the failure */
+        char error[256];
+        bool moved;          /* SQLITE_FCNTL_HAS_MOVED: file deleted or replaced */
+        bool wal;            /* journal_mode still wal */
+        char journal_mode[16];
+        bool lock_busy;      /* BEGIN IMMEDIATE could not get the write lock in time */
+        int64_t page_size, page_count, freelist_count;
+        usec_t duration;     /* work, without the lock wait */
+        usec_t lock_wait;    /* time spent waiting for the write lock */
+} DbProbe;
+
+void db_probe(Db *db, usec_t lock_wait, DbProbe *ret);
+
+typedef struct DbCheckpoint {
+        CheckpointMode mode;
+        int result;          /* 0, DB_E_BUSY (did what it could), DB_E_SQLITE, DB_E_CANCELLED */
+        int log_frames;      /* frames in the WAL, -1 if unknown */
+        int checkpointed;    /* frames copied back into the database, -1 if unknown */
+        usec_t duration;
+        char error[256];
+} DbCheckpoint;
+
+void db_checkpoint(Db *db, CheckpointMode mode, usec_t max_wait, DbCheckpoint *ret);
+
+/* Size of the -wal file in bytes, 0 if there is none. */
+uint64_t db_wal_bytes(const Db *db);
+
+/* Frames a WAL of this many bytes holds with this page size. */
+uint64_t db_wal_frames(uint64_t wal_bytes, int64_t page_size);
+
+/* Whether what runs next may be cancelled by Db.cancel; set by the worker
+ * before each job. The stop checkpoint is the one job that may not. */
+void db_set_cancellable(Db *db, bool cancellable);

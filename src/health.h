@@ -1,0 +1,103 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * Health: turns facts about the database into ok / degraded / failed with a
+ * reason. The facts come from three places - the file system (read on the
+ * event loop: stat of the database and its WAL, statvfs), the worker's probe
+ * of the connection (db_probe), and the scheduled tasks (quick_check,
+ * checkpoint starvation) - and this module only judges them, so its rules
+ * are unit-tested without a database or a clock.
+ *
+ *   failed    the database is gone, replaced, corrupt, not in WAL mode, not
+ *             answering, or its write lock has been unobtainable for
+ *             lock_timeout: no watchdog ping, systemd restarts sqlvigil.
+ *   degraded  it works, but something needs an operator: the WAL is larger
+ *             than max_wal_size, free disk is below min_free_disk, the write
+ *             lock has been busy for a quarter of lock_timeout, checkpoints
+ *             are starved.
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "db.h"
+#include "util.h"
+
+typedef enum HealthState {
+        HEALTH_OK,
+        HEALTH_DEGRADED,
+        HEALTH_FAILED,
+        _HEALTH_STATE_MAX,
+} HealthState;
+
+typedef enum HealthCode {
+        HEALTH_CODE_NONE,
+        /* failed */
+        HEALTH_CODE_FILE_DELETED,
+        HEALTH_CODE_FILE_REPLACED,
+        HEALTH_CODE_QUERY_FAILED,
+        HEALTH_CODE_CORRUPT,
+        HEALTH_CODE_NOT_WAL,
+        HEALTH_CODE_LOCK_TIMEOUT,
+        HEALTH_CODE_STALLED,
+        /* degraded */
+        HEALTH_CODE_QUERY_BUSY,
+        HEALTH_CODE_LOCK_BUSY,
+        HEALTH_CODE_WAL_SIZE,
+        HEALTH_CODE_DISK_SPACE,
+        HEALTH_CODE_STARVATION,
+        _HEALTH_CODE_MAX,
+} HealthCode;
+
+extern const char *const health_state_names[_HEALTH_STATE_MAX];
+extern const char *const health_code_names[_HEALTH_CODE_MAX];
+
+/* What the file system says, read on the event loop thread. */
+typedef struct HealthFiles {
+        int db_errno; /* stat() of the database path failed with this, 0 if not */
+        dev_t dev;
+        ino_t ino;
+        uint64_t db_bytes;
+        uint64_t wal_bytes;
+        int fs_errno; /* statvfs() failed with this, 0 if not */
+        uint64_t free_bytes;
+} HealthFiles;
+
+void health_read_files(const char *db_path, const char *wal_path, HealthFiles *ret);
+
+typedef struct HealthLimits {
+        uint64_t max_wal_size;
+        uint64_t min_free_disk;
+        usec_t lock_timeout;
+} HealthLimits;
+
+typedef struct HealthInput {
+        HealthFiles files;
+        dev_t open_dev; /* the file sqlvigil opened */
+        ino_t open_ino;
+        const DbProbe *probe;     /* the latest probe, NULL before the first */
+        usec_t lock_busy_for;     /* write lock unobtainable this long, 0: obtainable */
+        usec_t stalled_for;       /* worker without progress this long, 0: fine */
+        const char *stalled_job;  /* what it was running */
+        const char *corruption;   /* first quick_check error, NULL: none */
+        const char *starvation;   /* starvation report, NULL: none */
+} HealthInput;
+
+typedef struct HealthResult {
+        HealthState state;
+        HealthCode code;   /* the first reason of the worst severity */
+        char reason[768];  /* all reasons of that severity, "; "-separated; "" when ok */
+} HealthResult;
+
+void health_evaluate(const HealthLimits *limits, const HealthInput *in, HealthResult *ret);
+
+/* Tracks since when the write lock has been unobtainable. */
+typedef struct HealthLock {
+        usec_t busy_since; /* 0: obtainable at the last probe */
+} HealthLock;
+
+/* Records one probe: busy or not, at now, after having waited waited.
+ * Returns for how long the lock has been unobtainable (0 if obtained). */
+usec_t health_lock_update(HealthLock *l, bool busy, usec_t now, usec_t waited);

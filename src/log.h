@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * Logging for the edges of the program (main and the event handlers).
+ *
+ * Under journald (stderr is the stream named by $JOURNAL_STREAM) every entry
+ * is sent with sd_journal_sendv(): MESSAGE, PRIORITY, SYSLOG_IDENTIFIER,
+ * SQLVIGIL_DATABASE and, for events, MESSAGE_ID, SQLVIGIL_EVENT and the
+ * event's figures as SQLVIGIL_* fields. Anywhere else, the message is one
+ * readable line on stderr; the figures are in the message text too.
+ */
+
+#include <stdarg.h>
+#include <syslog.h>
+
+#include "util.h"
+
+#define LOG_FIELDS_MAX 24
+#define LOG_FIELD_SIZE 512
+
+/* SQLVIGIL_* fields of one entry, filled with log_field(). */
+typedef struct LogFields {
+        size_t n;
+        char field[LOG_FIELDS_MAX][LOG_FIELD_SIZE];
+} LogFields;
+
+typedef enum LogTarget {
+        LOG_TARGET_STDERR,
+        LOG_TARGET_JOURNAL,
+} LogTarget;
+
+/* Chooses the target from $JOURNAL_STREAM and stderr; call once, early. */
+void log_setup(void);
+LogTarget log_get_target(void);
+void log_set_max_level(int level);
+
+/* Adds SQLVIGIL_DATABASE=path to every entry from now on (NULL removes it). */
+void log_set_database(const char *path);
+
+/* Appends NAME=value; NAME must be upper case (SQLVIGIL_PAGES). */
+void log_field(LogFields *f, const char *name, const char *fmt, ...) _printf_(3, 4);
+
+/* One entry. message_id, event and fields may be NULL. */
+void log_event(int priority, const char *message_id, const char *event, const LogFields *fields,
+               const char *fmt, ...) _printf_(5, 6);
+
+#define log_error(...) log_event(LOG_ERR, NULL, NULL, NULL, __VA_ARGS__)
+#define log_warning(...) log_event(LOG_WARNING, NULL, NULL, NULL, __VA_ARGS__)
+#define log_notice(...) log_event(LOG_NOTICE, NULL, NULL, NULL, __VA_ARGS__)
+#define log_info(...) log_event(LOG_INFO, NULL, NULL, NULL, __VA_ARGS__)
+#define log_debug(...) log_event(LOG_DEBUG, NULL, NULL, NULL, __VA_ARGS__)

@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * The pragmas sqlvigil knows: their value syntax, whether they live in the
+ * database file (persistent) or only shape sqlvigil's own connection, and how
+ * a requested value compares with what SQLite reports back.
+ *
+ * Values are kept as SQLite's own integers (auto_vacuum 0/1/2, synchronous
+ * 0..3, temp_store 0..2, booleans 0/1). journal_mode is the exception: SQLite
+ * reports it as text, and sqlvigil only supervises WAL databases, so its one
+ * accepted value is "wal" (stored as 0).
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum PragmaId {
+        /* Persistent: stored in the database file. Order matters when they are
+         * applied to a new file: page_size and auto_vacuum must be set before
+         * the first write, which switching to WAL is. */
+        PRAGMA_PAGE_SIZE,
+        PRAGMA_AUTO_VACUUM,
+        PRAGMA_JOURNAL_MODE,
+        /* Per-connection: shape sqlvigil's own connection only. */
+        PRAGMA_BUSY_TIMEOUT,
+        PRAGMA_CACHE_SIZE,
+        PRAGMA_SYNCHRONOUS,
+        PRAGMA_MMAP_SIZE,
+        PRAGMA_TEMP_STORE,
+        PRAGMA_FOREIGN_KEYS,
+        PRAGMA_WAL_AUTOCHECKPOINT,
+        PRAGMA_JOURNAL_SIZE_LIMIT,
+        _PRAGMA_MAX,
+} PragmaId;
+
+typedef enum PragmaType {
+        PRAGMA_TYPE_ENUM,  /* one of names[], stored as its index */
+        PRAGMA_TYPE_INT,   /* a signed integer within [min, max] */
+        PRAGMA_TYPE_SIZE,  /* a size ("64M") within [min, max]; may also take -1 */
+        PRAGMA_TYPE_BOOL,
+} PragmaType;
+
+typedef struct PragmaInfo {
+        const char *name;
+        PragmaType type;
+        bool persistent;
+        const char *const *names; /* PRAGMA_TYPE_ENUM: NULL-terminated */
+        int64_t min, max;
+        const char *expect; /* what a valid value looks like, for error messages */
+} PragmaInfo;
+
+extern const PragmaInfo pragma_info[_PRAGMA_MAX];
+
+/* Returns the id for a name, or -1. */
+int pragma_from_name(const char *name);
+
+/* Parses a configuration value. On -EINVAL or -ERANGE, writes why into err
+ * (a phrase such as "expected one of: off, normal, full, extra"). */
+int pragma_parse_value(PragmaId id, const char *text, int64_t *ret, char *err, size_t err_size);
+
+/* Formats a value the way the configuration file spells it. */
+void pragma_format_value(PragmaId id, int64_t value, char *buf, size_t size);
+
+/* Converts SQLite's read-back text (PRAGMA x; returns "2", "wal", ...) into
+ * our value. Returns false when the text is not a value of this pragma (for
+ * example journal_mode "delete"). */
+bool pragma_value_from_sqlite(PragmaId id, const char *text, int64_t *ret);

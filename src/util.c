@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "util.h"
+
+usec_t now_usec(clockid_t clock) {
+        struct timespec ts;
+
+        /* clock_gettime() cannot fail for the clocks we pass (CLOCK_MONOTONIC,
+         * CLOCK_REALTIME, CLOCK_BOOTTIME); abort rather than return garbage. */
+        if (clock_gettime(clock, &ts) < 0)
+                abort();
+        return (usec_t)ts.tv_sec * USEC_PER_SEC + (usec_t)ts.tv_nsec / 1000;
+}
+
+void bufprintf(char *buf, size_t size, const char *fmt, ...) {
+        va_list ap;
+
+        va_start(ap, fmt);
+        (void)vsnprintf(buf, size, fmt, ap);
+        va_end(ap);
+}
+
+char *strdup_printf(const char *fmt, ...) {
+        va_list ap;
+        char *s;
+        int r;
+
+        va_start(ap, fmt);
+        r = vasprintf(&s, fmt, ap);
+        va_end(ap);
+        return r < 0 ? NULL : s;
+}
+
+bool streq(const char *a, const char *b) {
+        return strcmp(a, b) == 0;
+}
+
+bool strcaseeq(const char *a, const char *b) {
+        return strcasecmp(a, b) == 0;
+}
+
+char *format_bytes(char *buf, size_t size, uint64_t bytes) {
+        static const char suffixes[] = "KMGTPE";
+        double v = (double)bytes;
+        size_t i;
+
+        if (bytes < 1024) {
+                bufprintf(buf, size, "%" PRIu64 "B", bytes);
+                return buf;
+        }
+        for (i = 0; i < sizeof(suffixes) - 1; i++) {
+                v /= 1024.0;
+                if (v < 1024.0 || i == sizeof(suffixes) - 2)
+                        break;
+        }
+        bufprintf(buf, size, "%.1f%c", v, suffixes[i]);
+        return buf;
+}
+
+static const struct {
+        const char *suffix;
+        usec_t usec;
+} duration_units[] = {
+        { "d", USEC_PER_DAY },   { "h", USEC_PER_HOUR }, { "min", USEC_PER_MINUTE },
+        { "s", USEC_PER_SEC },   { "ms", USEC_PER_MSEC }, { "us", 1 },
+};
+
+char *format_duration(char *buf, size_t size, usec_t usec) {
+        if (usec == 0) {
+                bufprintf(buf, size, "0");
+                return buf;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(duration_units); i++)
+                if (usec % duration_units[i].usec == 0) {
+                        bufprintf(buf, size, "%" PRIu64 "%s", usec / duration_units[i].usec,
+                                  duration_units[i].suffix);
+                        return buf;
+                }
+        return buf; /* not reached: every value is a whole number of "us" */
+}
+
+char *format_elapsed(char *buf, size_t size, usec_t usec) {
+        if (usec < USEC_PER_MSEC)
+                bufprintf(buf, size, "%" PRIu64 "us", usec);
+        else if (usec < USEC_PER_SEC)
+                bufprintf(buf, size, "%" PRIu64 "ms", usec / USEC_PER_MSEC);
+        else if (usec < 2 * USEC_PER_MINUTE)
+                bufprintf(buf, size, "%" PRIu64 "s", usec / USEC_PER_SEC);
+        else if (usec < 2 * USEC_PER_HOUR)
+                bufprintf(buf, size, "%" PRIu64 "min", usec / USEC_PER_MINUTE);
+        else if (usec < 2 * USEC_PER_DAY)
+                bufprintf(buf, size, "%" PRIu64 "h", usec / USEC_PER_HOUR);
+        else
+                bufprintf(buf, size, "%" PRIu64 "d", usec / USEC_PER_DAY);
+        return buf;
+}
+
+void sleep_usec(usec_t usec) {
+        struct timespec ts = {
+                .tv_sec = (time_t)(usec / USEC_PER_SEC),
+                .tv_nsec = (long)(usec % USEC_PER_SEC) * 1000,
+        };
+
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+                ;
+}
