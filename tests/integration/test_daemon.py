@@ -1,0 +1,505 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""The daemon core through the real binary: arguments and exit codes,
+readiness, the health-gated watchdog, stop and reload."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (SQLVIGIL, Daemon, Failure, LockHolder, Notify, check, count_rows,  # noqa: E402
+                     fd_targets, file_size, integrity, make_db, max_gap, run, wait_until,
+                     write_config)
+
+WATCHDOG = 1_000_000  # 1 s: pings every 0.5 s
+PERIOD = WATCHDOG / 1e6
+
+
+def config_text(db, extra=""):
+    return f"""[database]
+path = {db}
+
+[health]
+lock_timeout = 30s
+
+{extra}
+"""
+
+
+def run_cmd(args, **kw):
+    return subprocess.run([SQLVIGIL] + args, capture_output=True, text=True, timeout=30, **kw)
+
+
+# ---- Arguments and exit codes ---------------------------------------------
+
+def case_arguments(tmp):
+    r = run_cmd(["--version"])
+    check(r.returncode == 0 and r.stdout.startswith("sqlvigil "), f"--version: {r.returncode} {r.stdout!r}")
+    r = run_cmd(["--help"])
+    check(r.returncode == 0 and "--check-config" in r.stdout, f"--help: {r.returncode}")
+    for args, needle in ((["--bogus"], "unknown option '--bogus'"),
+                         (["--config"], "option '--config' needs an argument"),
+                         ([], "no database to supervise"),
+                         (["--database", "/x.db", "extra"], "unexpected argument 'extra'")):
+        r = run_cmd(args)
+        check(r.returncode == 64, f"{args}: exit {r.returncode}, expected 64")
+        check(needle in r.stderr, f"{args}: stderr {r.stderr!r} lacks {needle!r}")
+
+
+def case_check_config(tmp):
+    conf = os.path.join(tmp, "good.conf")
+    write_config(conf, config_text("/var/lib/x/x.db", "[checkpoint]\ninterval = 90s\nstop_mode = restart\n"))
+    r = run_cmd(["--check-config", "--config", conf])
+    check(r.returncode == 0, f"exit {r.returncode}: {r.stderr}")
+    check("path = /var/lib/x/x.db" in r.stdout, "effective path not printed")
+    check("interval = 90s" in r.stdout and "stop_mode = restart" in r.stdout, "values not printed")
+    check("step_budget = 20ms" in r.stdout, "defaults not printed")
+    # What it prints is itself a valid configuration.
+    printed = os.path.join(tmp, "printed.conf")
+    write_config(printed, r.stdout)
+    r2 = run_cmd(["--check-config", "--config", printed])
+    check(r2.returncode == 0, f"printed configuration rejected: {r2.stderr}")
+
+    bad = os.path.join(tmp, "bad.conf")
+    write_config(bad, "[database]\npath = /x.db\n\n[checkpoint]\nintervall = 1min\n")
+    r = run_cmd(["--check-config", "--config", bad])
+    check(r.returncode == 78, f"bad config: exit {r.returncode}, expected 78")
+    check(f"unknown key 'intervall' in [checkpoint] at {bad}:5; did you mean 'interval'?" in r.stderr,
+          f"stderr: {r.stderr!r}")
+
+
+def case_bad_config_at_start(tmp):
+    db = os.path.join(tmp, "a.db")
+    make_db(db)
+    conf = os.path.join(tmp, "a.conf")
+    write_config(conf, config_text(db, "[vacuum]\nstep_budget = fast\n"))
+    notify = Notify(tmp)
+    d = Daemon(["--config", conf], notify=notify)
+    try:
+        rc = d.wait_exit(30)
+        check(rc == 78, f"exit {rc}, expected 78; log:\n{d.dump()}")
+        check(d.find_log(rf"invalid value 'fast' for 'step_budget' in \[vacuum\] at {conf}:8"),
+              f"no file:line message:\n{d.dump()}")
+        check(notify.find("READY") is None, "READY=1 sent despite a bad configuration")
+    finally:
+        d.kill()
+        notify.close()
+
+    # A configuration file that does not exist is a configuration error too.
+    r = run_cmd(["--config", os.path.join(tmp, "missing.conf")])
+    check(r.returncode == 78, f"missing config: exit {r.returncode}")
+    check("cannot open configuration file" in r.stderr, r.stderr)
+
+
+def case_missing_database(tmp):
+    sub = os.path.join(tmp, "data")
+    os.mkdir(sub)
+    db = os.path.join(sub, "missing.db")
+    r = run_cmd(["--database", db])
+    check(r.returncode == 66, f"exit {r.returncode}, expected 66: {r.stderr}")
+    check(f"database {db} does not exist" in r.stderr, f"stderr: {r.stderr!r}")
+    check(os.listdir(sub) == [], f"files were created: {os.listdir(sub)}")
+
+    # create = yes in the file, and --create on the command line, create it.
+    conf = os.path.join(tmp, "c.conf")
+    write_config(conf, f"[database]\npath = {db}\ncreate = yes\n")
+    for i, (args, path) in enumerate(((["--config", conf], db), (["--database", db + "2", "--create"], db + "2"))):
+        sockdir = os.path.join(tmp, f"n{i}")
+        os.mkdir(sockdir)
+        notify = Notify(sockdir)
+        d = Daemon(args, notify=notify)
+        try:
+            notify.wait_for("READY", "1", timeout=15)
+            check(os.path.exists(path), f"{path} was not created")
+            d.signal(signal.SIGTERM)
+            check(d.wait_exit() == 0, f"exit code not 0:\n{d.dump()}")
+            con = sqlite3.connect(path)
+            mode = con.execute("PRAGMA journal_mode").fetchone()[0]
+            con.close()
+            check(mode == "wal", f"created database is in {mode} mode")
+        finally:
+            d.kill()
+            notify.close()
+
+
+def case_not_a_database(tmp):
+    db = os.path.join(tmp, "junk.db")
+    with open(db, "wb") as f:
+        f.write(b"this is not an sqlite database at all" * 200)
+    r = run_cmd(["--database", db])
+    check(r.returncode == 1, f"exit {r.returncode}, expected 1")
+    check("file is not a database" in r.stderr, f"stderr: {r.stderr!r}")
+
+
+# ---- Readiness -------------------------------------------------------------
+
+def case_ready_after_open(tmp):
+    """READY=1 comes only once the database is open and its pragmas verified:
+    with the file in rollback mode and another process holding it locked,
+    sqlvigil cannot switch it to WAL, so it must not be ready until the lock
+    goes away."""
+    db = os.path.join(tmp, "r.db")
+    make_db(db, rows=10, wal=False)
+    holder = subprocess.Popen([sys.executable, "-c", r"""
+import sqlite3, sys, time
+con = sqlite3.connect(sys.argv[1], isolation_level=None)
+con.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+time.sleep(2.0)
+con.execute("COMMIT")
+""", db], stdout=subprocess.PIPE, text=True)
+    check(holder.stdout.readline().strip() == "locked", "lock holder failed")
+    locked_until = time.monotonic() + 2.0
+    notify = Notify(tmp)
+    d = Daemon(["--database", db], notify=notify)
+    try:
+        t, _ = notify.wait_for("READY", "1", timeout=15)
+        # The pid's open files at READY include the database itself.
+        check(any(p == db for p in fd_targets(d.pid)), f"database not open at READY: {fd_targets(d.pid)}")
+        check(t >= locked_until - 0.2, f"READY=1 arrived {locked_until - t:.2f}s before the lock was released")
+        ready_log = d.find_log(r"ready in")
+        pragmas_log = d.find_log(r"pragmas in force: .*journal_mode=wal")
+        check(pragmas_log and ready_log and pragmas_log[0] <= ready_log[0], f"pragmas not verified first:\n{d.dump()}")
+        con = sqlite3.connect(db)
+        check(con.execute("PRAGMA journal_mode").fetchone()[0] == "wal", "file not switched to WAL")
+        con.close()
+        d.signal(signal.SIGTERM)
+        check(d.wait_exit() == 0, d.dump())
+    finally:
+        d.kill()
+        holder.wait()
+        notify.close()
+
+
+def case_status_line(tmp):
+    db = os.path.join(tmp, "s.db")
+    make_db(db, rows=100)
+    notify = Notify(tmp)
+    d = Daemon(["--database", db], notify=notify, watchdog_usec=WATCHDOG)
+    try:
+        _, f = notify.wait_for("READY", "1", timeout=15)
+        status = f.get("STATUS", "")
+        check(status.startswith("ok; WAL "), f"STATUS= is {status!r}")
+        check("free pages" in status, f"STATUS= is {status!r}")
+        check("\n" not in status, "STATUS= spans lines")
+    finally:
+        d.kill()
+        notify.close()
+
+
+# ---- Watchdog ----------------------------------------------------------------
+
+def start_watched(tmp, db, extra="", watchdog=WATCHDOG):
+    conf = os.path.join(tmp, "w.conf")
+    write_config(conf, config_text(db, extra))
+    notify = Notify(tmp)
+    d = Daemon(["--config", conf], notify=notify, watchdog_usec=watchdog)
+    ready, _ = notify.wait_for("READY", "1", timeout=15)
+    return notify, d, ready
+
+
+def case_watchdog_cadence(tmp):
+    db = os.path.join(tmp, "w.db")
+    make_db(db, rows=100)
+    notify, d, ready = start_watched(tmp, db)
+    try:
+        time.sleep(4 * PERIOD)
+        pings = notify.times("WATCHDOG", "1", after=ready)
+        # Half the period is 0.5 s: in 4 s expect about 8; allow for a slow machine.
+        check(len(pings) >= 5, f"only {len(pings)} pings in {4 * PERIOD}s")
+        check(max_gap([ready] + pings) < PERIOD, f"a gap of {max_gap([ready] + pings):.2f}s between pings")
+        gaps = [b - a for a, b in zip(pings, pings[1:])]
+        median = sorted(gaps)[len(gaps) // 2]
+        check(0.3 * PERIOD < median < 0.75 * PERIOD, f"median ping interval {median:.2f}s, expected about {PERIOD / 2}s")
+        check(not notify.find("WATCHDOG", "trigger"), "sent WATCHDOG=trigger while healthy")
+    finally:
+        d.kill()
+        notify.close()
+
+
+def case_no_watchdog_without_env(tmp):
+    db = os.path.join(tmp, "n.db")
+    make_db(db)
+    notify = Notify(tmp)
+    d = Daemon(["--database", db], notify=notify)
+    try:
+        notify.wait_for("READY", "1", timeout=15)
+        time.sleep(1.5)
+        check(notify.find("WATCHDOG") is None, "pinged the watchdog although none was requested")
+    finally:
+        d.kill()
+        notify.close()
+
+
+def replace_or_delete(tmp, mode):
+    db = os.path.join(tmp, "x.db")
+    make_db(db, rows=10)
+    notify, d, ready = start_watched(tmp, db)
+    try:
+        notify.wait_for("WATCHDOG", "1", after=ready, timeout=5)
+        t0 = time.monotonic()
+        if mode == "replace":
+            other = os.path.join(tmp, "other.db")
+            make_db(other, rows=1)
+            os.rename(other, db)
+        else:
+            os.unlink(db)
+        # Pings stop within one period...
+        d.wait_log(r"health: failed: database file was " + ("replaced" if mode == "replace" else "deleted"),
+                   after=t0, timeout=5)
+        time.sleep(3 * PERIOD)
+        late = notify.times("WATCHDOG", "1", after=t0 + PERIOD)
+        check(not late, f"{len(late)} pings more than one period after the file was {mode}d")
+        check(d.alive(), "sqlvigil exited instead of letting the watchdog act")
+    finally:
+        d.kill()
+        notify.close()
+
+
+def case_watchdog_replaced(tmp):
+    replace_or_delete(tmp, "replace")
+
+
+def case_watchdog_deleted(tmp):
+    replace_or_delete(tmp, "delete")
+
+
+def case_lock_brief(tmp):
+    """A writer holding the lock for less than lock_timeout: pings go on at
+    their cadence, the loop never stalls."""
+    db = os.path.join(tmp, "l.db")
+    make_db(db, rows=10)
+    notify, d, ready = start_watched(tmp, db, "")  # lock_timeout = 30s
+    try:
+        notify.wait_for("WATCHDOG", "1", after=ready, timeout=5)
+        holder = LockHolder(db, 3.0)
+        holder.wait()
+        time.sleep(PERIOD)
+        pings = notify.times("WATCHDOG", "1", after=holder.locked_at, before=holder.released_at)
+        check(len(pings) >= 4, f"only {len(pings)} pings while the lock was held 3s")
+        window = [holder.locked_at] + pings + [holder.released_at]
+        check(max_gap(window) < PERIOD, f"loop stalled: {max_gap(window):.2f}s without a ping")
+        check(not d.find_log(r"health: failed"), f"health failed on a brief lock:\n{d.dump()}")
+        check(count_rows(db) == 11, "the lock holder's row is missing")
+    finally:
+        d.kill()
+        notify.close()
+
+
+def case_lock_timeout(tmp):
+    """A writer holding the lock beyond lock_timeout: failed, pings stop; when
+    it lets go, health recovers and pings resume."""
+    db = os.path.join(tmp, "l.db")
+    make_db(db, rows=10)
+    conf = os.path.join(tmp, "w.conf")
+    write_config(conf, f"[database]\npath = {db}\n[health]\nlock_timeout = 2s\n")
+    notify = Notify(tmp)
+    d = Daemon(["--config", conf], notify=notify, watchdog_usec=WATCHDOG)
+    try:
+        ready, _ = notify.wait_for("READY", "1", timeout=15)
+        notify.wait_for("WATCHDOG", "1", after=ready, timeout=5)
+        holder = LockHolder(db, 6.0)
+        t_failed, line = d.wait_log(r"health: failed: write lock unobtainable", after=holder.locked_at, timeout=8)
+        check(t_failed - holder.locked_at >= 2.0 - 0.2,
+              f"failed after {t_failed - holder.locked_at:.2f}s, before lock_timeout")
+        holder.wait()
+        # The holder sleeps 6 s after taking the lock, so it held it at least
+        # until locked_at + 6; released_at is when we saw it exit, later.
+        late = notify.times("WATCHDOG", "1", after=t_failed + 0.05, before=holder.locked_at + 6.0)
+        check(not late, f"{len(late)} pings while failed")
+        # Recovery.
+        d.wait_log(r"health: ok \(was failed\)", after=holder.released_at - 0.1, timeout=5)
+        notify.wait_for("WATCHDOG", "1", after=holder.released_at, timeout=5)
+    finally:
+        d.kill()
+        notify.close()
+
+
+# ---- Stop --------------------------------------------------------------------
+
+WRITER = r"""
+import sqlite3, sys, time
+con = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=5)
+con.execute("PRAGMA wal_autocheckpoint=0")   # leave all checkpointing to sqlvigil
+n = int(sys.argv[2])
+for i in range(n):
+    con.execute("INSERT INTO t(v) VALUES (?)", ("w%d" % i,))
+print("done", flush=True)
+sys.stdin.readline()       # stay connected, idle, until told to go
+con.close()
+"""
+
+
+def case_stop_truncates(tmp):
+    db = os.path.join(tmp, "stop.db")
+    make_db(db, rows=100)
+    notify, d, ready = start_watched(tmp, db)
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, db, "2000"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        check(writer.stdout.readline().strip() == "done", "writer failed")
+        wal = file_size(db + "-wal")
+        check(wal and wal > 100_000, f"expected a sizeable WAL before stop, have {wal}")
+        t0 = time.monotonic()
+        d.signal(signal.SIGTERM)
+        notify.wait_for("STOPPING", "1", after=t0, timeout=5)
+        rc = d.wait_exit(30)
+        check(rc == 0, f"exit {rc}:\n{d.dump()}")
+        # The writer is still connected, so SQLite's own last-close cleanup
+        # cannot be what emptied the WAL: sqlvigil's checkpoint did.
+        check(writer.poll() is None, "writer went away early")
+        wal = file_size(db + "-wal")
+        check(wal in (0, None), f"-wal is {wal} bytes after stop")
+        check(d.find_log(r"stopping: final truncate checkpoint done in .*: \d+ frames in WAL, \d+ checkpointed, "
+                         r"WAL [0-9.]+[KM] -> 0B"), f"stop result not logged:\n{d.dump()}")
+        check(count_rows(db) == 2100, f"rows: {count_rows(db)}, expected 2100")
+        check(integrity(db) == ["ok"], "integrity_check failed")
+        writer.stdin.write("\n")
+        writer.stdin.flush()
+        writer.wait(timeout=10)
+    finally:
+        d.kill()
+        writer.kill()
+        notify.close()
+
+
+def case_stop_busy_reader(tmp):
+    """A reader that never leaves: the stop checkpoint waits stop_timeout,
+    reports busy, and sqlvigil still exits 0 - and stays within the time
+    it asked systemd for with EXTEND_TIMEOUT_USEC."""
+    db = os.path.join(tmp, "busy.db")
+    make_db(db, rows=10)
+    conf = os.path.join(tmp, "b.conf")
+    write_config(conf, f"[database]\npath = {db}\n[checkpoint]\nstop_timeout = 2s\n")
+    notify = Notify(tmp)
+    d = Daemon(["--config", conf], notify=notify)
+    reader = None
+    try:
+        notify.wait_for("READY", "1", timeout=15)
+        reader = subprocess.Popen([sys.executable, "-c", r"""
+import sqlite3, sys
+con = sqlite3.connect(sys.argv[1], isolation_level=None)
+con.execute("BEGIN")
+con.execute("SELECT count(*) FROM t").fetchone()
+w = sqlite3.connect(sys.argv[1], isolation_level=None)
+w.execute("INSERT INTO t(v) VALUES ('after reader')")
+print("reading", flush=True)
+sys.stdin.readline()
+""", db], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        check(reader.stdout.readline().strip() == "reading", "reader failed")
+        t0 = time.monotonic()
+        d.signal(signal.SIGTERM)
+        notify.wait_for("STOPPING", "1", after=t0, timeout=5)
+        ext = notify.wait_for("EXTEND_TIMEOUT_USEC", after=t0, timeout=5)
+        check(int(ext[1]["EXTEND_TIMEOUT_USEC"]) >= 2_000_000, f"extension too short: {ext[1]}")
+        rc = d.wait_exit(20)
+        took = time.monotonic() - t0
+        check(rc == 0, f"exit {rc}")
+        check(1.5 < took < 10, f"stop took {took:.1f}s with stop_timeout = 2s")
+        check(d.find_log(r"final truncate checkpoint incomplete after .*database busy"),
+              f"busy stop not reported:\n{d.dump()}")
+    finally:
+        d.kill()
+        if reader:
+            reader.kill()
+        notify.close()
+
+
+def case_sigint(tmp):
+    db = os.path.join(tmp, "i.db")
+    make_db(db, rows=10)
+    notify = Notify(tmp)
+    d = Daemon(["--database", db], notify=notify)
+    try:
+        notify.wait_for("READY", "1", timeout=15)
+        d.signal(signal.SIGINT)
+        notify.wait_for("STOPPING", "1", timeout=5)
+        check(d.wait_exit() == 0, d.dump())
+        check(file_size(db + "-wal") in (0, None), "WAL left behind")
+    finally:
+        d.kill()
+        notify.close()
+
+
+# ---- Reload ------------------------------------------------------------------
+
+def case_reload(tmp):
+    db = os.path.join(tmp, "h.db")
+    make_db(db, rows=10)
+    conf = os.path.join(tmp, "h.conf")
+    write_config(conf, f"[database]\npath = {db}\n[pragmas]\ncache_size = -1000\n[health]\ninterval = 400ms\n")
+    notify = Notify(tmp)
+    d = Daemon(["--config", conf], notify=notify)
+    try:
+        notify.wait_for("READY", "1", timeout=15)
+        d.wait_log(r"pragmas in force: .*cache_size=-1000")
+
+        write_config(conf, f"[database]\npath = {db}\n[pragmas]\ncache_size = -500\n[health]\ninterval = 300ms\n")
+        t0 = time.monotonic()
+        d.signal(signal.SIGHUP)
+        t_rel, f = notify.wait_for("RELOADING", "1", after=t0, timeout=5)
+        check("MONOTONIC_USEC" in f and int(f["MONOTONIC_USEC"]) > 0, f"RELOADING without MONOTONIC_USEC: {f}")
+        t_ready, _ = notify.wait_for("READY", "1", after=t_rel, timeout=10)
+        check(t_ready >= t_rel, "READY before RELOADING")
+        # The new configuration is in force: read back from the connection.
+        d.wait_log(r"pragmas in force: .*cache_size=-500", after=t0)
+        d.wait_log(r"configuration .* reloaded; health checks every 300 ms", after=t0)
+
+        # A broken file: rejected with file:line, running config kept.
+        write_config(conf, f"[database]\npath = {db}\n[pragmas]\ncache_size = lots\n")
+        t1 = time.monotonic()
+        d.signal(signal.SIGHUP)
+        t_rel, _ = notify.wait_for("RELOADING", "1", after=t1, timeout=5)
+        notify.wait_for("READY", "1", after=t_rel, timeout=10)
+        d.wait_log(rf"configuration {conf} rejected \(1 error\); the running configuration stays in force: "
+                   rf"invalid value 'lots' for 'cache_size' in \[pragmas\] at {conf}:4", after=t1)
+        check(not d.find_log(r"reloaded", after=t1), "a broken configuration was applied")
+        time.sleep(0.5)
+        check(d.alive(), "sqlvigil died on a broken reload")
+
+        # A reload cannot switch databases.
+        write_config(conf, f"[database]\npath = {db}.other\n")
+        t2 = time.monotonic()
+        d.signal(signal.SIGHUP)
+        d.wait_log(r"path changed from .* restart the service instead", after=t2)
+        check(d.alive(), "sqlvigil died")
+
+        d.signal(signal.SIGTERM)
+        check(d.wait_exit() == 0, d.dump())
+    finally:
+        d.kill()
+        notify.close()
+
+
+def case_no_transaction_held(tmp):
+    """Between operations sqlvigil holds no transaction: an independent
+    TRUNCATE checkpoint succeeds completely while it runs."""
+    db = os.path.join(tmp, "t.db")
+    make_db(db, rows=10)
+    conf = os.path.join(tmp, "t.conf")
+    write_config(conf, f"[database]\npath = {db}\n[health]\ninterval = 50ms\n")
+    notify = Notify(tmp)
+    d = Daemon(["--config", conf], notify=notify)
+    try:
+        notify.wait_for("READY", "1", timeout=15)
+        con = sqlite3.connect(db, isolation_level=None, timeout=5)
+        con.execute("PRAGMA wal_autocheckpoint=0")
+        for i in range(30):
+            con.execute("INSERT INTO t(v) VALUES ('x')")
+            busy, log, ckpt = con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            check(busy == 0, f"TRUNCATE checkpoint busy on round {i}: sqlvigil holds a transaction")
+            time.sleep(0.02)
+        con.close()
+    finally:
+        d.kill()
+        notify.close()
+
+
+CASES = {name[5:]: func for name, func in sorted(globals().items()) if name.startswith("case_")}
+
+if __name__ == "__main__":
+    run(CASES)
