@@ -42,6 +42,7 @@ static int busy_handler(void *userdata, int count) {
         delay = delays[MIN((size_t)count, ELEMENTSOF(delays) - 1)];
         delay = MIN(delay, db->busy_deadline - now);
         sleep_usec(delay);
+        db->busy_slept += delay;
         return 1;
 }
 
@@ -69,6 +70,7 @@ static void set_wait(Db *db, usec_t max_wait) {
         usec_t now = now_usec(CLOCK_MONOTONIC);
 
         db->busy_deadline = max_wait > USEC_INFINITY - now ? USEC_INFINITY : now + max_wait;
+        db->busy_slept = 0;
 }
 
 static bool cancelled(const Db *db) {
@@ -445,4 +447,353 @@ uint64_t db_wal_frames(uint64_t wal_bytes, int64_t page_size) {
         if (wal_bytes <= 32 || page_size <= 0)
                 return 0;
         return (wal_bytes - 32) / (24 + (uint64_t)page_size);
+}
+
+void db_vacuum_step(Db *db, uint32_t pages, usec_t max_wait, DbVacuumStep *v) {
+        sqlite3_stmt *stmt = NULL;
+        char sql[64];
+        usec_t start;
+        int rc, r;
+
+        *v = (DbVacuumStep){ 0 };
+        bufprintf(sql, sizeof(sql), "PRAGMA incremental_vacuum(%" PRIu32 ")", pages);
+        rc = sqlite3_prepare_v2(db->sqlite, sql, -1, &stmt, NULL);
+        if (rc != SQLITE_OK) {
+                set_error(v->error, sizeof(v->error), db->sqlite, rc, sql);
+                v->result = DB_E_SQLITE;
+                return;
+        }
+        set_wait(db, max_wait);
+        start = now_usec(CLOCK_MONOTONIC);
+        /* Each SQLITE_ROW is one page freed; the pages are only given back
+         * (and the lock released) when the statement reaches SQLITE_DONE. */
+        while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
+                v->freed++;
+        v->lock_held = now_usec(CLOCK_MONOTONIC) - start;
+        v->lock_held -= MIN(v->lock_held, db->busy_slept);
+        sqlite3_finalize(stmt);
+        if (rc != SQLITE_DONE) {
+                if ((rc & 0xff) == SQLITE_BUSY)
+                        v->result = cancelled(db) ? DB_E_CANCELLED : DB_E_BUSY;
+                else if ((rc & 0xff) == SQLITE_INTERRUPT)
+                        v->result = DB_E_CANCELLED;
+                else
+                        v->result = DB_E_SQLITE;
+                bufprintf(v->error, sizeof(v->error), "%s: %s", sql, sqlite3_errstr(rc));
+                v->freed = 0; /* rolled back */
+                v->lock_held = 0;
+                return;
+        }
+        r = query_int(db, db->stmt_freelist, "PRAGMA freelist_count", &v->freelist_count);
+        if (r == 0)
+                r = query_int(db, db->stmt_page_count, "PRAGMA page_count", &v->page_count);
+        if (r != 0) {
+                v->result = r;
+                bufprintf(v->error, sizeof(v->error), "%s", db->error);
+        }
+}
+
+void db_convert(Db *db, usec_t max_wait, DbConvert *c) {
+        usec_t start = now_usec(CLOCK_MONOTONIC);
+        int64_t av = 0;
+        int r;
+
+        *c = (DbConvert){ 0 };
+        set_wait(db, max_wait);
+        r = query_int(db, NULL, "PRAGMA page_count", &c->page_count_before);
+        if (r == 0)
+                r = query_int(db, NULL, "PRAGMA freelist_count", &c->freelist_before);
+        /* auto_vacuum=incremental is remembered by the connection and written
+         * into the new file VACUUM builds; it works in WAL mode. */
+        if (r == 0)
+                r = exec_sql(db, "PRAGMA auto_vacuum = incremental");
+        if (r == 0)
+                r = exec_sql(db, "VACUUM");
+        if (r == 0)
+                r = query_int(db, NULL, "PRAGMA auto_vacuum", &av);
+        if (r == 0)
+                r = query_int(db, NULL, "PRAGMA page_count", &c->page_count_after);
+        if (r == 0)
+                r = query_int(db, NULL, "PRAGMA freelist_count", &c->freelist_after);
+        c->duration = now_usec(CLOCK_MONOTONIC) - start;
+        c->incremental = av == 2;
+        if (r != 0) {
+                c->result = r;
+                bufprintf(c->error, sizeof(c->error), "%s", db->error);
+                return;
+        }
+        if (c->incremental) {
+                db->pragmas[PRAGMA_AUTO_VACUUM].outcome =
+                        db->pragmas[PRAGMA_AUTO_VACUUM].requested ? PRAGMA_APPLIED : PRAGMA_UNREQUESTED;
+                pragma_format_value(PRAGMA_AUTO_VACUUM, 2, db->pragmas[PRAGMA_AUTO_VACUUM].effective,
+                                    sizeof(db->pragmas[PRAGMA_AUTO_VACUUM].effective));
+        }
+}
+
+void db_check(Db *db, bool integrity, DbCheck *c) {
+        const char *sql = integrity ? "PRAGMA integrity_check(100)" : "PRAGMA quick_check(100)";
+        usec_t start = now_usec(CLOCK_MONOTONIC);
+        sqlite3_stmt *stmt = NULL;
+        int rc;
+
+        *c = (DbCheck){ .integrity = integrity };
+        set_wait(db, 0);
+        rc = sqlite3_prepare_v2(db->sqlite, sql, -1, &stmt, NULL);
+        if (rc != SQLITE_OK) {
+                set_error(c->error, sizeof(c->error), db->sqlite, rc, sql);
+                c->result = DB_E_SQLITE;
+                return;
+        }
+        while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+                const char *t = (const char *)sqlite3_column_text(stmt, 0);
+
+                if (c->problems == 0 && t && strcmp(t, "ok") == 0) {
+                        c->passed = true;
+                        continue;
+                }
+                c->passed = false;
+                if (c->problems == 0)
+                        bufprintf(c->first, sizeof(c->first), "%s", t ? t : "?");
+                c->problems++;
+        }
+        c->duration = now_usec(CLOCK_MONOTONIC) - start;
+        if (rc != SQLITE_DONE) {
+                c->passed = false;
+                c->result = (rc & 0xff) == SQLITE_INTERRUPT ? DB_E_CANCELLED : DB_E_SQLITE;
+                set_error(c->error, sizeof(c->error), db->sqlite, rc, sql);
+                /* Corruption found while checking is a finding, not a failure to check. */
+                if ((rc & 0xff) == SQLITE_CORRUPT || (rc & 0xff) == SQLITE_NOTADB) {
+                        c->result = 0;
+                        c->problems++;
+                        if (!c->first[0])
+                                bufprintf(c->first, sizeof(c->first), "%s", c->error);
+                }
+        }
+        sqlite3_finalize(stmt);
+}
+
+/* Appends a name to a comma-separated list, marking truncation with "...". */
+static void list_append(char *buf, size_t size, const char *name) {
+        size_t len = strlen(buf);
+
+        if (len + strlen(name) + 6 >= size) {
+                if (len + 4 < size && (len < 3 || strcmp(buf + len - 3, "...") != 0))
+                        strcat(buf, len ? ", ..." : "...");
+                return;
+        }
+        if (len)
+                strcat(buf, ", ");
+        strcat(buf, name);
+}
+
+/* One ANALYZE statement for one table: its own transaction, so the write
+ * lock it holds lasts one table's sampling (bounded by analysis_limit), not
+ * the whole database's. */
+static int analyze_one(Db *db, const char *sql, const char *table, DbAnalyze *a) {
+        usec_t start, took;
+        int r;
+
+        start = now_usec(CLOCK_MONOTONIC);
+        db->busy_slept = 0;
+        r = exec_sql(db, sql);
+        took = now_usec(CLOCK_MONOTONIC) - start;
+        took -= MIN(took, db->busy_slept);
+        if (r != 0)
+                return r;
+        a->lock_max = MAX(a->lock_max, took);
+        a->analyzed++;
+        list_append(a->tables, sizeof(a->tables), table);
+        return 0;
+}
+
+static int64_t *analyzed_memo(Db *db, const char *table, bool create) {
+        for (size_t i = 0; i < db->n_analyzed; i++)
+                if (strcmp(db->analyzed[i].table, table) == 0)
+                        return &db->analyzed[i].rows;
+        if (!create || strlen(table) >= sizeof(db->analyzed[0].table))
+                return NULL;
+        if (db->n_analyzed == ELEMENTSOF(db->analyzed))
+                db->n_analyzed = 0; /* forget the oldest; at worst one extra ANALYZE */
+        bufprintf(db->analyzed[db->n_analyzed].table, sizeof(db->analyzed[0].table), "%s", table);
+        db->analyzed[db->n_analyzed].rows = -1;
+        return &db->analyzed[db->n_analyzed++].rows;
+}
+
+/* Runs a query with one text parameter and returns its first integer, or -1. */
+static int64_t query_param_int(Db *db, const char *sql, const char *param) {
+        sqlite3_stmt *stmt = NULL;
+        int64_t v = -1;
+
+        if (sqlite3_prepare_v2(db->sqlite, sql, -1, &stmt, NULL) != SQLITE_OK)
+                return -1;
+        if (param)
+                sqlite3_bind_text(stmt, 1, param, -1, SQLITE_STATIC);
+        if (sqlite3_step(stmt) == SQLITE_ROW && sqlite3_column_type(stmt, 0) != SQLITE_NULL)
+                v = sqlite3_column_int64(stmt, 0);
+        sqlite3_finalize(stmt);
+        return v;
+}
+
+/*
+ * Whether a table needs ANALYZE, by the rules of SQLite 3.46's PRAGMA optimize
+ * with mask 0x10000 (every table, not only those this connection queried):
+ * an index without statistics, or a row count 10 times larger or smaller
+ * than at the last analysis. SQLite estimates the row count from the b-tree's
+ * shape, which SQL cannot reach; the cheap stand-in here is the rowid range
+ * (two index seeks). It overestimates after deletions, so once sqlvigil has
+ * analyzed a table it compares against its own earlier estimate instead of
+ * the count in sqlite_stat1, which keeps a table with gaps from being
+ * analyzed again and again. WITHOUT ROWID tables get the index rule only.
+ */
+static bool table_is_stale(Db *db, const char *table, bool have_stat1, int64_t *ret_estimate) {
+        int64_t stat_rows, estimate, base, *memo;
+        sqlite3_stmt *stmt = NULL;
+        bool missing = false;
+        char *sql;
+
+        *ret_estimate = -1;
+        if (!have_stat1)
+                return true;
+
+        if (sqlite3_prepare_v2(db->sqlite,
+                               "SELECT il.name, EXISTS(SELECT 1 FROM sqlite_stat1 s WHERE s.tbl = ?1 AND s.idx = il.name) "
+                               "FROM pragma_index_list(?1) il",
+                               -1, &stmt, NULL) != SQLITE_OK)
+                return true;
+        sqlite3_bind_text(stmt, 1, table, -1, SQLITE_STATIC);
+        while (sqlite3_step(stmt) == SQLITE_ROW)
+                if (!sqlite3_column_int(stmt, 1))
+                        missing = true;
+        sqlite3_finalize(stmt);
+        if (missing)
+                return true;
+
+        stat_rows = query_param_int(db, "SELECT CAST(stat AS INTEGER) FROM sqlite_stat1 WHERE tbl = ?1 LIMIT 1", table);
+        if (stat_rows < 0)
+                return true; /* never analyzed (an index-less table has one row with idx NULL) */
+
+        sql = sqlite3_mprintf("SELECT max(rowid) - min(rowid) + 1 FROM \"main\".\"%w\"", table);
+        if (!sql)
+                return false;
+        estimate = query_param_int(db, sql, NULL);
+        sqlite3_free(sql);
+        if (estimate < 0)
+                return false; /* WITHOUT ROWID, or empty */
+        *ret_estimate = estimate;
+
+        memo = analyzed_memo(db, table, false);
+        base = memo && *memo >= 0 ? *memo : stat_rows;
+        /* Tiny tables flip by 10x without mattering to the planner. */
+        if (MAX(base, estimate) < 100)
+                return false;
+        return estimate >= 10 * base || 10 * estimate <= base;
+}
+
+static int collect_tables(Db *db, const char *sql, char ***ret, size_t *ret_n) {
+        sqlite3_stmt *stmt = NULL;
+        char **list = NULL;
+        size_t n = 0;
+        int rc;
+
+        rc = sqlite3_prepare_v2(db->sqlite, sql, -1, &stmt, NULL);
+        if (rc != SQLITE_OK) {
+                set_error(db->error, sizeof(db->error), db->sqlite, rc, sql);
+                return DB_E_SQLITE;
+        }
+        while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+                const char *t = (const char *)sqlite3_column_text(stmt, 0);
+                char **l;
+
+                if (!t)
+                        continue;
+                l = realloc(list, (n + 1) * sizeof(*l));
+                if (!l || !(l[n] = strdup(t))) {
+                        list = l ? l : list;
+                        rc = SQLITE_NOMEM;
+                        break;
+                }
+                list = l;
+                n++;
+        }
+        if (rc != SQLITE_DONE)
+                set_error(db->error, sizeof(db->error), db->sqlite, rc, sql);
+        sqlite3_finalize(stmt);
+        *ret = list;
+        *ret_n = n;
+        return rc == SQLITE_DONE ? 0 : DB_E_SQLITE;
+}
+
+void db_analyze(Db *db, AnalyzeMode mode, uint64_t analysis_limit, usec_t max_wait, DbAnalyze *a) {
+        usec_t start = now_usec(CLOCK_MONOTONIC);
+        char **items = NULL;
+        size_t n = 0;
+        char sql[64];
+        bool have_stat1;
+        int r;
+
+        *a = (DbAnalyze){ 0 };
+        set_wait(db, max_wait);
+        bufprintf(sql, sizeof(sql), "PRAGMA analysis_limit = %" PRIu64, analysis_limit);
+        r = exec_sql(db, sql);
+        if (r != 0)
+                goto finish;
+
+        if (mode == ANALYZE_MODE_OPTIMIZE && sqlite3_libversion_number() >= 3046000) {
+                /* SQLite chooses: mask 0x10000 considers every table, not
+                 * only those this connection has queried, and 0x1 makes it
+                 * list the ANALYZE statements instead of running them, so we
+                 * can run them one table at a time. */
+                a->sqlite_optimize = true;
+                r = collect_tables(db, "PRAGMA optimize = 0x10003", &items, &n);
+        } else
+                r = collect_tables(db,
+                                   "SELECT name FROM sqlite_schema WHERE type = 'table' "
+                                   "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
+                                   "AND coalesce(sql, '') NOT LIKE 'CREATE VIRTUAL TABLE%' ORDER BY name",
+                                   &items, &n);
+        if (r != 0)
+                goto finish;
+
+        have_stat1 = query_param_int(db, "SELECT count(*) FROM sqlite_schema WHERE name = 'sqlite_stat1'", NULL) > 0;
+        for (size_t i = 0; i < n; i++) {
+                int64_t estimate = -1, *memo;
+                char *stmt;
+
+                if (db->cancellable && atomic_load(&db->cancel)) {
+                        r = DB_E_CANCELLED;
+                        break;
+                }
+                a->considered++;
+                if (a->sqlite_optimize) {
+                        /* items[i] is the statement itself: ANALYZE "main"."t" */
+                        const char *dot = strrchr(items[i], '.');
+
+                        r = analyze_one(db, items[i], dot ? dot + 1 : items[i], a);
+                } else {
+                        if (mode == ANALYZE_MODE_OPTIMIZE && !table_is_stale(db, items[i], have_stat1, &estimate))
+                                continue;
+                        stmt = sqlite3_mprintf("ANALYZE \"main\".\"%w\"", items[i]);
+                        if (!stmt) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                        r = analyze_one(db, stmt, items[i], a);
+                        sqlite3_free(stmt);
+                        memo = analyzed_memo(db, items[i], true);
+                        if (r == 0 && memo)
+                                *memo = estimate;
+                }
+                if (r != 0)
+                        break;
+        }
+
+finish:
+        for (size_t i = 0; i < n; i++)
+                free(items[i]);
+        free(items);
+        a->duration = now_usec(CLOCK_MONOTONIC) - start;
+        if (r != 0) {
+                a->result = r < 0 ? DB_E_SQLITE : r;
+                bufprintf(a->error, sizeof(a->error), "%s", r == -ENOMEM ? "out of memory" : db->error);
+        }
 }

@@ -54,6 +54,7 @@ typedef struct Db {
 
         /* Set per operation, read by the busy handler. */
         usec_t busy_deadline;
+        usec_t busy_slept; /* time the running operation spent waiting for locks */
         bool cancellable;
 
         /* Written by the event loop thread, read by the worker. */
@@ -71,6 +72,14 @@ typedef struct Db {
 
         PragmaStatus pragmas[_PRAGMA_MAX];
         int64_t page_size;
+
+        /* Row estimates at sqlvigil's last ANALYZE of each table (optimize
+         * mode on SQLite < 3.46; see db_analyze()). */
+        struct {
+                char table[64];
+                int64_t rows;
+        } analyzed[64];
+        size_t n_analyzed;
 
         char error[512]; /* the last DB_E_SQLITE, DB_E_NOT_WAL or open failure */
 } Db;
@@ -114,6 +123,53 @@ typedef struct DbCheckpoint {
 } DbCheckpoint;
 
 void db_checkpoint(Db *db, CheckpointMode mode, usec_t max_wait, DbCheckpoint *ret);
+
+typedef struct DbVacuumStep {
+        int result;          /* 0, DB_E_BUSY (no lock within max_wait), DB_E_SQLITE, DB_E_CANCELLED */
+        uint32_t freed;      /* pages freed: one per SQLITE_ROW */
+        usec_t lock_held;    /* from getting the write lock to the commit */
+        int64_t freelist_count, page_count; /* afterwards */
+        char error[256];
+} DbVacuumStep;
+
+/* One incremental vacuum step of at most pages pages, in its own transaction. */
+void db_vacuum_step(Db *db, uint32_t pages, usec_t max_wait, DbVacuumStep *ret);
+
+typedef struct DbConvert {
+        int result;
+        int64_t page_count_before, freelist_before;
+        int64_t page_count_after, freelist_after;
+        bool incremental;    /* auto_vacuum reads back incremental afterwards */
+        usec_t duration;
+        char error[256];
+} DbConvert;
+
+/* The one-time full VACUUM that switches auto_vacuum to incremental. */
+void db_convert(Db *db, usec_t max_wait, DbConvert *ret);
+
+typedef struct DbCheck {
+        int result;          /* 0 when it ran (passed or not), DB_E_SQLITE, DB_E_CANCELLED */
+        bool integrity;      /* integrity_check rather than quick_check */
+        bool passed;
+        unsigned problems;   /* rows reported, at most 100 */
+        char first[512];     /* the first problem */
+        usec_t duration;
+        char error[256];
+} DbCheck;
+
+void db_check(Db *db, bool integrity, DbCheck *ret);
+
+typedef struct DbAnalyze {
+        int result;
+        bool sqlite_optimize;   /* SQLite >= 3.46 chose the tables (PRAGMA optimize mask 0x10000) */
+        unsigned considered, analyzed;
+        char tables[256];       /* names of the tables analyzed, comma-separated, truncated */
+        usec_t duration;
+        usec_t lock_max;        /* longest single ANALYZE (each holds the write lock) */
+        char error[256];
+} DbAnalyze;
+
+void db_analyze(Db *db, AnalyzeMode mode, uint64_t analysis_limit, usec_t max_wait, DbAnalyze *ret);
 
 /* Size of the -wal file in bytes, 0 if there is none. */
 uint64_t db_wal_bytes(const Db *db);

@@ -83,16 +83,21 @@ static usec_t timer_accuracy(usec_t period) {
 }
 
 static void format_status(Manager *m, char *buf, size_t size) {
-        char wal[32];
+        const TaskRun *ckpt = m->maintenance ? maintenance_last(m->maintenance, TASK_CHECKPOINT) : NULL;
+        char wal[32], ago[32], last[64] = "";
+        usec_t now = now_usec(CLOCK_REALTIME);
 
         format_bytes(wal, sizeof(wal), m->files.wal_bytes);
+        if (ckpt && ckpt->valid)
+                bufprintf(last, sizeof(last), "; last checkpoint %s ago",
+                          format_elapsed(ago, sizeof(ago), now > ckpt->at ? now - ckpt->at : 0));
         if (m->health.state == HEALTH_OK)
-                bufprintf(buf, size, "ok; WAL %s; %" PRIi64 " free pages", wal,
-                          m->have_probe ? m->probe.freelist_count : 0);
+                bufprintf(buf, size, "ok; WAL %s; %" PRIi64 " free pages%s", wal,
+                          m->have_probe ? m->probe.freelist_count : 0, last);
         else
-                bufprintf(buf, size, "%s: %s; WAL %s; %" PRIi64 " free pages",
+                bufprintf(buf, size, "%s: %s; WAL %s; %" PRIi64 " free pages%s",
                           health_state_names[m->health.state], m->health.reason, wal,
-                          m->have_probe ? m->probe.freelist_count : 0);
+                          m->have_probe ? m->probe.freelist_count : 0, last);
 }
 
 static void update_status(Manager *m) {
@@ -195,6 +200,8 @@ static void manager_evaluate(Manager *m) {
                 .open_ino = m->db->ino,
                 .probe = m->have_probe ? &m->probe : NULL,
                 .lock_busy_for = m->lock_busy_for,
+                .corruption = maintenance_corruption(m->maintenance),
+                .starvation = maintenance_starvation(m->maintenance),
         };
         HealthResult result;
         const char *current = m->worker ? worker_current(m->worker) : NULL;
@@ -211,6 +218,13 @@ static void manager_evaluate(Manager *m) {
         health_evaluate(&limits, &in, &result);
         manager_set_health(m, &result);
         m->checks++;
+}
+
+void manager_reevaluate(Manager *m) {
+        if (m->stopping || m->tearing_down)
+                return;
+        manager_evaluate(m);
+        update_status(m);
 }
 
 static void probe_run(Db *db, Job *j) {
@@ -450,6 +464,8 @@ static void manager_stop(Manager *m, const char *why) {
         (void)sd_event_source_set_enabled(m->health_timer, SD_EVENT_OFF);
         (void)sd_event_source_set_enabled(m->round_timer, SD_EVENT_OFF);
         m->round_open = false;
+        if (m->maintenance)
+                maintenance_stop(m->maintenance);
 
         /* Abandon whatever maintenance runs; the final checkpoint is queued
          * behind it and is not cancellable. */
@@ -561,6 +577,8 @@ static void reload_pragmas_done(Job *j, bool ran) {
         r = manager_arm_health_timer(m);
         if (r < 0)
                 log_error("reload: cannot re-arm the health timer: %s", strerror(-r));
+        if (m->maintenance)
+                maintenance_reload(m->maintenance);
 
         log_field(&f, "SQLVIGIL_CONFIG", "%s", m->config_path);
         log_event(LOG_INFO, SQLVIGIL_MESSAGE_RELOADED, "reloaded", &f,
@@ -692,6 +710,7 @@ Manager *manager_free(Manager *m) {
         /* The worker first: it joins its thread and hands back queued jobs,
          * whose done() callbacks still see a whole manager. */
         worker_free(m->worker);
+        maintenance_free(m->maintenance);
         sd_event_source_disable_unref(m->health_timer);
         sd_event_source_disable_unref(m->round_timer);
         sd_event_source_disable_unref(m->extend_timer);
@@ -808,6 +827,14 @@ int manager_start(Manager *m) {
                 r = manager_arm_health_timer(m);
         if (r < 0) {
                 log_error("cannot create timers: %s", strerror(-r));
+                return EXIT_FAILURE_OTHER;
+        }
+
+        r = maintenance_new(&m->maintenance, m);
+        if (r >= 0)
+                r = maintenance_start(m->maintenance);
+        if (r < 0) {
+                log_error("cannot set up maintenance: %s", strerror(-r));
                 return EXIT_FAILURE_OTHER;
         }
 

@@ -15,6 +15,7 @@
 #include "config.h"
 #include "db.h"
 #include "health.h"
+#include "maintenance.h"
 #include "util.h"
 #include "worker.h"
 
@@ -36,6 +37,7 @@ typedef struct Manager {
 
         Db *db;                 /* after start-up, used only on the worker thread */
         Worker *worker;
+        Maintenance *maintenance;
         PragmaStatus pragmas[_PRAGMA_MAX]; /* the loop's copy of db->pragmas */
         int64_t page_size;
 
@@ -94,3 +96,7 @@ int manager_start(Manager *m);
 
 /* Runs the event loop until the daemon stops; returns the exit code. */
 int manager_run(Manager *m);
+
+/* Judges health again from the facts at hand (a maintenance task found
+ * corruption or starvation) and updates STATUS=; no watchdog ping. */
+void manager_reevaluate(Manager *m);

@@ -265,7 +265,7 @@ static void test_good(void) {
         CHECK_INT(c->pragmas[PRAGMA_TEMP_STORE].value, 2);
         CHECK_INT(c->pragmas[PRAGMA_AUTO_VACUUM].value, 2);
         CHECK_INT(c->pragmas[PRAGMA_FOREIGN_KEYS].value, 1);
-        CHECK(!c->pragmas[PRAGMA_WAL_AUTOCHECKPOINT].set);
+        CHECK(!c->pragmas[PRAGMA_JOURNAL_SIZE_LIMIT].set);
         CHECK_INT(c->health_interval, 5 * USEC_PER_SEC);
         CHECK_INT(c->lock_timeout, USEC_PER_MINUTE);
         CHECK_INT(c->quick_check_interval, 0);
@@ -297,6 +297,11 @@ static void test_defaults(void) {
         CHECK(!c->create);
         CHECK(c->pragmas[PRAGMA_JOURNAL_MODE].set);
         CHECK_INT(c->pragmas[PRAGMA_BUSY_TIMEOUT].value, 5000);
+        /* sqlvigil's own connection: no fsync per vacuum step, no inline checkpoints. */
+        CHECK_INT(c->pragmas[PRAGMA_SYNCHRONOUS].value, 1);
+        CHECK(c->pragmas[PRAGMA_WAL_AUTOCHECKPOINT].set);
+        CHECK_INT(c->pragmas[PRAGMA_WAL_AUTOCHECKPOINT].value, 0);
+        CHECK(!c->pragmas[PRAGMA_CACHE_SIZE].set);
         CHECK_INT(c->health_interval, 0);
         CHECK_INT(c->max_wal_size, 64ULL << 20);
         CHECK_INT(c->lock_timeout, 30 * USEC_PER_SEC);

@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * When each maintenance task runs. Pure bookkeeping on times passed in by
+ * the caller, so its rules are unit-tested without sleeping:
+ *
+ *  - every task has an interval (0: the task is off);
+ *  - first runs are spread by a random delay in [0, interval), like
+ *    systemd's RandomizedDelaySec=, so that instances started together on
+ *    one host do not all vacuum at the same moment;
+ *  - a task never overlaps itself: while it runs it is not due again, and a
+ *    trigger (the WAL reached min_wal_pages) only moves it earlier;
+ *  - after a run the next is one interval after the run's start, or at once
+ *    if the run took longer than that;
+ *  - once stopped, nothing is due any more.
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "util.h"
+
+typedef enum TaskId {
+        TASK_CHECKPOINT,
+        TASK_VACUUM,
+        TASK_ANALYZE,
+        TASK_QUICK_CHECK,
+        _TASK_MAX,
+} TaskId;
+
+extern const char *const task_names[_TASK_MAX];
+
+typedef struct TaskSchedule {
+        usec_t interval; /* 0: off */
+        usec_t next;     /* CLOCK_MONOTONIC; USEC_INFINITY when off */
+        bool running;
+        usec_t last_start; /* 0: never ran */
+} TaskSchedule;
+
+typedef struct Scheduler {
+        TaskSchedule task[_TASK_MAX];
+        uint64_t rng;
+        bool stopped;
+} Scheduler;
+
+void scheduler_init(Scheduler *s, const usec_t intervals[_TASK_MAX], usec_t now, uint64_t seed);
+
+/* New intervals (reload): an unchanged task keeps its time; a changed one
+ * runs one new interval after its last start, or after a fresh random delay
+ * if it never ran, and never in the past. */
+void scheduler_set_intervals(Scheduler *s, const usec_t intervals[_TASK_MAX], usec_t now);
+
+/* The earliest time a task that is not running is due; USEC_INFINITY if none. */
+usec_t scheduler_next(const Scheduler *s);
+
+/* A task due at now and not running, marked running; -1 if none. */
+int scheduler_take_due(Scheduler *s, usec_t now);
+
+/* Marks a task running for a run not started by the clock (an admin
+ * command or a trigger). Returns false if it is already running. */
+bool scheduler_begin(Scheduler *s, TaskId t, usec_t now);
+
+/* A run that began at started ended at now. */
+void scheduler_done(Scheduler *s, TaskId t, usec_t started, usec_t now);
+
+/* Makes a task due at now (unless off, running or stopped). */
+void scheduler_trigger(Scheduler *s, TaskId t, usec_t now);
+
+void scheduler_stop(Scheduler *s);
+
+/* The pseudo-random generator behind the jitter (splitmix64), exposed for tests. */
+uint64_t scheduler_random(Scheduler *s);

@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * The WAL index (the -shm file), read the way another process sees it.
+ *
+ * Applications' commits do not fire sqlvigil's hooks, and the -wal file's
+ * size says little (SQLite reuses the file from the start after a reset
+ * without shrinking it). The WAL index header says exactly how many frames
+ * the WAL holds (mxFrame) and how many are already copied into the database
+ * (nBackfill); its read marks say where each reader's snapshot ends. The
+ * layout is SQLite's documented file format (fileformat2.html, "The
+ * WAL-Index Format"): two copies of a 48-byte header, then the checkpoint
+ * info with nBackfill and five read marks, integers in native byte order.
+ *
+ * Which process holds which read lock is not in the file: SQLite takes POSIX
+ * advisory locks on bytes 120..127 of the -shm file (byte 123 + i is read
+ * mark i), and /proc/locks lists them with the holder's pid.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define WALINDEX_READERS 5
+
+enum {
+        WALINDEX_E_UNINITIALIZED = 1, /* no valid header (yet): no WAL, or being rebuilt */
+};
+
+typedef struct WalIndex {
+        uint32_t page_size;
+        uint32_t mx_frame;   /* frames in the WAL (the last valid one) */
+        uint32_t salt;       /* changes whenever the WAL is reset to its start */
+        uint32_t n_backfill; /* frames already copied back into the database */
+        uint32_t read_mark[WALINDEX_READERS];
+} WalIndex;
+
+/* Reads the header. 0, WALINDEX_E_UNINITIALIZED, or a negative errno. */
+int walindex_read(const char *shm_path, WalIndex *ret);
+
+/* Frames committed to the WAL but not yet in the database. */
+static inline uint32_t walindex_pending(const WalIndex *w) {
+        return w->mx_frame > w->n_backfill ? w->mx_frame - w->n_backfill : 0;
+}
+
+typedef struct WalReader {
+        pid_t pid;
+        int slot;       /* read mark index, 0..4; 0 reads the database file only */
+        uint32_t mark;  /* its snapshot ends at this frame */
+        bool blocks_backfill; /* its snapshot is older than the WAL's end */
+        char comm[32];  /* /proc/PID/comm, "?" when not visible to us */
+} WalReader;
+
+/*
+ * Finds processes holding read locks on the -shm file identified by dev/ino,
+ * from locks_text in /proc/locks format (NULL: read /proc/locks), leaving
+ * out pid self. Fills up to max entries, blockers of backfill first, and sets
+ * *ret_n to the number filled in. Returns 0 or a negative errno.
+ */
+int walindex_readers(const char *locks_text, dev_t dev, ino_t ino, const WalIndex *wi, pid_t self,
+                     WalReader *out, size_t max, size_t *ret_n);
+
+/* "pid 1234 (python3), reading frame 12 of 480; pid 99 (?)" */
+void walindex_format_readers(const WalReader *r, size_t n, uint32_t mx_frame, char *buf, size_t size);
