@@ -23,6 +23,7 @@ import threading
 import time
 
 SQLVIGIL = os.environ.get("SQLVIGIL", "build/src/sqlvigil")
+LOADGEN = os.environ.get("LOADGEN", "build/tests/sqlvigil-loadgen")
 PYTHON = sys.executable
 
 
@@ -157,9 +158,10 @@ class Daemon:
                     return t, l
         return None
 
-    def wait_log(self, pattern, after=0.0, timeout=10):
+    def wait_log(self, pattern, after=0.0, timeout=10, interval=0.02):
         return wait_until(lambda: self.find_log(pattern, after), timeout,
-                          f"a log line matching {pattern!r}; log so far:\n" + "\n".join(self.log()))
+                          f"a log line matching {pattern!r}; log so far:\n" + "\n".join(self.log()),
+                          interval=interval)
 
     def signal(self, sig):
         self.proc.send_signal(sig)
@@ -271,6 +273,55 @@ print("released", flush=True)
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+class Loadgen:
+    """An application process: sqlvigil-loadgen writer or reader."""
+
+    def __init__(self, mode, db, *args):
+        self.proc = subprocess.Popen([LOADGEN, mode, "--db", db] + [str(a) for a in args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        first = self.proc.stdout.readline()
+        if not first.strip():
+            raise Failure(f"loadgen {mode} did not start: {self.proc.stderr.read()}")
+        import json
+        self.hello = json.loads(first)
+        self.pid = self.proc.pid
+
+    def stop(self, timeout=30):
+        """SIGTERM, then the summary line (a dict)."""
+        import json
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            out, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise Failure("loadgen did not stop")
+        lines = [l for l in out.splitlines() if l.strip()]
+        if not lines:
+            raise Failure(f"loadgen printed no summary; stderr: {err}")
+        return json.loads(lines[-1])
+
+    def wait(self, timeout=60):
+        import json
+        out, err = self.proc.communicate(timeout=timeout)
+        lines = [l for l in out.splitlines() if l.strip()]
+        check(lines, f"loadgen printed no summary; stderr: {err}")
+        return json.loads(lines[-1])
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def query(path, sql, *params):
+    con = sqlite3.connect(path, isolation_level=None, timeout=10)
+    try:
+        return con.execute(sql, params).fetchall()
+    finally:
+        con.close()
 
 
 def max_gap(times):
