@@ -117,10 +117,11 @@ class App:
 class Instance:
     """sqlvigil@NAME: its user, database and configuration."""
 
-    def __init__(self, name):
+    def __init__(self, name, user=None, directory=None):
         self.name = name
+        self.user = user or name
         self.unit = f"sqlvigil@{name}.service"
-        self.dir = f"/var/lib/{name}"
+        self.dir = directory or f"/var/lib/{name}"
         self.db = f"{self.dir}/{name}.db"
         self.wal = self.db + "-wal"
         self.conf = f"/etc/sqlvigil/{name}.conf"
@@ -193,7 +194,7 @@ class Session:
         return self.run("runuser", "-u", user, "--", "sqlite3", db, sql).stdout.strip()
 
     def app(self, inst):
-        a = App(self, inst.name, inst.db)
+        a = App(self, inst.user, inst.db)
         self.apps.append(a)
         return a
 
@@ -247,12 +248,14 @@ class Session:
 
     # ---- set-up -----------------------------------------------------------
 
-    def instance(self, name, config="", rows=0, wal=True, create_db=True):
-        """A user and group NAME, owning /var/lib/NAME and its database (with
-        table t), and /etc/sqlvigil/NAME.conf."""
-        inst = Instance(name)
+    def instance(self, name, config="", rows=0, wal=True, create_db=True, user=None, directory=None):
+        """By the unit's convention: a user and group NAME, owning
+        /var/lib/NAME and its database NAME.db (with table t), and
+        /etc/sqlvigil/NAME.conf. user= and directory= put the database
+        elsewhere, owned by another user."""
+        inst = Instance(name, user, directory)
         self.run("useradd", "--system", "--user-group", "--home-dir", inst.dir, "--no-create-home",
-                 "--shell", "/usr/sbin/nologin", name)
+                 "--shell", "/usr/sbin/nologin", inst.user)
         os.makedirs(inst.dir, exist_ok=True)
         if create_db:
             con = sqlite3.connect(inst.db, isolation_level=None)
@@ -263,7 +266,7 @@ class Session:
                 con.executemany("INSERT INTO t(v) VALUES (?)", ((f"row {i}",) for i in range(rows)))
                 con.execute("COMMIT")
             con.close()
-        self.run("chown", "-R", f"{name}:{name}", inst.dir)
+        self.run("chown", "-R", f"{inst.user}:{inst.user}", inst.dir)
         self.write_config(inst, f"[database]\npath = {inst.db}\n\n{config}")
         return inst
 

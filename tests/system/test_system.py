@@ -456,6 +456,32 @@ def stop_extend(s):
     check(s.sqlite_cli("t", t.db, "PRAGMA integrity_check;") == "ok", "integrity_check failed")
 
 
+@booted
+def override_paths(s):
+    """The documented override: a database outside /var/lib/NAME, owned by
+    another user, supervised through a `systemctl edit` drop-in."""
+    w = s.instance("wecare", user="www", directory="/srv/wecare/db")
+    # What `systemctl edit sqlvigil@wecare` would write.
+    s.dropin(w.unit, "override", "[Service]\nUser=www\nGroup=www\nReadWritePaths=/srv/wecare/db\n")
+    check(not os.path.exists("/var/lib/wecare"), "/var/lib/wecare exists")
+    s.systemctl("start", w.unit)
+    st = s.show(w.unit, "ActiveState", "SubState", "MainPID")
+    check((st["ActiveState"], st["SubState"]) == ("active", "running"), f"{w.unit}: {st}")
+    uid = subprocess.run(["id", "-u", "www"], capture_output=True, text=True).stdout.strip()
+    ps = proc_status(st["MainPID"])
+    check(ps["Uid"].split() == [uid] * 4, f"Uid: {ps['Uid']}, expected www ({uid})")
+    # The application, as www, writes; the stop checkpoint can still write
+    # the database's directory.
+    app = s.app(w)
+    app.cmd("insert 20")
+    check((size(w.wal) or 0) > 0, "nothing in the WAL")
+    s.systemctl("stop", w.unit)
+    check(size(w.wal) in (0, None), f"WAL is {size(w.wal)} bytes after stop")
+    check(s.prop(w.unit, "Result") == "success", "stop did not succeed")
+    app.quit()
+    check(s.sqlite_cli("www", w.db, "SELECT count(*) FROM t;") == "20", "rows missing")
+
+
 # ---- Entry points --------------------------------------------------------------
 
 def host(name):
