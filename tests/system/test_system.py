@@ -354,7 +354,7 @@ def start_limit(s):
             os.unlink(f)
     s.log("deleted the database")
     # Each start after that exits 66 at once; systemd refuses the sixth
-    # within StartLimitIntervalSec=1min (StartLimitBurst=5) and leaves the
+    # within StartLimitIntervalSec=10min (StartLimitBurst=5) and leaves the
     # unit failed. (On 252 Result= stays that of the last run, exit-code,
     # when the refused start is an automatic restart.)
     s.wait_journal("systemd: start request repeated too quickly", timeout=60, unit=gone.unit,
