@@ -1,0 +1,541 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""sqlvigil@.service under a real systemd.
+
+    test_system.py NAME             run scenario NAME (meson does this)
+    test_system.py --inside NAME    inside the container (the driver unit)
+
+Two kinds of scenario:
+
+- @static: checks on the generated unit file that run on the host, need no
+  root and boot nothing (systemd-analyze verify / security).
+- @booted: run inside a freshly booted container (see container.py) with
+  this build installed. The function gets a Session (inside.py) and acts
+  like an operator: systemctl, journalctl, an application process. It
+  raises Failure (check()) when something is wrong, or Skip when the
+  feature it needs is not there. Booted scenarios skip with status 77,
+  saying why, when not root or when systemd-nspawn is missing. Each one
+  boots its own container (about 3 s with the install), so group related
+  checks in one scenario.
+
+To add a scenario, write one function here and add one line to
+tests/meson.build. For example, once maintenance lands:
+
+    @booted
+    def maintenance(s):
+        t = s.instance("t", config="[checkpoint]\\ninterval = 1s\\n")
+        s.systemctl("start", t.unit)
+        app = s.app(t)
+        app.cmd("insert 100")
+        s.wait_journal("a checkpoint run", unit=t.unit, SQLVIGIL_EVENT="checkpoint")
+
+plus `'maintenance',` in system_cases in tests/meson.build.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from inside import (MSG_CONFIG_REJECTED, MSG_HEALTH, MSG_READY, MSG_RELOADED,  # noqa: E402
+                    MSG_STARTED, MSG_STOPPING, SD_UNIT_FAILURE_RESULT, SD_UNIT_RESTART_SCHEDULED,
+                    SD_UNIT_SUCCESS, Failure, check, run_inside)
+
+STATIC = {}
+BOOTED = {}
+# Longest a booted scenario may run inside the container.
+BOOTED_TIMEOUT = 120
+
+
+def static(func):
+    STATIC[func.__name__] = func
+    return func
+
+
+def booted(func):
+    BOOTED[func.__name__] = func
+    return func
+
+
+def size(path):
+    try:
+        return os.path.getsize(path)
+    except FileNotFoundError:
+        return None
+
+
+def proc_status(pid):
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            out[k] = v.strip()
+    return out
+
+
+def pragmas_lines(entries):
+    return [e["MESSAGE"] for e in entries if e.get("MESSAGE", "").startswith("pragmas in force:")]
+
+
+# ---- Static checks on the unit file -----------------------------------------
+
+def unit_for_analysis(tmp):
+    """The generated unit as instance sqlvigil@t.service in tmp, with
+    ExecStart= pointing at the built binary so systemd-analyze can
+    resolve it. First checks that the generated ExecStart= names the path
+    where this build installs the binary."""
+    import container
+    build = container.BUILD
+    unit = os.path.join(build, "units", "sqlvigil@.service")
+    binary = os.path.join(build, "src", "sqlvigil")
+    with open(unit) as f:
+        text = f.read()
+    m = re.search(r"^ExecStart=(\S+)", text, re.M)
+    check(m, "no ExecStart= in the generated unit")
+    installed = container.installed_path(binary)
+    check(m.group(1) == installed,
+          f"ExecStart= runs {m.group(1)}, but the build installs the binary as {installed}")
+    check("@" not in m.group(1), f"unsubstituted variable in ExecStart={m.group(1)}")
+    path = os.path.join(tmp, "sqlvigil@t.service")
+    with open(path, "w") as f:
+        f.write(text.replace(f"ExecStart={installed} ", f"ExecStart={os.path.abspath(binary)} "))
+    return path
+
+
+@static
+def unit_verify(tmp):
+    path = unit_for_analysis(tmp)
+    r = subprocess.run(["systemd-analyze", "verify", "--man=no", path], capture_output=True, text=True)
+    out = (r.stdout + r.stderr).strip()
+    print(f"systemd-analyze verify --man=no sqlvigil@t.service: exit {r.returncode}")
+    if out:
+        print(out)
+    check(r.returncode == 0, f"systemd-analyze verify exited with {r.returncode}")
+    # Complaints about other units (the host's) are not ours; any about this
+    # one, even a warning, is.
+    concerns = [line for line in out.splitlines() if "sqlvigil" in line]
+    check(not concerns, "systemd-analyze verify complains:\n" + "\n".join(concerns))
+
+
+@static
+def unit_security(tmp):
+    path = unit_for_analysis(tmp)
+    # --threshold is in tenths of the displayed score: 15 means 1.5.
+    r = subprocess.run(["systemd-analyze", "security", "--no-pager", "--offline=true", "--threshold=15", path],
+                       capture_output=True, text=True)
+    m = re.search(r"Overall exposure level for sqlvigil@t\.service: (\d+\.\d+) (\w+)", r.stdout)
+    check(m, f"no overall exposure level in:\n{r.stdout}{r.stderr}")
+    print(f"exposure {m.group(1)} {m.group(2)} (threshold 1.5); not satisfied:")
+    print("\n".join(line for line in r.stdout.splitlines() if line.startswith("✗")))
+    check(r.returncode == 0, f"exposure {m.group(1)} is above 1.5 (exit {r.returncode}):\n{r.stderr}")
+
+
+# ---- Booted scenarios --------------------------------------------------------
+
+@booted
+def start_ready(s):
+    """Active only after READY=1; the STATUS= line; the structured ready
+    entry; the sandbox; instances side by side."""
+    # A rollback-journal database with a "migration" holding an EXCLUSIVE
+    # lock: sqlvigil cannot even read it, and waits (busy_timeout 5s).
+    t = s.instance("t", rows=10, wal=False)
+    app = s.app(t)
+    app.sql("BEGIN EXCLUSIVE")
+    app.sql("INSERT INTO t(v) VALUES ('migration')")
+
+    s.systemctl("start", "--no-block", t.unit)
+    s.wait_journal("sqlvigil's started entry", unit=t.unit, MESSAGE_ID=MSG_STARTED)
+    pid = s.prop(t.unit, "MainPID")
+    check(pid != "0", "no main process while starting")
+    # Blocked on the lock, before READY=1: the unit must stay `activating`.
+    until = time.monotonic() + 1.0
+    while time.monotonic() < until:
+        st = s.show(t.unit, "ActiveState", "SubState")
+        check((st["ActiveState"], st["SubState"]) == ("activating", "start"),
+              f"unit is {st['ActiveState']} ({st['SubState']}) while sqlvigil waits for the database; "
+              "expected activating (start) until READY=1")
+        time.sleep(0.05)
+    s.log("unit stayed activating (start) for 1 s while the database was locked")
+    app.sql("COMMIT")
+    s.wait_until(lambda: s.prop(t.unit, "ActiveState") == "active", 15, "the unit to become active")
+    st = s.show(t.unit, "SubState", "MainPID", "StatusText", "ExecMainStartTimestampMonotonic",
+                "ActiveEnterTimestampMonotonic", "NRestarts")
+    check(st["SubState"] == "running", f"SubState={st['SubState']}")
+    check(st["MainPID"] == pid, f"main process changed while starting: {pid} -> {st['MainPID']}")
+    check(st["NRestarts"] == "0", f"NRestarts={st['NRestarts']}")
+    # systemd's own clock: active at least a second after the process began.
+    waited = (int(st["ActiveEnterTimestampMonotonic"]) - int(st["ExecMainStartTimestampMonotonic"])) / 1e6
+    check(waited >= 1.0, f"unit became active {waited:.2f}s after the process started; expected >= 1 s "
+          "(READY=1 only after the database opened)")
+    s.log(f"active {waited:.2f}s after ExecStart")
+
+    # STATUS= as systemctl shows it.
+    status = st["StatusText"]
+    check(status.startswith("ok; WAL "), f"StatusText={status!r}")
+    out = s.systemctl("status", t.unit).stdout
+    check(f'Status: "{status}"' in out, f"systemctl status lacks the status line {status!r}:\n{out}")
+
+    # The ready entry, with sqlvigil's fields and the unit's LogExtraFields=.
+    ready = s.wait_journal("the ready entry", unit=t.unit, MESSAGE_ID=MSG_READY)
+    for k, v in (("SQLVIGIL_EVENT", "ready"), ("SQLVIGIL_INSTANCE", "t"), ("SQLVIGIL_DATABASE", t.db),
+                 ("SQLVIGIL_HEALTH", "ok"), ("SQLVIGIL_WATCHDOG_USEC", "30000000"), ("PRIORITY", "6"),
+                 ("SYSLOG_IDENTIFIER", "sqlvigil"), ("_SYSTEMD_UNIT", t.unit)):
+        check(ready.get(k) == v, f"ready entry: {k}={ready.get(k)!r}, expected {v!r}")
+    check(ready.get("_PID") == pid, f"ready entry from PID {ready.get('_PID')}, main PID is {pid}")
+    # Every entry of the daemon carries the instance.
+    untagged = [e for e in s.journal(unit=t.unit, _SYSTEMD_UNIT=t.unit) if e.get("SQLVIGIL_INSTANCE") != "t"]
+    check(not untagged, f"entries without SQLVIGIL_INSTANCE=t: {[e.get('MESSAGE') for e in untagged]}")
+
+    # The database is now in WAL mode, the migration's row is there.
+    check(s.sqlite_cli("t", t.db, "PRAGMA journal_mode;") == "wal", "journal_mode is not wal")
+    check(s.sqlite_cli("t", t.db, "SELECT count(*) FROM t;") == "11", "rows missing")
+
+    # The sandbox, as the kernel sees it.
+    ps = proc_status(pid)
+    uid = subprocess.run(["id", "-u", "t"], capture_output=True, text=True).stdout.strip()
+    for k, v in (("NoNewPrivs", "1"), ("Seccomp", "2"), ("CapEff", "0000000000000000"),
+                 ("CapBnd", "0000000000000000")):
+        check(ps.get(k) == v, f"/proc/{pid}/status: {k}: {ps.get(k)}, expected {v}")
+    check(ps["Uid"].split() == [uid] * 4, f"Uid: {ps['Uid']}, expected user t ({uid})")
+
+    # A second instance beside it, with its own runtime directory; stopping
+    # it leaves the first one alone.
+    u = s.instance("u")
+    s.systemctl("start", u.unit)
+    for inst in (t, u):
+        check(os.path.isdir(inst.runtime_dir), f"{inst.runtime_dir} missing")
+        owner = subprocess.run(["stat", "-c", "%U", inst.runtime_dir], capture_output=True,
+                               text=True).stdout.strip()
+        check(owner == inst.name, f"{inst.runtime_dir} is owned by {owner}")
+    ready_u = s.wait_journal("u's ready entry", unit=u.unit, MESSAGE_ID=MSG_READY)
+    check(ready_u.get("SQLVIGIL_INSTANCE") == "u" and ready_u.get("SQLVIGIL_DATABASE") == u.db,
+          f"u's ready entry: {ready_u.get('SQLVIGIL_INSTANCE')} {ready_u.get('SQLVIGIL_DATABASE')}")
+    s.systemctl("stop", u.unit)
+    check(not os.path.exists(u.runtime_dir), f"{u.runtime_dir} still there after stop")
+    check(os.path.isdir(t.runtime_dir), f"stopping sqlvigil@u removed {t.runtime_dir}")
+    st = s.show(t.unit, "ActiveState", "MainPID")
+    check(st == {"ActiveState": "active", "MainPID": pid}, f"sqlvigil@t after stopping @u: {st}")
+    app.quit()
+
+
+@booted
+def reload_config(s):
+    """systemctl reload applies a new configuration; a broken one is
+    rejected and the old one stays in force."""
+    t = s.instance("t", config="[pragmas]\ncache_size = -3000\n")
+    s.systemctl("start", t.unit)
+    check(any("cache_size=-3000" in m for m in pragmas_lines(s.journal(unit=t.unit))),
+          "the pragmas line at start does not show cache_size=-3000")
+    pid = s.prop(t.unit, "MainPID")
+
+    def reload_and_wait(what, message_id):
+        c = s.cursor()
+        s.systemctl("reload", t.unit)
+        done = bool(s.journal(unit=t.unit, after=c, MESSAGE_ID=message_id))
+        s.log(f"'{what}' entry {'already' if done else 'not yet'} in the journal when systemctl reload returned")
+        e = s.wait_journal(what, unit=t.unit, after=c, MESSAGE_ID=message_id)
+        s.wait_until(lambda: s.show(t.unit, "ActiveState", "SubState") ==
+                     {"ActiveState": "active", "SubState": "running"}, 10, "active (running) after the reload")
+        return c, e
+
+    # A good new configuration.
+    s.write_config(t, f"[database]\npath = {t.db}\n\n[pragmas]\ncache_size = -4000\n")
+    c, e = reload_and_wait("reloaded", MSG_RELOADED)
+    check(e.get("SQLVIGIL_EVENT") == "reloaded" and e.get("SQLVIGIL_INSTANCE") == "t", f"reloaded entry: {e}")
+    lines = pragmas_lines(s.journal(unit=t.unit, after=c, sync=True))
+    check(lines and "cache_size=-4000" in lines[-1], f"after the reload, pragmas lines: {lines}")
+
+    # A broken one: rejected, naming the key; still running, same process.
+    s.write_config(t, f"[database]\npath = {t.db}\n\n[pragmas]\ncache_sise = -5000\n")
+    c, e = reload_and_wait("config-rejected", MSG_CONFIG_REJECTED)
+    check(e.get("SQLVIGIL_EVENT") == "config-rejected" and e.get("SQLVIGIL_INSTANCE") == "t",
+          f"config-rejected entry: {e}")
+    check(e.get("PRIORITY") == "3", f"config-rejected PRIORITY={e.get('PRIORITY')}")
+    check("cache_sise" in e.get("MESSAGE", "") and t.conf in e.get("MESSAGE", ""),
+          f"the message does not name the file and the key: {e.get('MESSAGE')!r}")
+    after = s.journal(unit=t.unit, after=c, sync=True)
+    check(not pragmas_lines(after), "pragmas changed although the configuration was rejected")
+    check(not [x for x in after if x.get("MESSAGE_ID") == MSG_RELOADED], "a 'reloaded' entry for a broken file")
+    st = s.show(t.unit, "ActiveState", "SubState", "MainPID", "NRestarts")
+    check(st == {"ActiveState": "active", "SubState": "running", "MainPID": pid, "NRestarts": "0"},
+          f"after a rejected reload: {st}")
+
+    # And it still reloads after that.
+    s.write_config(t, f"[database]\npath = {t.db}\n\n[pragmas]\ncache_size = -6000\n")
+    c, e = reload_and_wait("reloaded", MSG_RELOADED)
+    lines = pragmas_lines(s.journal(unit=t.unit, after=c, sync=True))
+    check(lines and "cache_size=-6000" in lines[-1], f"after the second reload, pragmas lines: {lines}")
+    check(s.prop(t.unit, "MainPID") == pid, "the main process changed during reloads")
+
+
+@booted
+def watchdog_restart(s):
+    """A replaced database fails health, pings stop, systemd's watchdog
+    kills and restarts it; the journal says why in sqlvigil's words first."""
+    t = s.instance("t")
+    # A short watchdog to keep the test fast (pings every 1.5 s).
+    s.dropin(t.unit, "50-test-watchdog", "[Service]\nWatchdogSec=3s\n")
+    s.systemctl("start", t.unit)
+    pid = s.prop(t.unit, "MainPID")
+    ready = s.wait_journal("ready", unit=t.unit, MESSAGE_ID=MSG_READY)
+    check(ready.get("SQLVIGIL_WATCHDOG_USEC") == "3000000",
+          f"ready entry: SQLVIGIL_WATCHDOG_USEC={ready.get('SQLVIGIL_WATCHDOG_USEC')}")
+    c = s.cursor()
+
+    # The application's deploy script swaps in a new database file.
+    new = t.db + ".new"
+    s.sqlite_cli("t", new, "PRAGMA journal_mode=wal; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); "
+                 "INSERT INTO t(v) VALUES ('replacement');")
+    os.rename(new, t.db)
+    s.log("replaced the database file")
+
+    def restarted():
+        st = s.show(t.unit, "ActiveState", "NRestarts", "MainPID")
+        return st["ActiveState"] == "active" and st["NRestarts"] != "0" and st["MainPID"] != pid
+    s.wait_until(restarted, 30, "a restart (NRestarts >= 1) and the unit active again")
+    st = s.show(t.unit, "NRestarts", "MainPID", "ActiveState", "SubState")
+    check(st["MainPID"] != pid, f"same main process after the restart: {st}")
+    s.log(f"restarted: {st}")
+    # The new process supervises the new file.
+    s.wait_journal("ready after the restart", unit=t.unit, after=c, MESSAGE_ID=MSG_READY)
+    check(s.sqlite_cli("t", t.db, "SELECT v FROM t;") == "replacement", "not the replacement database")
+
+    entries = s.journal(unit=t.unit, after=c, sync=True)
+
+    def first(pred, what):
+        for i, e in enumerate(entries):
+            if pred(e):
+                s.log(f"journal #{i}: {what}: {e.get('MESSAGE')!r}")
+                return i, e
+        raise Failure(f"no journal entry: {what}; journal since the replacement:\n"
+                      + "\n".join(e.get("MESSAGE", "") for e in entries))
+
+    i_health, health = first(lambda e: e.get("MESSAGE_ID") == MSG_HEALTH and e.get("SQLVIGIL_HEALTH") == "failed",
+                             "sqlvigil: health failed")
+    check(health.get("SQLVIGIL_REASON") == "file-replaced", f"SQLVIGIL_REASON={health.get('SQLVIGIL_REASON')}")
+    check(health.get("MESSAGE", "").startswith("health: failed: database file was replaced"),
+          f"health message: {health.get('MESSAGE')!r}")
+    check(health.get("SQLVIGIL_INSTANCE") == "t" and health.get("_PID") == pid, "health entry: wrong origin")
+    i_wd, wd = first(lambda e: e.get("UNIT") == t.unit and "Watchdog timeout" in e.get("MESSAGE", ""),
+                     "systemd: watchdog timeout")
+    check(i_health < i_wd, "systemd's watchdog timeout comes before sqlvigil's health entry")
+    i_res, res = first(lambda e: e.get("MESSAGE_ID") == SD_UNIT_FAILURE_RESULT and e.get("UNIT") == t.unit,
+                       "systemd: unit result")
+    check(res.get("UNIT_RESULT") == "watchdog", f"UNIT_RESULT={res.get('UNIT_RESULT')}")
+    i_rs, rs = first(lambda e: e.get("MESSAGE_ID") == SD_UNIT_RESTART_SCHEDULED and e.get("UNIT") == t.unit,
+                     "systemd: restart scheduled")
+    check(i_wd < i_res < i_rs, "watchdog, result and restart out of order")
+
+
+@booted
+def start_limit(s):
+    """A database that stays gone ends in `failed` at the start limit; a
+    bad configuration fails at once, with no restart."""
+    # A configuration error: exit 78, RestartPreventExitStatus=78.
+    bad = s.instance("bad", config="[checkpoint]\nintervall = 1min\n")
+    r = s.systemctl("start", bad.unit, check_status=False)
+    check(r.returncode != 0, "systemctl start succeeded with a broken configuration")
+    started_bad = time.monotonic()
+    e = s.wait_journal("config-rejected at start", unit=bad.unit, MESSAGE_ID=MSG_CONFIG_REJECTED)
+    check("intervall" in e.get("MESSAGE", "") and e.get("SQLVIGIL_INSTANCE") == "bad",
+          f"config-rejected entry: {e.get('MESSAGE')!r} {e.get('SQLVIGIL_INSTANCE')}")
+
+    # The database is deleted under a running instance: health fails, the
+    # watchdog (short, for the test) restarts it, every start exits 66.
+    gone = s.instance("gone")
+    s.dropin(gone.unit, "50-test-watchdog", "[Service]\nWatchdogSec=3s\n")
+    s.systemctl("start", gone.unit)
+    for f in (gone.db, gone.db + "-wal", gone.db + "-shm"):
+        if os.path.exists(f):
+            os.unlink(f)
+    s.log("deleted the database")
+    # Each start after that exits 66 at once; systemd refuses the sixth
+    # within StartLimitIntervalSec=10min (StartLimitBurst=5) and leaves the
+    # unit failed. (On 252 Result= stays that of the last run, exit-code,
+    # when the refused start is an automatic restart.)
+    s.wait_journal("systemd: start request repeated too quickly", timeout=60, unit=gone.unit,
+                   pred=lambda e: "Start request repeated too quickly" in e.get("MESSAGE", ""))
+    s.wait_until(lambda: s.show(gone.unit, "ActiveState", "SubState") ==
+                 {"ActiveState": "failed", "SubState": "failed"}, 10, "sqlvigil@gone to be failed")
+    st = s.show(gone.unit, "NRestarts", "ExecMainStatus", "Result")
+    s.log(f"sqlvigil@gone: {st}")
+    check(st["ExecMainStatus"] == "66", f"last exit status {st['ExecMainStatus']}, expected 66")
+    check(st["Result"] in ("exit-code", "start-limit-hit"), f"Result={st['Result']}")
+    entries = s.journal(unit=gone.unit, sync=True)
+    starts = [e for e in entries if e.get("MESSAGE_ID") == MSG_STARTED]
+    check(len(starts) == 5, f"{len(starts)} starts, expected 5 (StartLimitBurst=5)")
+    check(st["NRestarts"] == "5", f"NRestarts={st['NRestarts']}, expected 5 (the fifth was refused)")
+    check(any(e.get("MESSAGE_ID") == MSG_HEALTH and e.get("SQLVIGIL_REASON") == "file-deleted" for e in entries),
+          "no health entry saying the file was deleted")
+    check(any("does not exist" in e.get("MESSAGE", "") and e.get("PRIORITY") == "3" for e in entries),
+          "no error entry saying the database does not exist")
+    check(any(e.get("MESSAGE_ID") == SD_UNIT_FAILURE_RESULT and e.get("UNIT_RESULT") == "watchdog"
+              for e in entries), "systemd did not log the watchdog result")
+
+    # By now the broken configuration has had several RestartSec= to be
+    # restarted, had it been.
+    check(time.monotonic() - started_bad > 5, "not enough time passed to see a restart")
+    st = s.show(bad.unit, "ActiveState", "Result", "ExecMainStatus", "NRestarts")
+    check(st == {"ActiveState": "failed", "Result": "exit-code", "ExecMainStatus": "78", "NRestarts": "0"},
+          f"sqlvigil@bad: {st}")
+    starts = {e.get("_PID") for e in s.journal(unit=bad.unit, _SYSTEMD_UNIT=bad.unit)}
+    check(len(starts) == 1, f"sqlvigil@bad ran {len(starts)} times")
+
+
+@booted
+def stop_checkpoint(s):
+    """systemctl stop: the WAL is truncated while the application stays
+    connected; all of its rows are there, and the file is sound."""
+    t = s.instance("t")
+    s.systemctl("start", t.unit)
+    app = s.app(t)
+    app.cmd("insert 300")  # 300 transactions while sqlvigil runs
+    wal = size(t.wal)
+    check(wal and wal > 0, f"WAL is {wal} bytes before stop; expected frames to checkpoint")
+    s.log(f"WAL before stop: {wal} bytes")
+    c = s.cursor()
+    began = time.monotonic()
+    s.systemctl("stop", t.unit)
+    took = time.monotonic() - began
+    s.log(f"systemctl stop took {took:.2f}s")
+    # The application is still connected (and idle): the WAL is empty now.
+    wal = size(t.wal)
+    check(wal in (0, None), f"WAL is {wal} bytes after stop, expected 0 (TRUNCATE checkpoint)")
+    check(app.alive(), "the application died")
+    st = s.show(t.unit, "ActiveState", "Result", "ExecMainStatus")
+    check(st == {"ActiveState": "inactive", "Result": "success", "ExecMainStatus": "0"}, f"after stop: {st}")
+    s.wait_journal("systemd: deactivated successfully", unit=t.unit, after=c, MESSAGE_ID=SD_UNIT_SUCCESS)
+    check(not os.path.exists(t.runtime_dir), f"{t.runtime_dir} still there")
+    e = s.wait_journal("the stopping entry", unit=t.unit, after=c, MESSAGE_ID=MSG_STOPPING)
+    for k, v in (("SQLVIGIL_EVENT", "stopping"), ("SQLVIGIL_CHECKPOINT_MODE", "truncate"),
+                 ("SQLVIGIL_WAL_BYTES", "0"), ("SQLVIGIL_BUSY", "0"), ("SQLVIGIL_INSTANCE", "t")):
+        check(e.get(k) == v, f"stopping entry: {k}={e.get(k)!r}, expected {v!r}")
+    check(int(e.get("SQLVIGIL_WAL_BYTES_BEFORE", "0")) > 0, "stopping entry: nothing was in the WAL before")
+    # The application's connection still works, reads everything and writes.
+    check(app.sql("SELECT count(*) FROM t") == [[300]], "the application does not see its 300 rows")
+    app.cmd("insert 1")
+    app.quit()
+    # An independent client: every row, and a sound file.
+    check(s.sqlite_cli("t", t.db, "SELECT count(*) FROM t;") == "301", "rows missing")
+    check(s.sqlite_cli("t", t.db, "PRAGMA integrity_check;") == "ok", "integrity_check failed")
+
+
+@booted
+def stop_extend(s):
+    """A reader that never leaves: the final checkpoint waits stop_timeout
+    (4 s) and gives up cleanly. TimeoutStopSec is shorter (2 s, for the
+    test), so only EXTEND_TIMEOUT_USEC= keeps systemd from killing it."""
+    t = s.instance("t", config="[checkpoint]\nstop_timeout = 4s\n")
+    s.dropin(t.unit, "50-test-stop", "[Service]\nTimeoutStopSec=2s\n")
+    s.systemctl("start", t.unit)
+    app = s.app(t)
+    app.cmd("insert 50")
+    app.sql("BEGIN")
+    check(app.sql("SELECT count(*) FROM t") == [[50]], "reader: wrong count")  # holds a read snapshot
+    c = s.cursor()
+    began = time.monotonic()
+    s.systemctl("stop", t.unit)
+    took = time.monotonic() - began
+    s.log(f"systemctl stop took {took:.2f}s")
+    check(3.5 <= took < 20, f"stop took {took:.2f}s; expected about stop_timeout (4 s)")
+    st = s.show(t.unit, "ActiveState", "Result", "ExecMainStatus")
+    check(st == {"ActiveState": "inactive", "Result": "success", "ExecMainStatus": "0"},
+          f"after stop: {st} (Result=timeout means systemd killed it: EXTEND_TIMEOUT_USEC= did not work)")
+    s.wait_journal("systemd: deactivated successfully", unit=t.unit, after=c, MESSAGE_ID=SD_UNIT_SUCCESS)
+    e = s.wait_journal("the stopping entry", unit=t.unit, after=c, MESSAGE_ID=MSG_STOPPING)
+    check(e.get("SQLVIGIL_BUSY") == "1", f"stopping entry: SQLVIGIL_BUSY={e.get('SQLVIGIL_BUSY')}")
+    killed = [x for x in s.journal(unit=t.unit, after=c, sync=True) if "timed out" in x.get("MESSAGE", "")]
+    check(not killed, f"systemd timed out: {[x.get('MESSAGE') for x in killed]}")
+    app.sql("COMMIT")
+    app.quit()
+    check(s.sqlite_cli("t", t.db, "SELECT count(*) FROM t;") == "50", "rows missing")
+    check(s.sqlite_cli("t", t.db, "PRAGMA integrity_check;") == "ok", "integrity_check failed")
+
+
+@booted
+def override_paths(s):
+    """The documented override: a database outside /var/lib/NAME, owned by
+    another user, supervised through a `systemctl edit` drop-in."""
+    w = s.instance("wecare", user="www", directory="/srv/wecare/db")
+    # What `systemctl edit sqlvigil@wecare` would write.
+    s.dropin(w.unit, "override", "[Service]\nUser=www\nGroup=www\nReadWritePaths=/srv/wecare/db\n")
+    check(not os.path.exists("/var/lib/wecare"), "/var/lib/wecare exists")
+    s.systemctl("start", w.unit)
+    st = s.show(w.unit, "ActiveState", "SubState", "MainPID")
+    check((st["ActiveState"], st["SubState"]) == ("active", "running"), f"{w.unit}: {st}")
+    uid = subprocess.run(["id", "-u", "www"], capture_output=True, text=True).stdout.strip()
+    ps = proc_status(st["MainPID"])
+    check(ps["Uid"].split() == [uid] * 4, f"Uid: {ps['Uid']}, expected www ({uid})")
+    # The application, as www, writes; the stop checkpoint can still write
+    # the database's directory.
+    app = s.app(w)
+    app.cmd("insert 20")
+    check((size(w.wal) or 0) > 0, "nothing in the WAL")
+    s.systemctl("stop", w.unit)
+    check(size(w.wal) in (0, None), f"WAL is {size(w.wal)} bytes after stop")
+    check(s.prop(w.unit, "Result") == "success", "stop did not succeed")
+    app.quit()
+    check(s.sqlite_cli("www", w.db, "SELECT count(*) FROM t;") == "20", "rows missing")
+
+
+# ---- Entry points --------------------------------------------------------------
+
+def host(name):
+    if name in STATIC:
+        tmp = tempfile.mkdtemp(prefix=f"sqlvigil-{name}-")
+        try:
+            STATIC[name](tmp)
+        except Failure as e:
+            print(f"FAIL {name}: {e}")
+            return 1
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        print(f"ok   {name}")
+        return 0
+
+    import container
+    reason = container.skip_reason()
+    if reason:
+        print(f"SKIP {name}: {reason}")
+        return 77
+    start = time.monotonic()
+    try:
+        with container.Container(name) as c:
+            c.install()
+            c.add_tests()
+            result = c.boot(name, BOOTED_TIMEOUT)
+    except container.ContainerError as e:
+        print(f"FAIL {name}: {e}")
+        return 1
+    print(result.get("log", "").rstrip())
+    total = time.monotonic() - start
+    if result.get("skipped"):
+        print(f"SKIP {name}: {result['error']}")
+        return 77
+    if not result.get("passed"):
+        print(f"FAIL {name}: {result.get('error')}")
+        print("--- journal (sqlvigil@* and the driver) ---")
+        print(result.get("journal", "").rstrip())
+        return 1
+    print(f"ok   {name} ({result['elapsed']:.1f}s in the container, {total:.1f}s in all)")
+    return 0
+
+
+def main():
+    args = sys.argv[1:]
+    if len(args) == 2 and args[0] == "--inside":
+        run_inside(args[1], BOOTED[args[1]])
+        return 0
+    if len(args) != 1 or (args[0] not in STATIC and args[0] not in BOOTED):
+        print(f"usage: {sys.argv[0]} [--inside] NAME, NAME one of: {', '.join(list(STATIC) + list(BOOTED))}",
+              file=sys.stderr)
+        return 2
+    return host(args[0])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
