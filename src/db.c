@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "db.h"
 
@@ -173,6 +175,9 @@ Db *db_free(Db *db) {
          * just finalized; close_v2 would hide such a bug as a leak instead. */
         if (db->sqlite && sqlite3_close(db->sqlite) != SQLITE_OK)
                 abort();
+        /* Only now: SQLite's locks on the -shm are gone with its connection. */
+        if (db->shm_fd >= 0)
+                close(db->shm_fd);
         free(db->path);
         free(db->wal_path);
         free(db);
@@ -208,6 +213,7 @@ int db_open(const char *path, bool create, Db **ret, char *error, size_t error_s
         db = calloc(1, sizeof(*db));
         if (!db)
                 return -ENOMEM;
+        db->shm_fd = -1;
         db->path = strdup(path);
         db->wal_path = strdup_printf("%s-wal", path);
         if (!db->path || !db->wal_path)
@@ -262,6 +268,18 @@ int db_open(const char *path, bool create, Db **ret, char *error, size_t error_s
 
         *ret = TAKE_PTR(db);
         return 0;
+}
+
+int db_open_wal_index(Db *db) {
+        _cleanup_(freep) char *path = NULL;
+
+        if (db->shm_fd >= 0)
+                return 0;
+        path = strdup_printf("%s-shm", db->path);
+        if (!path)
+                return -ENOMEM;
+        db->shm_fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        return db->shm_fd < 0 ? -errno : 0;
 }
 
 static void format_effective(PragmaId id, const char *text, PragmaStatus *st, int64_t *value, bool *known) {

@@ -64,7 +64,6 @@ typedef struct VacuumRun {
 
 struct Maintenance {
         Manager *manager;
-        char *shm_path;
         Scheduler scheduler;
         sd_event_source *timer;      /* the scheduler's next task */
         sd_event_source *wal_timer;  /* the WAL watch */
@@ -251,7 +250,7 @@ static void update_starvation(Maintenance *mt, bool caught_up, uint64_t wal_byte
                 char who[320] = "";
                 int r = -ENOENT;
 
-                if (stat(mt->shm_path, &st) == 0)
+                if (fstat(mt->manager->db->shm_fd, &st) == 0)
                         r = walindex_readers(NULL, st.st_dev, st.st_ino, mt->wal_valid ? &mt->wal : NULL, getpid(),
                                              readers, ELEMENTSOF(readers), &n);
                 if (r == 0 && n > 0)
@@ -322,7 +321,7 @@ static void checkpoint_done(Job *j, bool ran) {
         /* Readers that come and go but always overlap keep a PASSIVE
          * checkpoint a few frames short every time; that is no starvation as
          * long as the WAL still gets reset now and then (its salt changes). */
-        if (walindex_read(mt->shm_path, &mt->wal) == 0)
+        if (walindex_read(mt->manager->db->shm_fd, &mt->wal) == 0)
                 mt->wal_valid = true;
         reset_since = mt->wal_valid && mt->have_ckpt_mark && mt->wal.salt != mt->ckpt_salt;
 
@@ -470,7 +469,7 @@ static void scheduled_checkpoint(Maintenance *mt, usec_t started_boot) {
         CheckpointMode mode;
         const char *trigger;
 
-        if (walindex_read(mt->shm_path, &mt->wal) == 0)
+        if (walindex_read(mt->manager->db->shm_fd, &mt->wal) == 0)
                 mt->wal_valid = true;
         if (!choose_checkpoint(mt, file_bytes(mt->manager->db->wal_path), true, &mode, &trigger) ||
             start_checkpoint(mt, mode, trigger, started_boot) < 0)
@@ -505,7 +504,7 @@ static int on_wal_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 
         if (mt->stopped)
                 return 0;
-        r = walindex_read(mt->shm_path, &mt->wal);
+        r = walindex_read(mt->manager->db->shm_fd, &mt->wal);
         if (r == 0) {
                 mt->wal_valid = true;
                 adapt_wal_poll(mt);
@@ -1208,11 +1207,6 @@ int maintenance_new(Maintenance **ret, Manager *m) {
         if (!mt)
                 return -ENOMEM;
         mt->manager = m;
-        mt->shm_path = strdup_printf("%s-shm", m->db->path);
-        if (!mt->shm_path) {
-                free(mt);
-                return -ENOMEM;
-        }
         *ret = mt;
         return 0;
 }
@@ -1223,7 +1217,6 @@ Maintenance *maintenance_free(Maintenance *mt) {
         sd_event_source_disable_unref(mt->timer);
         sd_event_source_disable_unref(mt->wal_timer);
         sd_event_source_disable_unref(mt->step_timer);
-        free(mt->shm_path);
         free(mt);
         return NULL;
 }

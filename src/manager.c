@@ -826,6 +826,13 @@ static int manager_open(Manager *m) {
         memcpy(m->pragmas, m->db->pragmas, sizeof(m->pragmas));
         m->page_size = m->db->page_size;
         log_pragmas(m, m->config);
+
+        /* Now in WAL mode, the -shm exists: keep a descriptor for reading
+         * the WAL index (never closed before the connection, see walindex.h). */
+        r = db_open_wal_index(m->db);
+        if (r < 0)
+                log_warning("cannot open %s-shm: %s; WAL-driven checkpoints are off, interval ones remain",
+                            m->config->db_path, strerror(-r));
         return EXIT_CLEAN;
 }
 

@@ -368,7 +368,7 @@ def case_long_admin_work(tmp):
         r = ctl("-s", sock, "vacuum")
         check(r.returncode == 1 and "vacuum is already running" in r.stderr, f"{r.returncode} {r.stderr}")
         out1, err1 = first.communicate(timeout=120)
-        check(first.returncode == 0 and out1.startswith("vacuum: ok: freed "), f"{first.returncode} {out1} {err1}")
+        check(first.returncode == 0 and out1.startswith("vacuum: ok: freed "), f"first vacuum: exit {first.returncode}, stdout {out1!r}, stderr {err1!r}")
         check(query(os.path.join(tmp, "big.db"), "PRAGMA freelist_count")[0][0] == 0, "free pages left")
         stop(d, notify)
     finally:

@@ -499,6 +499,57 @@ def case_no_transaction_held(tmp):
         notify.close()
 
 
+def shm_locks(db, pid):
+    """The byte ranges pid holds POSIX locks on in db's -shm, from /proc/locks."""
+    ino = os.stat(db + "-shm").st_ino
+    held = []
+    with open("/proc/locks") as f:
+        for line in f:
+            parts = line.split()
+            if "->" in parts:
+                continue
+            if len(parts) >= 8 and parts[1] == "POSIX" and int(parts[4]) == pid and \
+                    parts[5].split(":")[-1] == str(ino):
+                held.append((int(parts[6]), parts[7]))
+    return held
+
+
+def case_locks_kept(tmp):
+    """sqlvigil never drops SQLite's own locks. Closing any descriptor of a
+    file drops every POSIX lock the process holds on it, so reading the WAL
+    index through a descriptor opened and closed on the side would silently
+    release SQLite's locks on the -shm - and two writers then corrupt the
+    database. SQLite holds a shared lock on byte 128 of the -shm (the
+    "dead man switch") for as long as the connection is open: it must still
+    be there after many WAL-index reads."""
+    db = os.path.join(tmp, "locks.db")
+    make_db(db, rows=10)
+    conf = os.path.join(tmp, "l.conf")
+    write_config(conf, f"[database]\npath = {db}\n[health]\ninterval = 100ms\n[checkpoint]\ninterval = 200ms\n")
+    notify = Notify(tmp)
+    d = Daemon(["--config", conf], notify=notify)
+    try:
+        notify.wait_for("READY", "1", timeout=15)
+        w = subprocess.Popen([sys.executable, "-c", WRITER, db, "300"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True)
+        check(w.stdout.readline().strip() == "done", "writer failed")
+        # WAL watch looks once a second or faster; checkpoints every 200 ms.
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            held = shm_locks(db, d.pid)
+            check((128, "128") in held, f"sqlvigil no longer holds its -shm lock on byte 128: {held}")
+            time.sleep(0.1)
+        check(d.find_log(r"checkpoint \("), "no checkpoint ran meanwhile:\n" + d.dump())
+        w.stdin.write("\n")
+        w.stdin.flush()
+        w.wait(timeout=10)
+        d.signal(signal.SIGTERM)
+        check(d.wait_exit() == 0, d.dump())
+    finally:
+        d.kill()
+        notify.close()
+
+
 CASES = {name[5:]: func for name, func in sorted(globals().items()) if name.startswith("case_")}
 
 if __name__ == "__main__":
