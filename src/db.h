@@ -68,8 +68,7 @@ typedef struct Db {
          * handlers, job boundaries); read by the watchdog logic. */
         _Atomic usec_t heartbeat;
 
-        sqlite3_stmt *stmt_schema; /* cached: the health probe runs often */
-        sqlite3_stmt *stmt_journal_mode;
+        sqlite3_stmt *stmt_probe; /* cached: the health probe runs often */
         sqlite3_stmt *stmt_page_count;
         sqlite3_stmt *stmt_freelist;
         sqlite3_stmt *stmt_begin;
