@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -26,8 +27,18 @@
 
 static void set_error(char *buf, size_t size, sqlite3 *s, int rc, const char *what) {
         const char *msg = s ? sqlite3_errmsg(s) : sqlite3_errstr(rc);
+        int sys = s ? sqlite3_system_errno(s) : 0;
 
-        bufprintf(buf, size, "%s: %s (%s, code %d)", what, msg, sqlite3_errstr(rc), rc);
+        /* SQLite's text for an I/O failure ("unable to open database file")
+         * does not say why; the operating system's error does. */
+        if (sys > 0 && ((rc & 0xff) == SQLITE_CANTOPEN || (rc & 0xff) == SQLITE_IOERR ||
+                        (rc & 0xff) == SQLITE_READONLY || (rc & 0xff) == SQLITE_FULL))
+                bufprintf(buf, size, "%s: %s: %s (SQLite code %d)%s", what, msg, strerror(sys), rc,
+                          sys == EROFS || sys == EACCES || sys == EPERM
+                                  ? "; SQLite needs to write the database's directory too (for -wal and -shm)"
+                                  : "");
+        else
+                bufprintf(buf, size, "%s: %s (%s, code %d)", what, msg, sqlite3_errstr(rc), rc);
 }
 
 /*
@@ -215,6 +226,29 @@ int db_open(const char *path, bool create, Db **ret, char *error, size_t error_s
         } else if (!S_ISREG(st.st_mode)) {
                 bufprintf(error, error_size, "database %s is not a regular file", path);
                 return -EINVAL;
+        }
+
+        /* SQLite would quietly open a file it cannot write read-only, and a
+         * directory it cannot write makes WAL mode fail later with "attempt
+         * to write a readonly database". Say what is wrong before that. */
+        {
+                char dir[4096];
+
+                bufprintf(dir, sizeof(dir), "%s", path);
+                if (faccessat(AT_FDCWD, dirname(dir), W_OK | X_OK, AT_EACCESS) < 0) {
+                        r = -errno;
+                        bufprintf(error, error_size,
+                                  "cannot write the directory of %s as uid %u: %s (SQLite creates the -wal and -shm "
+                                  "files there; under systemd, see ReadWritePaths=)",
+                                  path, (unsigned)geteuid(), strerror(errno));
+                        return r;
+                }
+                if (access(path, F_OK) == 0 && faccessat(AT_FDCWD, path, R_OK | W_OK, AT_EACCESS) < 0) {
+                        r = -errno;
+                        bufprintf(error, error_size, "cannot open %s for reading and writing as uid %u: %s", path,
+                                  (unsigned)geteuid(), strerror(errno));
+                        return r;
+                }
         }
 
         db = calloc(1, sizeof(*db));

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -804,25 +805,36 @@ Manager *manager_free(Manager *m) {
         return NULL;
 }
 
+/* Every way start-up can fail ends here: one entry with its own
+ * MESSAGE_ID, the exit status and the reason. */
+static int start_failed(int status, const char *fmt, ...) _printf_(2, 3);
+static int start_failed(int status, const char *fmt, ...) {
+        char reason[1024];
+        LogFields f = { 0 };
+        va_list ap;
+
+        va_start(ap, fmt);
+        (void)vsnprintf(reason, sizeof(reason), fmt, ap);
+        va_end(ap);
+        log_field(&f, "SQLVIGIL_EXIT_STATUS", "%d", status);
+        log_field(&f, "SQLVIGIL_REASON_TEXT", "%s", reason);
+        log_event(LOG_ERR, SQLVIGIL_MESSAGE_START_FAILED, "start-failed", &f, "%s", reason);
+        return status;
+}
+
 static int manager_open(Manager *m) {
         char error[1024];
         int r;
 
         r = db_open(m->config->db_path, m->config->create, &m->db, error, sizeof(error));
-        if (r == DB_E_MISSING) {
-                log_error("%s", error);
-                return EXIT_NOINPUT;
-        }
-        if (r != 0) {
-                log_error("%s", error);
-                return EXIT_FAILURE_OTHER;
-        }
+        if (r == DB_E_MISSING)
+                return start_failed(EXIT_NOINPUT, "%s", error);
+        if (r != 0)
+                return start_failed(EXIT_FAILURE_OTHER, "%s", error);
 
         r = db_apply_pragmas(m->db, m->config->pragmas, busy_timeout(m->config));
-        if (r != 0) {
-                log_error("%s: %s", m->config->db_path, m->db->error);
-                return EXIT_FAILURE_OTHER;
-        }
+        if (r != 0)
+                return start_failed(EXIT_FAILURE_OTHER, "%s: %s", m->config->db_path, m->db->error);
         memcpy(m->pragmas, m->db->pragmas, sizeof(m->pragmas));
         m->page_size = m->db->page_size;
         log_pragmas(m, m->config);
@@ -880,10 +892,8 @@ int manager_start(Manager *m) {
         manager_take_probe(m, &probe, now_usec(CLOCK_MONOTONIC));
         manager_evaluate(m);
         m->last_check_at = now_usec(CLOCK_REALTIME);
-        if (m->health.state == HEALTH_FAILED) {
-                log_error("not starting: health check failed: %s", m->health.reason);
-                return EXIT_FAILURE_OTHER;
-        }
+        if (m->health.state == HEALTH_FAILED)
+                return start_failed(EXIT_FAILURE_OTHER, "not starting: health check failed: %s", m->health.reason);
 
         /* sd_event_add_signal() needs the signals blocked (in libsystemd 252
          * there is no SD_EVENT_SIGNAL_PROCMASK). The worker thread, created

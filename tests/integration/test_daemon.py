@@ -135,6 +135,31 @@ def case_not_a_database(tmp):
     check("file is not a database" in r.stderr, f"stderr: {r.stderr!r}")
 
 
+def case_unwritable(tmp):
+    """A database sqlvigil cannot write, or whose directory it cannot write
+    (SQLite creates -wal and -shm there), is refused at start with what is
+    wrong, not opened read-only behind our back."""
+    if os.geteuid() != 0:
+        from harness import Skip
+        raise Skip("needs root to run sqlvigil as another user")
+    os.chmod(tmp, 0o755)
+    sub = os.path.join(tmp, "ro")
+    os.mkdir(sub)
+    db = os.path.join(sub, "ro.db")
+    make_db(db, rows=3)
+    os.chmod(db, 0o644)
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    os.chmod(sub, 0o555)
+    r = subprocess.run(nobody + [SQLVIGIL, "--database", db], capture_output=True, text=True, timeout=30)
+    check(r.returncode == 1, f"exit {r.returncode}")
+    check(f"cannot write the directory of {db} as uid 65534: Permission denied" in r.stderr, r.stderr)
+    os.chmod(sub, 0o777)
+    r = subprocess.run(nobody + [SQLVIGIL, "--database", db], capture_output=True, text=True, timeout=30)
+    check(r.returncode == 1, f"exit {r.returncode}")
+    check(f"cannot open {db} for reading and writing as uid 65534: Permission denied" in r.stderr, r.stderr)
+    check(sorted(os.listdir(sub)) == ["ro.db"], f"files created: {os.listdir(sub)}")
+
+
 # ---- Readiness -------------------------------------------------------------
 
 def case_ready_after_open(tmp):
