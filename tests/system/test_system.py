@@ -371,11 +371,19 @@ def start_limit(s):
                  {"ActiveState": "failed", "SubState": "failed"}, 10, "sqlvigil@gone to be failed")
     st = s.show(gone.unit, "NRestarts", "ExecMainStatus", "Result")
     s.log(f"sqlvigil@gone: {st}")
-    check(st["ExecMainStatus"] == "66", f"last exit status {st['ExecMainStatus']}, expected 66")
-    check(st["Result"] in ("exit-code", "start-limit-hit"), f"Result={st['Result']}")
     entries = s.journal(unit=gone.unit, sync=True)
+    # Under heavy load (the sanitizer run), systemd in the container has been
+    # seen to fail a restart itself, before sqlvigil runs: "status=219/CGROUP".
+    # Such a start counts towards the limit but is systemd's, not ours.
+    spawn_failures = [e for e in entries if "status=219/CGROUP" in e.get("MESSAGE", "")]
+    if spawn_failures:
+        s.log(f"{len(spawn_failures)} restart(s) failed in systemd itself (219/CGROUP)")
+    check(st["ExecMainStatus"] == "66" or (spawn_failures and st["ExecMainStatus"] == "219"),
+          f"last exit status {st['ExecMainStatus']}, expected 66")
+    check(st["Result"] in ("exit-code", "start-limit-hit"), f"Result={st['Result']}")
     starts = [e for e in entries if e.get("MESSAGE_ID") == MSG_STARTED]
-    check(len(starts) == 5, f"{len(starts)} starts, expected 5 (StartLimitBurst=5)")
+    check(len(starts) + len(spawn_failures) == 5,
+          f"{len(starts)} starts (+{len(spawn_failures)} failed by systemd), expected 5 (StartLimitBurst=5)")
     check(st["NRestarts"] == "5", f"NRestarts={st['NRestarts']}, expected 5 (the fifth was refused)")
     check(any(e.get("MESSAGE_ID") == MSG_HEALTH and e.get("SQLVIGIL_REASON") == "file-deleted" for e in entries),
           "no health entry saying the file was deleted")
