@@ -513,12 +513,12 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
         return 0;
 }
 
-char *control_socket_path(const Manager *m, bool *ret_explicit) {
+char *control_socket_path(const Config *c, const char *instance, bool *ret_explicit) {
         const char *rt = getenv("RUNTIME_DIRECTORY");
 
-        if (m->config->control_socket) {
+        if (c->control_socket) {
                 *ret_explicit = true;
-                return strdup(m->config->control_socket);
+                return strdup(c->control_socket);
         }
         if (rt && *rt) {
                 /* systemd may pass several directories separated by ':'. */
@@ -528,7 +528,7 @@ char *control_socket_path(const Manager *m, bool *ret_explicit) {
                 return strdup_printf("%.*s/control.sock", (int)n, rt);
         }
         *ret_explicit = false;
-        return strdup_printf("/run/sqlvigil/%s.sock", m->instance);
+        return strdup_printf("/run/sqlvigil/%s.sock", instance);
 }
 
 /* Binds, replacing a stale socket file but never a live one. */
@@ -595,7 +595,7 @@ int control_new(Control **ret, Manager *m, char *error, size_t error_size) {
                 return -ENOMEM;
         c->manager = m;
         c->fd = -1;
-        c->path = control_socket_path(m, &explicit_path);
+        c->path = control_socket_path(m->config, m->instance, &explicit_path);
         if (!c->path) {
                 free(c);
                 return -ENOMEM;

@@ -15,10 +15,12 @@
 typedef struct Manager Manager;
 typedef struct Control Control;
 
+typedef struct Config Config;
+
 /* The path the socket gets: [control] socket, else $RUNTIME_DIRECTORY/
  * control.sock, else /run/sqlvigil/NAME.sock. *ret_explicit is true when
  * failing to create it must stop the daemon. */
-char *control_socket_path(const Manager *m, bool *ret_explicit);
+char *control_socket_path(const Config *c, const char *instance, bool *ret_explicit);
 
 /*
  * Binds and listens. Returns 0; CONTROL_E_DISABLED when the default path

@@ -602,14 +602,10 @@ static void reload_pragmas_done(Job *j, bool ran) {
         else if (p->result != 0)
                 log_error("reload: applying pragmas failed: %s", p->error);
         {
-                bool explicit_ignored;
-                _cleanup_(freep) char *old = control_socket_path(m, &explicit_ignored);
-                Config *prev = m->config;
-                _cleanup_(freep) char *new = NULL;
+                bool unused;
+                _cleanup_(freep) char *old = control_socket_path(m->config, m->instance, &unused);
+                _cleanup_(freep) char *new = control_socket_path(m->pending_config, m->instance, &unused);
 
-                m->config = m->pending_config;
-                new = control_socket_path(m, &explicit_ignored);
-                m->config = prev;
                 if (old && new && !streq(old, new))
                         log_warning("reload: [control] socket changes take effect at the next start; the socket "
                                     "stays at %s",
