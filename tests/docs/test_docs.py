@@ -9,6 +9,7 @@ Usage: test_docs.py CASE. Exit status 0 passed, 1 failed, 77 skipped.
 Paths come from the environment (tests/meson.build sets them):
   SQLVIGIL_SOURCE_ROOT  the source tree
   SQLVIGIL              the built daemon
+  SCDOC                 scdoc, if meson found it (else looked up in $PATH)
 """
 
 import os
@@ -116,6 +117,68 @@ def parse_catalog(text):
     return [(i, headers, "\n".join(body)) for i, headers, body, _ in entries]
 
 
+def effective_config(args):
+    """[(section, key, is_set, value)] from `sqlvigil --check-config ARGS`,
+    in the order printed. An unset key is printed as "# key =  ; help"."""
+    r = run([SQLVIGIL, "--check-config"] + args)
+    check(r.returncode == 0, f"sqlvigil --check-config {' '.join(args)}: exit {r.returncode}: {r.stderr.strip()}")
+    keys = []
+    section = None
+    for line in r.stdout.splitlines():
+        m = re.match(r"^\[(\w+)\]$", line)
+        if m:
+            section = m.group(1)
+            continue
+        m = re.match(r"^(# )?(\w+) =(?: (.*?))?(?:  ; .*)?$", line)
+        if m and section:
+            keys.append((section, m.group(2), m.group(1) is None, m.group(3) or ""))
+    check(len(keys) >= 30, f"found only {len(keys)} keys in the output of sqlvigil --check-config")
+    return keys
+
+
+def event_words():
+    """{message name: SQLVIGIL_EVENT word} from the log_event() calls."""
+    words = {}
+    for name in sorted(os.listdir(src("src"))):
+        if name.endswith(".c"):
+            for message, word in re.findall(r'log_event\([^;]*?SQLVIGIL_MESSAGE_(\w+),\s*"([\w-]+)"',
+                                            read(src("src", name)), flags=re.S):
+                check(words.get(message, word) == word, f"{message} is logged as {words.get(message)} and {word}")
+                words[message] = word
+    return words
+
+
+def health_codes():
+    """{reason code word: state} from src/health.c ("none" is ok)."""
+    text = read(src("src", "health.c"))
+    names = dict(re.findall(r'\[HEALTH_CODE_(\w+)\]\s*=\s*"([\w-]+)"', text))
+    states = {"NONE": "ok"}
+    for state, code in re.findall(r"add\(\s*&v,\s*HEALTH_(\w+),\s*HEALTH_CODE_(\w+)", text):
+        states[code] = state.lower()
+    check(set(names) == set(states), f"health codes without a rule, or rules without a name: "
+                                     f"{sorted(set(names) ^ set(states))}")
+    return {names[c]: states[c] for c in names}
+
+
+def scd_sections(text, level="#"):
+    """{heading: text under it} for the headings of one level of an scd page."""
+    parts = re.split(rf"^{level} (.+)$", text, flags=re.M)
+    return {parts[i].strip(): parts[i + 1] for i in range(1, len(parts), 2)}
+
+
+def conf_page_keys(text):
+    """{section: [(key, block text)]} from docs/sqlvigil.conf.5.scd: the
+    subsections "## [section]" of KEYS, each key an entry "*key* = ...". """
+    keys_part = scd_sections(text)["KEYS"]
+    result = {}
+    for heading, body in scd_sections(keys_part, "##").items():
+        m = re.match(r"^\[(\w+)\]$", heading)
+        check(m, f"sqlvigil.conf.5: subsection '{heading}' under KEYS is not a [section]")
+        entries = re.split(r"^\*(\w+)\* = ", body, flags=re.M)
+        result[m.group(1)] = [(entries[i], entries[i + 1]) for i in range(1, len(entries), 2)]
+    return result
+
+
 # ---- Cases -----------------------------------------------------------------
 
 def case_catalog(tmp):
@@ -170,8 +233,118 @@ def case_catalog(tmp):
               f"{name}: journalctl lists {listed[i]!r}, expected 'sqlvigil: {subjects[i]}'")
 
 
+def case_man_render(tmp):
+    """Every man page goes through scdoc without a word on stderr, and groff
+    and man(1) render it without a warning."""
+    scdoc = os.environ.get("SCDOC") or shutil.which("scdoc")
+    if not scdoc:
+        raise Skip("scdoc is not installed, so the man pages cannot be built (Debian: apt-get install scdoc)")
+    groff = shutil.which("groff")
+    man = shutil.which("man")
+    if not groff and not man:
+        raise Skip("neither groff nor man is installed to render the man pages (Debian: apt-get install groff)")
+    pages = sorted(f for f in os.listdir(src("docs")) if f.endswith(".scd"))
+    check(len(pages) >= 3, f"expected the three man pages in docs/, found {pages}")
+    env = dict(os.environ, MANWIDTH="80", LC_ALL="C.UTF-8")
+    for page in pages:
+        out = os.path.join(tmp, page[:-len(".scd")])
+        with open(src("docs", page), "rb") as f:
+            r = subprocess.run([scdoc], stdin=f, capture_output=True, timeout=60)
+        check(r.returncode == 0 and not r.stderr.strip(),
+              f"scdoc {page}: exit {r.returncode}: {r.stderr.decode(errors='replace').strip()}")
+        with open(out, "wb") as f:
+            f.write(r.stdout)
+        renders = []
+        if groff:
+            renders.append([groff, "-t", "-man", "-Tutf8", "-ww", "-z", out])
+        if man:
+            renders.append([man, "--warnings", "-E", "UTF-8", "-l", out])
+        for args in renders:
+            r = run(args, env=env)
+            check(r.returncode == 0, f"{' '.join(args)}: exit {r.returncode}: {r.stderr.strip()}")
+            check(not r.stderr.strip(), f"{os.path.basename(args[0])} warns about {page}:\n{r.stderr.strip()}")
+            if args[0] == man:
+                check("NAME" in r.stdout and "SEE ALSO" in r.stdout, f"man -l {page}: NAME or SEE ALSO missing")
+
+
+def case_man_conf_keys(tmp):
+    """sqlvigil.conf.5 documents every key under its section, in the order of
+    the key table, with the default that sqlvigil itself reports."""
+    daemon = effective_config([])
+    page = conf_page_keys(read(src("docs", "sqlvigil.conf.5.scd")))
+    documented = [(section, key) for section, entries in page.items() for key, _ in entries]
+    expected = [(section, key) for section, key, _, _ in daemon]
+    missing = [f"[{s}] {k}" for s, k in expected if (s, k) not in documented]
+    extra = [f"[{s}] {k}" for s, k in documented if (s, k) not in expected]
+    check(not missing, "sqlvigil.conf.5 does not document " + ", ".join(missing))
+    check(not extra, "sqlvigil.conf.5 documents keys sqlvigil does not have: " + ", ".join(extra))
+    check(documented == expected, "sqlvigil.conf.5 lists the keys in another order than sqlvigil --check-config")
+    blocks = {(section, key): block for section, entries in page.items() for key, block in entries}
+    for section, key, is_set, value in daemon:
+        block = blocks[(section, key)]
+        m = re.search(r"^\tDefault: (?:\*([^*]+)\*|(unset))", block, flags=re.M)
+        check(m, f"sqlvigil.conf.5: [{section}] {key} has no line 'Default: *value*.' or 'Default: unset'")
+        documented_default = m.group(1) if m.group(1) else None
+        actual = value if is_set else None
+        check(documented_default == actual,
+              f"sqlvigil.conf.5: [{section}] {key} says the default is {documented_default or 'unset'}, "
+              f"sqlvigil --check-config says {actual or 'unset'}")
+        check(len(block.split()) >= 15, f"sqlvigil.conf.5: [{section}] {key} is hardly explained")
+
+
+def case_man_daemon(tmp):
+    """sqlvigil.8 lists what the code defines: every MESSAGE_ID with its
+    event word and fields, every health reason code with its state, every
+    exit status and every option."""
+    text = read(src("docs", "sqlvigil.8.scd"))
+    sections = scd_sections(text)
+    ids = message_ids()
+    words = event_words()
+    fields = event_fields()
+    logging = sections["LOGGING"]
+    for name, i in sorted(ids.items()):
+        word = words.get(name)
+        check(word, f"no log_event() call uses SQLVIGIL_MESSAGE_{name}")
+        m = re.search(rf"^\*{re.escape(word)}\* {i}\n((?:\t.*\n)+)", logging, flags=re.M)
+        check(m, f"sqlvigil.8 LOGGING does not list '*{word}* {i}'")
+        listed = set(re.findall(r"\b[A-Z][A-Z0-9_]*[A-Z0-9]\b", m.group(1).split("Fields:", 1)[-1]))
+        actual = {f[len("SQLVIGIL_"):] for f in fields[name]} - {"DATABASE", "EVENT"}
+        check(listed == actual, f"sqlvigil.8 lists the fields of {word} as {sorted(listed)}, "
+                                f"the code sends {sorted(actual)}")
+    documented = set(re.findall(r"^\*(\S+)\* [0-9a-f]{32}$", logging, flags=re.M))
+    check(documented == set(words.values()), f"sqlvigil.8 lists events {sorted(documented - set(words.values()))} "
+                                             f"that the code does not log")
+
+    reasons = scd_sections(sections["HEALTH"], "##")["Reasons"]
+    catalog = read(src("docs", "sqlvigil.catalog"))
+    health_entry = catalog.split("-- " + ids["HEALTH"], 1)[1].split("\n-- ", 1)[0]
+    for code, state in sorted(health_codes().items()):
+        check(re.search(rf"^\*{re.escape(code)}\* \({state}\)$", reasons, flags=re.M),
+              f"sqlvigil.8 HEALTH does not describe reason '*{code}* ({state})'")
+        check(re.search(rf"(?<![\w-]){re.escape(code)}(?![\w-])", health_entry),
+              f"the catalog's health entry does not explain reason {code}")
+
+    exits = dict(re.findall(r"EXIT_(\w+)\s*=\s*(\d+)", read(src("src", "manager.h"))))
+    check(len(exits) >= 5, f"found only {exits} in src/manager.h")
+    for name, number in sorted(exits.items()):
+        check(re.search(rf"^\*{number}\*$", sections["EXIT STATUS"], flags=re.M),
+              f"sqlvigil.8 EXIT STATUS does not describe {number} (EXIT_{name})")
+
+    main = read(src("src", "sqlvigil.c"))
+    options = re.findall(r'\{\s*"([\w-]+)",\s*(?:no|required|optional)_argument', main)
+    shorts = re.search(r'getopt_long\([^"]*"([^"]*)"', main).group(1)
+    check(options, "no long options found in src/sqlvigil.c")
+    for option in options:
+        check(f"*--{option}*" in sections["OPTIONS"], f"sqlvigil.8 OPTIONS does not describe --{option}")
+    for short in re.findall(r"\w", shorts):
+        check(f"*-{short}*" in sections["OPTIONS"], f"sqlvigil.8 OPTIONS does not describe -{short}")
+
+
 CASES = {
     "catalog": case_catalog,
+    "man_render": case_man_render,
+    "man_conf_keys": case_man_conf_keys,
+    "man_daemon": case_man_daemon,
 }
 
 
