@@ -340,11 +340,59 @@ def case_man_daemon(tmp):
         check(f"*-{short}*" in sections["OPTIONS"], f"sqlvigil.8 OPTIONS does not describe -{short}")
 
 
+def case_example_config(tmp):
+    """conf/sqlvigil.conf.example is valid, sets every key to its default
+    (only [database] path, which has none, is an example), and shows every
+    key sqlvigil has, under its section: set where there is a default,
+    commented out ("#key =") where the default is unset."""
+    example = src("conf", "sqlvigil.conf.example")
+    from_example = effective_config(["--config", example])
+    defaults = effective_config(["--database", "/nonexistent/sqlvigil-docs-test.db"])
+    check([k[:2] for k in from_example] == [k[:2] for k in defaults],
+          "the example's effective configuration has other keys than the defaults")
+    for (section, key, is_set, value), (_, _, default_set, default) in zip(from_example, defaults):
+        if (section, key) == ("database", "path"):
+            check(is_set and value.startswith("/"), "the example does not set [database] path")
+            continue
+        check((is_set, value) == (default_set, default),
+              f"the example sets [{section}] {key} to {value if is_set else 'unset'}, "
+              f"the default is {default if default_set else 'unset'}")
+
+    # Every key appears, under its section, the way --check-config shows it.
+    lines = {}
+    section = None
+    for number, line in enumerate(read(example).splitlines(), 1):
+        m = re.match(r"^\[(\w+)\]\s*$", line)
+        if m:
+            section = m.group(1)
+            continue
+        m = re.match(r"^(#?)(\w+) =(?: (.*))?$", line)
+        if m and section:
+            check((section, m.group(2)) not in lines, f"example line {number}: [{section}] {m.group(2)} twice")
+            lines[(section, m.group(2))] = (m.group(1) == "", (m.group(3) or "").strip(), number)
+    for section, key, default_set, default in defaults:
+        check((section, key) in lines,
+              f"the example does not show [{section}] {key} (as '{key} = ...' or '#{key} =')")
+        active, value, number = lines[(section, key)]
+        if (section, key) == ("database", "path"):
+            continue
+        if default_set:
+            check(active and value == default,
+                  f"example line {number}: [{section}] {key} should read '{key} = {default}'")
+        else:
+            check(not active and value == "",
+                  f"example line {number}: [{section}] {key} is unset by default and should read '#{key} ='")
+    known = {(s, k) for s, k, _, _ in defaults}
+    unknown = sorted(f"[{s}] {k}" for s, k in lines if (s, k) not in known)
+    check(not unknown, "the example shows keys sqlvigil does not have: " + ", ".join(unknown))
+
+
 CASES = {
     "catalog": case_catalog,
     "man_render": case_man_render,
     "man_conf_keys": case_man_conf_keys,
     "man_daemon": case_man_daemon,
+    "example_config": case_example_config,
 }
 
 
