@@ -685,6 +685,10 @@ static bool key_format(const Config *c, const ConfigKey *k, char *buf, size_t si
         return false;
 }
 
+bool config_key_value(const Config *c, size_t i, char *buf, size_t size) {
+        return key_format(c, &keys[i], buf, size);
+}
+
 void config_print(const Config *c, FILE *f) {
         const char *section = NULL;
 

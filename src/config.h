@@ -127,3 +127,6 @@ char *config_instance_name(const Config *c);
 /* The list of (section, key) pairs, for documentation checks and the fuzzer. */
 size_t config_n_keys(void);
 void config_key_name(size_t i, const char **ret_section, const char **ret_key);
+
+/* Key i's value in the file's own syntax; false when the key is unset. */
+bool config_key_value(const Config *c, size_t i, char *buf, size_t size);

@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "db.h"
 
@@ -14,10 +17,28 @@
  * within microseconds. */
 #define PROGRESS_OPS 1000
 
+/* The probe's reads in one statement, so they share one read transaction:
+ * every separate statement would take and drop the WAL read lock again
+ * (four fcntl() calls each). Reading sqlite_schema touches page 1 (a
+ * database that no longer reads fails here); the rest are header fields. */
+#define PROBE_SQL                                                                                  \
+        "SELECT (SELECT 1 FROM sqlite_schema LIMIT 1), (SELECT journal_mode FROM pragma_journal_mode), " \
+        "(SELECT page_count FROM pragma_page_count), (SELECT freelist_count FROM pragma_freelist_count)"
+
 static void set_error(char *buf, size_t size, sqlite3 *s, int rc, const char *what) {
         const char *msg = s ? sqlite3_errmsg(s) : sqlite3_errstr(rc);
+        int sys = s ? sqlite3_system_errno(s) : 0;
 
-        bufprintf(buf, size, "%s: %s (%s, code %d)", what, msg, sqlite3_errstr(rc), rc);
+        /* SQLite's text for an I/O failure ("unable to open database file")
+         * does not say why; the operating system's error does. */
+        if (sys > 0 && ((rc & 0xff) == SQLITE_CANTOPEN || (rc & 0xff) == SQLITE_IOERR ||
+                        (rc & 0xff) == SQLITE_READONLY || (rc & 0xff) == SQLITE_FULL))
+                bufprintf(buf, size, "%s: %s: %s (SQLite code %d)%s", what, msg, strerror(sys), rc,
+                          sys == EROFS || sys == EACCES || sys == EPERM
+                                  ? "; SQLite needs to write the database's directory too (for -wal and -shm)"
+                                  : "");
+        else
+                bufprintf(buf, size, "%s: %s (%s, code %d)", what, msg, sqlite3_errstr(rc), rc);
 }
 
 /*
@@ -163,8 +184,7 @@ static int prepare_cached(Db *db, const char *sql, sqlite3_stmt **ret) {
 Db *db_free(Db *db) {
         if (!db)
                 return NULL;
-        sqlite3_finalize(db->stmt_schema);
-        sqlite3_finalize(db->stmt_journal_mode);
+        sqlite3_finalize(db->stmt_probe);
         sqlite3_finalize(db->stmt_page_count);
         sqlite3_finalize(db->stmt_freelist);
         sqlite3_finalize(db->stmt_begin);
@@ -173,6 +193,9 @@ Db *db_free(Db *db) {
          * just finalized; close_v2 would hide such a bug as a leak instead. */
         if (db->sqlite && sqlite3_close(db->sqlite) != SQLITE_OK)
                 abort();
+        /* Only now: SQLite's locks on the -shm are gone with its connection. */
+        if (db->shm_fd >= 0)
+                close(db->shm_fd);
         free(db->path);
         free(db->wal_path);
         free(db);
@@ -205,9 +228,33 @@ int db_open(const char *path, bool create, Db **ret, char *error, size_t error_s
                 return -EINVAL;
         }
 
+        /* SQLite would quietly open a file it cannot write read-only, and a
+         * directory it cannot write makes WAL mode fail later with "attempt
+         * to write a readonly database". Say what is wrong before that. */
+        {
+                char dir[4096];
+
+                bufprintf(dir, sizeof(dir), "%s", path);
+                if (faccessat(AT_FDCWD, dirname(dir), W_OK | X_OK, AT_EACCESS) < 0) {
+                        r = -errno;
+                        bufprintf(error, error_size,
+                                  "cannot write the directory of %s as uid %u: %s (SQLite creates the -wal and -shm "
+                                  "files there; under systemd, see ReadWritePaths=)",
+                                  path, (unsigned)geteuid(), strerror(errno));
+                        return r;
+                }
+                if (access(path, F_OK) == 0 && faccessat(AT_FDCWD, path, R_OK | W_OK, AT_EACCESS) < 0) {
+                        r = -errno;
+                        bufprintf(error, error_size, "cannot open %s for reading and writing as uid %u: %s", path,
+                                  (unsigned)geteuid(), strerror(errno));
+                        return r;
+                }
+        }
+
         db = calloc(1, sizeof(*db));
         if (!db)
                 return -ENOMEM;
+        db->shm_fd = -1;
         db->path = strdup(path);
         db->wal_path = strdup_printf("%s-wal", path);
         if (!db->path || !db->wal_path)
@@ -250,8 +297,7 @@ int db_open(const char *path, bool create, Db **ret, char *error, size_t error_s
         db->dev = st.st_dev;
         db->ino = st.st_ino;
 
-        if (prepare_cached(db, "SELECT 1 FROM sqlite_schema LIMIT 1", &db->stmt_schema) ||
-            prepare_cached(db, "PRAGMA journal_mode", &db->stmt_journal_mode) ||
+        if (prepare_cached(db, PROBE_SQL, &db->stmt_probe) ||
             prepare_cached(db, "PRAGMA page_count", &db->stmt_page_count) ||
             prepare_cached(db, "PRAGMA freelist_count", &db->stmt_freelist) ||
             prepare_cached(db, "BEGIN IMMEDIATE", &db->stmt_begin) ||
@@ -262,6 +308,18 @@ int db_open(const char *path, bool create, Db **ret, char *error, size_t error_s
 
         *ret = TAKE_PTR(db);
         return 0;
+}
+
+int db_open_wal_index(Db *db) {
+        _cleanup_(freep) char *path = NULL;
+
+        if (db->shm_fd >= 0)
+                return 0;
+        path = strdup_printf("%s-shm", db->path);
+        if (!path)
+                return -ENOMEM;
+        db->shm_fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        return db->shm_fd < 0 ? -errno : 0;
 }
 
 static void format_effective(PragmaId id, const char *text, PragmaStatus *st, int64_t *value, bool *known) {
@@ -352,13 +410,33 @@ static int step_cached(sqlite3_stmt *stmt) {
         return rc;
 }
 
+/* Runs PROBE_SQL and fills in what it read. */
+static int probe_read(Db *db, DbProbe *p) {
+        sqlite3_stmt *stmt = db->stmt_probe;
+        int rc;
+
+        rc = sqlite3_step(stmt);
+        if (rc == SQLITE_ROW) {
+                const unsigned char *mode = sqlite3_column_text(stmt, 1);
+
+                bufprintf(p->journal_mode, sizeof(p->journal_mode), "%s", mode ? (const char *)mode : "");
+                p->page_count = sqlite3_column_int64(stmt, 2);
+                p->freelist_count = sqlite3_column_int64(stmt, 3);
+                rc = SQLITE_OK;
+        } else
+                set_error(p->error, sizeof(p->error), db->sqlite, rc, "health probe query");
+        /* Reset at once: a statement left on a row keeps its read
+         * transaction, and an open read transaction starves checkpoints. */
+        sqlite3_reset(stmt);
+        return rc;
+}
+
 void db_probe(Db *db, usec_t lock_wait, DbProbe *p) {
         usec_t start = now_usec(CLOCK_MONOTONIC), lock_start;
-        char unused[8];
-        int moved = 0, rc, r;
+        int moved = 0, rc;
+        bool in_transaction = false;
 
         *p = (DbProbe){ .page_size = db->page_size };
-        set_wait(db, 0);
 
         rc = sqlite3_file_control(db->sqlite, "main", SQLITE_FCNTL_HAS_MOVED, &moved);
         if (rc != SQLITE_OK) {
@@ -369,44 +447,43 @@ void db_probe(Db *db, usec_t lock_wait, DbProbe *p) {
         }
         p->moved = moved != 0;
 
-        r = query_text(db, db->stmt_schema, "SELECT 1 FROM sqlite_schema LIMIT 1", unused, sizeof(unused));
-        if (r == 0)
-                r = query_text(db, db->stmt_journal_mode, "PRAGMA journal_mode", p->journal_mode,
-                               sizeof(p->journal_mode));
-        if (r == 0)
-                r = query_int(db, db->stmt_page_count, "PRAGMA page_count", &p->page_count);
-        if (r == 0)
-                r = query_int(db, db->stmt_freelist, "PRAGMA freelist_count", &p->freelist_count);
-        if (r != 0) {
-                p->result = r;
-                p->sqlite_code = sqlite3_extended_errcode(db->sqlite);
-                bufprintf(p->error, sizeof(p->error), "%s", db->error);
-                goto finish;
-        }
-        p->wal = strcasecmp(p->journal_mode, "wal") == 0;
-
-        /* The write lock probe: BEGIN IMMEDIATE takes the WAL write lock, the
-         * one every application writer needs. Held by someone else for the
-         * whole wait, we report busy; the caller tracks for how long. */
+        /* The write lock probe first: BEGIN IMMEDIATE takes the WAL write
+         * lock, the one every application writer needs. Held by someone else
+         * for the whole wait, we report busy; the caller tracks for how long.
+         * When we get it, the reads below run inside this transaction. */
         lock_start = now_usec(CLOCK_MONOTONIC);
         set_wait(db, lock_wait);
         rc = step_cached(db->stmt_begin);
         p->lock_wait = now_usec(CLOCK_MONOTONIC) - lock_start;
-        if ((rc & 0xff) == SQLITE_BUSY) {
+        if ((rc & 0xff) == SQLITE_BUSY)
                 p->lock_busy = true;
-                p->result = cancelled(db) ? DB_E_CANCELLED : 0;
-        } else if (rc != SQLITE_OK) {
+        else if (rc != SQLITE_OK) {
                 set_error(p->error, sizeof(p->error), db->sqlite, rc, "BEGIN IMMEDIATE");
                 p->result = DB_E_SQLITE;
                 p->sqlite_code = rc;
-        } else {
+                goto finish;
+        } else
+                in_transaction = true;
+
+        set_wait(db, 0);
+        rc = probe_read(db, p);
+        if (rc != SQLITE_OK) {
+                p->result = (rc & 0xff) == SQLITE_INTERRUPT ? DB_E_CANCELLED : DB_E_SQLITE;
+                p->sqlite_code = rc;
+        }
+        p->wal = strcasecmp(p->journal_mode, "wal") == 0;
+
+        if (in_transaction) {
                 rc = step_cached(db->stmt_rollback);
-                if (rc != SQLITE_OK) {
+                if (rc != SQLITE_OK && p->result == 0) {
                         set_error(p->error, sizeof(p->error), db->sqlite, rc, "ROLLBACK");
                         p->result = DB_E_SQLITE;
                         p->sqlite_code = rc;
                 }
         }
+        if (p->result == 0 && p->lock_busy && cancelled(db))
+                p->result = DB_E_CANCELLED;
+
 finish:
         /* The cost of a check is its work; a wait for someone else's lock is
          * reported separately. */

@@ -51,6 +51,11 @@ typedef struct Db {
         char *wal_path;
         dev_t dev; /* identity of the file we opened */
         ino_t ino;
+        /* The -shm file, open read-only for walindex_read() from the event
+         * loop. Opened once, closed only after sqlite3_close(): closing a
+         * descriptor of the file earlier would drop SQLite's POSIX locks on
+         * it (see walindex.h). -1 until db_open_wal_index(). */
+        int shm_fd;
 
         /* Set per operation, read by the busy handler. */
         usec_t busy_deadline;
@@ -63,8 +68,7 @@ typedef struct Db {
          * handlers, job boundaries); read by the watchdog logic. */
         _Atomic usec_t heartbeat;
 
-        sqlite3_stmt *stmt_schema; /* cached: the health probe runs often */
-        sqlite3_stmt *stmt_journal_mode;
+        sqlite3_stmt *stmt_probe; /* cached: the health probe runs often */
         sqlite3_stmt *stmt_page_count;
         sqlite3_stmt *stmt_freelist;
         sqlite3_stmt *stmt_begin;
@@ -91,6 +95,10 @@ Db *db_free(Db *db);
 static inline void db_freep(Db **db) {
         db_free(*db);
 }
+
+/* Opens db->shm_fd; call once the file is in WAL mode (after
+ * db_apply_pragmas()). Returns 0 or a negative errno. */
+int db_open_wal_index(Db *db);
 
 /* Applies the requested pragmas, reads every one back into db->pragmas.
  * max_wait bounds lock waits (journal_mode=wal needs a moment alone).

@@ -64,7 +64,6 @@ typedef struct VacuumRun {
 
 struct Maintenance {
         Manager *manager;
-        char *shm_path;
         Scheduler scheduler;
         sd_event_source *timer;      /* the scheduler's next task */
         sd_event_source *wal_timer;  /* the WAL watch */
@@ -97,6 +96,7 @@ struct Maintenance {
 
         bool corrupt;
         char corruption[512];
+        bool publish_pending;       /* a run ended: refresh the metrics */
 };
 
 static int arm_timer(Maintenance *mt);
@@ -153,6 +153,8 @@ static void record_run(Maintenance *mt, TaskId t, usec_t started_rt, usec_t dura
         };
         bufprintf(r->summary, sizeof(r->summary), "%s", summary);
         mt->totals.runs[t]++;
+        /* Totals are counted by the callers right after; publish then. */
+        mt->publish_pending = true;
 }
 
 static void reply(Maintenance *mt, TaskId t, const MaintenanceOutcome *o) {
@@ -166,6 +168,10 @@ static void reply(Maintenance *mt, TaskId t, const MaintenanceOutcome *o) {
 static void task_done(Maintenance *mt, TaskId t, usec_t started_boot) {
         scheduler_done(&mt->scheduler, t, started_boot, now_boot());
         (void)arm_timer(mt);
+        if (mt->publish_pending) {
+                mt->publish_pending = false;
+                manager_publish(mt->manager);
+        }
 }
 
 static void task_retry(Maintenance *mt, TaskId t, usec_t delay) {
@@ -175,6 +181,10 @@ static void task_retry(Maintenance *mt, TaskId t, usec_t delay) {
         if (ts->interval)
                 ts->next = now_boot() + MIN(delay, ts->interval);
         (void)arm_timer(mt);
+        if (mt->publish_pending) {
+                mt->publish_pending = false;
+                manager_publish(mt->manager);
+        }
 }
 
 static bool submit(Maintenance *mt, Job *job) {
@@ -240,7 +250,7 @@ static void update_starvation(Maintenance *mt, bool caught_up, uint64_t wal_byte
                 char who[320] = "";
                 int r = -ENOENT;
 
-                if (stat(mt->shm_path, &st) == 0)
+                if (fstat(mt->manager->db->shm_fd, &st) == 0)
                         r = walindex_readers(NULL, st.st_dev, st.st_ino, mt->wal_valid ? &mt->wal : NULL, getpid(),
                                              readers, ELEMENTSOF(readers), &n);
                 if (r == 0 && n > 0)
@@ -311,7 +321,7 @@ static void checkpoint_done(Job *j, bool ran) {
         /* Readers that come and go but always overlap keep a PASSIVE
          * checkpoint a few frames short every time; that is no starvation as
          * long as the WAL still gets reset now and then (its salt changes). */
-        if (walindex_read(mt->shm_path, &mt->wal) == 0)
+        if (walindex_read(mt->manager->db->shm_fd, &mt->wal) == 0)
                 mt->wal_valid = true;
         reset_since = mt->wal_valid && mt->have_ckpt_mark && mt->wal.salt != mt->ckpt_salt;
 
@@ -372,6 +382,7 @@ static void checkpoint_done(Job *j, bool ran) {
                 update_starvation(mt, caught_up || reset_since, c->wal_after);
 
         o.ok = prio != LOG_ERR;
+        o.mode = mode;
         o.run = &mt->last[TASK_CHECKPOINT];
         o.error = prio == LOG_ERR ? summary : NULL;
         o.frames = frames;
@@ -458,7 +469,7 @@ static void scheduled_checkpoint(Maintenance *mt, usec_t started_boot) {
         CheckpointMode mode;
         const char *trigger;
 
-        if (walindex_read(mt->shm_path, &mt->wal) == 0)
+        if (walindex_read(mt->manager->db->shm_fd, &mt->wal) == 0)
                 mt->wal_valid = true;
         if (!choose_checkpoint(mt, file_bytes(mt->manager->db->wal_path), true, &mode, &trigger) ||
             start_checkpoint(mt, mode, trigger, started_boot) < 0)
@@ -493,7 +504,7 @@ static int on_wal_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 
         if (mt->stopped)
                 return 0;
-        r = walindex_read(mt->shm_path, &mt->wal);
+        r = walindex_read(mt->manager->db->shm_fd, &mt->wal);
         if (r == 0) {
                 mt->wal_valid = true;
                 adapt_wal_poll(mt);
@@ -804,8 +815,10 @@ static void vacuum_note(Maintenance *mt, int prio, const char *fmt, ...) {
 }
 
 /* Starts a vacuum run if the trigger says so (or an admin asked). Returns
- * 0 when a run started, 1 when there is nothing to do, or a negative errno. */
-static int start_vacuum(Maintenance *mt, const char *trigger, int64_t limit, usec_t started_boot) {
+ * 0 when a run started, 1 when there is nothing to do, 2 when an admin's run
+ * cannot be done (why says why), or a negative errno. */
+static int start_vacuum(Maintenance *mt, const char *trigger, int64_t limit, usec_t started_boot, char *why,
+                        size_t why_size) {
         Manager *m = mt->manager;
         const Config *cfg = m->config;
         VacuumRun *v = &mt->vacuum;
@@ -816,14 +829,20 @@ static int start_vacuum(Maintenance *mt, const char *trigger, int64_t limit, use
         char bytes[32], need[32], have[32];
 
         /* The trigger is judged on the latest health probe, but one taken
-         * during the previous run says nothing about after it. */
-        if (!m->have_probe || (!admin && m->probe_at <= mt->vacuum_ended))
+         * during the previous run says nothing about after it. An admin's
+         * run starts regardless: its first step finds out. */
+        if (!admin && (!m->have_probe || m->probe_at <= mt->vacuum_ended))
                 return 1;
         if (!admin && (double)freelist <= threshold)
                 return 1;
-        if (admin && freelist == 0)
-                return 1;
 
+        if (admin && !streq(av, "incremental")) {
+                bufprintf(why, why_size,
+                          "auto_vacuum is %s: incremental vacuum cannot reclaim pages in this file (with [vacuum] "
+                          "convert = yes the scheduled task converts it once, when free disk allows)",
+                          av);
+                return 2;
+        }
         if (streq(av, "full")) {
                 vacuum_note(mt, LOG_NOTICE,
                             "auto_vacuum is full: SQLite reclaims free pages at every commit; nothing to do");
@@ -958,6 +977,7 @@ static void analyze_done(Job *j, bool ran) {
         record_run(mt, TASK_ANALYZE, a->started_rt, r->duration, r->lock_max, result, a->trigger, summary);
         mt->totals.tables_analyzed += r->analyzed;
         o.ok = streq(result, "ok");
+        o.mode = analyze_mode_names[a->mode];
         o.run = &mt->last[TASK_ANALYZE];
         o.error = o.ok ? NULL : summary;
         o.tables = r->analyzed;
@@ -1065,9 +1085,11 @@ static void check_done(Job *j, bool ran) {
         if (mt->corrupt != was_corrupt)
                 manager_reevaluate(mt->manager);
         o.ok = streq(result, "ok");
+        o.mode = c->integrity ? "integrity" : "quick";
         o.run = &mt->last[TASK_QUICK_CHECK];
         o.error = o.ok ? NULL : summary;
         o.problems = r->problems;
+        o.first = r->problems ? r->first : NULL;
         reply(mt, TASK_QUICK_CHECK, &o);
         task_done(mt, TASK_QUICK_CHECK, c->started_boot);
         free(c);
@@ -1109,17 +1131,21 @@ static void start_task(Maintenance *mt, TaskId t, const char *trigger, int64_t a
                         return;
                 }
                 break;
-        case TASK_VACUUM:
-                r = start_vacuum(mt, trigger, arg, started_boot);
-                if (r == 1) {
-                        MaintenanceOutcome o = { .task = TASK_VACUUM, .ok = true, .run = &mt->last[TASK_VACUUM],
-                                                 .freelist_after = mt->manager->probe.freelist_count };
+        case TASK_VACUUM: {
+                char why[256];
+
+                r = start_vacuum(mt, trigger, arg, started_boot, why, sizeof(why));
+                if (r == 1 || r == 2) {
+                        MaintenanceOutcome o = { .task = TASK_VACUUM, .ok = r == 1,
+                                                 .freelist_after = mt->manager->probe.freelist_count,
+                                                 .error = r == 2 ? why : NULL };
 
                         reply(mt, TASK_VACUUM, &o); /* nothing to do is a success */
                         task_done(mt, TASK_VACUUM, started_boot);
                         return;
                 }
                 break;
+        }
         case TASK_ANALYZE:
                 r = start_analyze(mt, streq(trigger, "admin") ? (AnalyzeMode)arg : mt->manager->config->analyze_mode,
                                   trigger, started_boot);
@@ -1181,11 +1207,6 @@ int maintenance_new(Maintenance **ret, Manager *m) {
         if (!mt)
                 return -ENOMEM;
         mt->manager = m;
-        mt->shm_path = strdup_printf("%s-shm", m->db->path);
-        if (!mt->shm_path) {
-                free(mt);
-                return -ENOMEM;
-        }
         *ret = mt;
         return 0;
 }
@@ -1196,7 +1217,6 @@ Maintenance *maintenance_free(Maintenance *mt) {
         sd_event_source_disable_unref(mt->timer);
         sd_event_source_disable_unref(mt->wal_timer);
         sd_event_source_disable_unref(mt->step_timer);
-        free(mt->shm_path);
         free(mt);
         return NULL;
 }

@@ -51,6 +51,8 @@ typedef struct MaintenanceOutcome {
         bool ok;          /* it ran and did its job */
         const TaskRun *run;
         const char *error; /* when !ok: why, one line */
+        const char *mode;  /* checkpoint mode, analyze mode, or "quick"/"integrity" */
+        const char *first; /* a check's first problem */
         /* Task figures, for the JSON reply. */
         int64_t frames, checkpointed, pages, freelist_after, tables, problems;
         bool busy;

@@ -2,14 +2,17 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <string.h>
 
 #include <systemd/sd-daemon.h>
 
+#include "control.h"
 #include "log.h"
 #include "manager.h"
 #include "messages.h"
+#include "metrics.h"
 #include "notify.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
@@ -220,6 +223,20 @@ static void manager_evaluate(Manager *m) {
         m->checks++;
 }
 
+void manager_publish(Manager *m) {
+        char error[256];
+        int r;
+
+        if (!m->config->metrics_textfile || m->tearing_down)
+                return;
+        r = metrics_write(m, m->config->metrics_textfile, error, sizeof(error));
+        if (r < 0 && !streq(error, m->metrics_error))
+                log_warning("metrics: %s", error);
+        else if (r == 0 && m->metrics_error[0])
+                log_notice("metrics: %s written again", m->config->metrics_textfile);
+        bufprintf(m->metrics_error, sizeof(m->metrics_error), "%s", r < 0 ? error : "");
+}
+
 void manager_reevaluate(Manager *m) {
         if (m->stopping || m->tearing_down)
                 return;
@@ -233,11 +250,19 @@ static void probe_run(Db *db, Job *j) {
         db_probe(db, p->lock_wait, &p->probe);
 }
 
+static void record_check_cost(Manager *m, usec_t usec) {
+        m->check_usec[m->check_count % MANAGER_CHECK_HISTORY] = usec;
+        m->check_count++;
+        m->last_check_usec = usec;
+}
+
 static void manager_take_probe(Manager *m, const DbProbe *probe, usec_t at) {
         m->probe = *probe;
         m->have_probe = true;
         m->probe_at = at;
         m->page_size = probe->page_size;
+        if (probe->result == 0)
+                record_check_cost(m, m->round_files_usec + probe->duration);
         if (probe->result == 0)
                 m->lock_busy_for = health_lock_update(&m->lock, probe->lock_busy, at, probe->lock_wait);
 }
@@ -278,12 +303,14 @@ static void manager_finish_round(Manager *m) {
         if (m->stopping)
                 return;
         manager_evaluate(m);
+        m->last_check_at = now_usec(CLOCK_REALTIME);
         update_status(m);
         if (m->watchdog_usec && m->health.state != HEALTH_FAILED) {
                 r = notify_watchdog();
                 if (r < 0)
                         log_warning("cannot send WATCHDOG=1 to systemd: %s", strerror(-r));
         }
+        manager_publish(m);
 }
 
 static int on_round_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -303,6 +330,7 @@ static void manager_start_round(Manager *m) {
         if (m->stopping)
                 return;
         health_read_files(m->db->path, m->db->wal_path, &m->files);
+        m->round_files_usec = now_usec(CLOCK_MONOTONIC) - now;
         if (!m->probe_pending) {
                 r = submit_probe(m);
                 if (r < 0)
@@ -510,13 +538,19 @@ static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, v
 
 /* ---- Reload ----------------------------------------------------------- */
 
-static void finish_reload(Manager *m) {
+static void finish_reload(Manager *m, bool applied, const char *error) {
+        ReloadReply reply = m->reload_reply;
+        void *userdata = m->reload_userdata;
         int r;
 
         m->reloading = false;
+        m->reload_reply = NULL;
+        m->reload_userdata = NULL;
         r = notify_ready(m->status);
         if (r < 0)
                 log_warning("cannot send READY=1 to systemd: %s", strerror(-r));
+        if (reply)
+                reply(userdata, applied, error);
         if (m->reload_again) {
                 m->reload_again = false;
                 manager_reload(m);
@@ -559,12 +593,28 @@ static void reload_pragmas_done(Job *j, bool ran) {
         if (m->tearing_down || m->stopping) {
                 config_free(TAKE_PTR(m->pending_config));
                 free(p);
+                if (m->stopping && m->reload_reply)
+                        finish_reload(m, false, "sqlvigil is stopping");
                 return;
         }
         if (!ran)
                 log_error("reload: the pragmas were not applied (the database thread was stopping)");
         else if (p->result != 0)
                 log_error("reload: applying pragmas failed: %s", p->error);
+        {
+                bool explicit_ignored;
+                _cleanup_(freep) char *old = control_socket_path(m, &explicit_ignored);
+                Config *prev = m->config;
+                _cleanup_(freep) char *new = NULL;
+
+                m->config = m->pending_config;
+                new = control_socket_path(m, &explicit_ignored);
+                m->config = prev;
+                if (old && new && !streq(old, new))
+                        log_warning("reload: [control] socket changes take effect at the next start; the socket "
+                                    "stays at %s",
+                                    old);
+        }
         if (ran) {
                 memcpy(m->pragmas, p->status, sizeof(m->pragmas));
                 m->page_size = p->page_size;
@@ -585,7 +635,7 @@ static void reload_pragmas_done(Job *j, bool ran) {
                   "configuration %s reloaded; health checks every %" PRIu64 " ms", m->config_path,
                   m->health_period / USEC_PER_MSEC);
         free(p);
-        finish_reload(m);
+        finish_reload(m, true, NULL);
 }
 
 static int apply_overrides(Manager *m, Config *c) {
@@ -620,7 +670,7 @@ static void manager_reload(Manager *m) {
 
         if (!m->config_path) {
                 log_info("reload: started with --database and no configuration file; nothing to reload");
-                finish_reload(m);
+                finish_reload(m, true, NULL);
                 return;
         }
 
@@ -639,19 +689,25 @@ static void manager_reload(Manager *m) {
                                   m->config_path, m->config->db_path, c->db_path);
         }
         if (r != 0) {
-                if (errors.n == 0)
-                        log_error("reload: cannot load %s: %s", m->config_path, strerror(r < 0 ? -r : EINVAL));
-                else
+                char first[512];
+
+                if (errors.n == 0) {
+                        bufprintf(first, sizeof(first), "cannot load %s: %s", m->config_path,
+                                  strerror(r < 0 ? -r : EINVAL));
+                        log_error("reload: %s", first);
+                } else {
+                        bufprintf(first, sizeof(first), "%s", errors.messages[0]);
                         log_config_rejected(m->config_path, &errors, "; the running configuration stays in force");
+                }
                 config_errors_clear(&errors);
-                finish_reload(m);
+                finish_reload(m, false, first);
                 return;
         }
 
         p = calloc(1, sizeof(*p));
         if (!p) {
                 log_error("reload: out of memory; the running configuration stays in force");
-                finish_reload(m);
+                finish_reload(m, false, "out of memory");
                 return;
         }
         p->job = (Job){ .name = "pragmas", .urgent = true, .cancellable = false, .run = pragma_run,
@@ -661,6 +717,24 @@ static void manager_reload(Manager *m) {
         p->max_wait = busy_timeout(c);
         m->pending_config = TAKE_PTR(c);
         worker_submit(m->worker, &p->job);
+}
+
+int manager_request_reload(Manager *m, ReloadReply reply, void *userdata) {
+        if (m->stopping)
+                return -ESHUTDOWN;
+        if (m->reloading)
+                return -EBUSY;
+        m->reload_reply = reply;
+        m->reload_userdata = userdata;
+        manager_reload(m);
+        return 0;
+}
+
+void manager_forget_reload(Manager *m, void *userdata) {
+        if (m->reload_userdata == userdata) {
+                m->reload_reply = NULL;
+                m->reload_userdata = NULL;
+        }
 }
 
 static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
@@ -683,12 +757,16 @@ int manager_new(Manager **ret, Config *config, const ManagerOptions *options) {
                 return -ENOMEM;
         m->config = config;
         m->started_at = now_usec(CLOCK_MONOTONIC);
+        m->health_since = now_usec(CLOCK_REALTIME);
         m->exit_code = EXIT_CLEAN;
         if (options->config_path && !(m->config_path = strdup(options->config_path)))
                 goto oom;
         if (options->db_override && !(m->db_override = strdup(options->db_override)))
                 goto oom;
         m->create_override = options->create_override;
+        m->instance = config_instance_name(config);
+        if (!m->instance)
+                goto oom;
 
         r = sd_event_default(&m->event);
         if (r < 0) {
@@ -707,8 +785,10 @@ Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
         m->tearing_down = true;
-        /* The worker first: it joins its thread and hands back queued jobs,
-         * whose done() callbacks still see a whole manager. */
+        /* Control first: its waiting clients withdraw their replies from
+         * maintenance. Then the worker: it joins its thread and hands back
+         * queued jobs, whose done() callbacks still see a whole manager. */
+        control_free(m->control);
         worker_free(m->worker);
         maintenance_free(m->maintenance);
         sd_event_source_disable_unref(m->health_timer);
@@ -719,9 +799,27 @@ Manager *manager_free(Manager *m) {
         config_free(m->config);
         free(m->config_path);
         free(m->db_override);
+        free(m->instance);
         sd_event_unref(m->event);
         free(m);
         return NULL;
+}
+
+/* Every way start-up can fail ends here: one entry with its own
+ * MESSAGE_ID, the exit status and the reason. */
+static int start_failed(int status, const char *fmt, ...) _printf_(2, 3);
+static int start_failed(int status, const char *fmt, ...) {
+        char reason[1024];
+        LogFields f = { 0 };
+        va_list ap;
+
+        va_start(ap, fmt);
+        (void)vsnprintf(reason, sizeof(reason), fmt, ap);
+        va_end(ap);
+        log_field(&f, "SQLVIGIL_EXIT_STATUS", "%d", status);
+        log_field(&f, "SQLVIGIL_REASON_TEXT", "%s", reason);
+        log_event(LOG_ERR, SQLVIGIL_MESSAGE_START_FAILED, "start-failed", &f, "%s", reason);
+        return status;
 }
 
 static int manager_open(Manager *m) {
@@ -729,23 +827,24 @@ static int manager_open(Manager *m) {
         int r;
 
         r = db_open(m->config->db_path, m->config->create, &m->db, error, sizeof(error));
-        if (r == DB_E_MISSING) {
-                log_error("%s", error);
-                return EXIT_NOINPUT;
-        }
-        if (r != 0) {
-                log_error("%s", error);
-                return EXIT_FAILURE_OTHER;
-        }
+        if (r == DB_E_MISSING)
+                return start_failed(EXIT_NOINPUT, "%s", error);
+        if (r != 0)
+                return start_failed(EXIT_FAILURE_OTHER, "%s", error);
 
         r = db_apply_pragmas(m->db, m->config->pragmas, busy_timeout(m->config));
-        if (r != 0) {
-                log_error("%s: %s", m->config->db_path, m->db->error);
-                return EXIT_FAILURE_OTHER;
-        }
+        if (r != 0)
+                return start_failed(EXIT_FAILURE_OTHER, "%s: %s", m->config->db_path, m->db->error);
         memcpy(m->pragmas, m->db->pragmas, sizeof(m->pragmas));
         m->page_size = m->db->page_size;
         log_pragmas(m, m->config);
+
+        /* Now in WAL mode, the -shm exists: keep a descriptor for reading
+         * the WAL index (never closed before the connection, see walindex.h). */
+        r = db_open_wal_index(m->db);
+        if (r < 0)
+                log_warning("cannot open %s-shm: %s; WAL-driven checkpoints are off, interval ones remain",
+                            m->config->db_path, strerror(-r));
         return EXIT_CLEAN;
 }
 
@@ -782,15 +881,19 @@ int manager_start(Manager *m) {
 
         /* The first health check, before READY=1: a database that is not
          * healthy now is not one we claim to supervise. */
-        health_read_files(m->db->path, m->db->wal_path, &m->files);
+        {
+                usec_t t0 = now_usec(CLOCK_MONOTONIC);
+
+                health_read_files(m->db->path, m->db->wal_path, &m->files);
+                m->round_files_usec = now_usec(CLOCK_MONOTONIC) - t0;
+        }
         db_set_cancellable(m->db, false);
         db_probe(m->db, MIN(PROBE_LOCK_WAIT, m->health_period / 4), &probe);
         manager_take_probe(m, &probe, now_usec(CLOCK_MONOTONIC));
         manager_evaluate(m);
-        if (m->health.state == HEALTH_FAILED) {
-                log_error("not starting: health check failed: %s", m->health.reason);
-                return EXIT_FAILURE_OTHER;
-        }
+        m->last_check_at = now_usec(CLOCK_REALTIME);
+        if (m->health.state == HEALTH_FAILED)
+                return start_failed(EXIT_FAILURE_OTHER, "not starting: health check failed: %s", m->health.reason);
 
         /* sd_event_add_signal() needs the signals blocked (in libsystemd 252
          * there is no SD_EVENT_SIGNAL_PROCMASK). The worker thread, created
@@ -838,7 +941,20 @@ int manager_start(Manager *m) {
                 return EXIT_FAILURE_OTHER;
         }
 
+        {
+                char error[512];
+
+                r = control_new(&m->control, m, error, sizeof(error));
+                if (r == CONTROL_E_DISABLED)
+                        log_warning("no control socket: %s", error);
+                else if (r < 0) {
+                        log_error("%s", error);
+                        return EXIT_FAILURE_OTHER;
+                }
+        }
+
         m->ready = true;
+        manager_publish(m);
         format_status(m, m->status, sizeof(m->status));
         r = notify_ready(m->status);
         if (r < 0)

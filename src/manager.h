@@ -28,6 +28,13 @@ enum {
         EXIT_CONFIG = 78,  /* EX_CONFIG */
 };
 
+/* Health check costs kept for stats: the last this many. */
+#define MANAGER_CHECK_HISTORY 1024
+
+typedef void (*ReloadReply)(void *userdata, bool applied, const char *error);
+
+typedef struct Control Control;
+
 typedef struct Manager {
         sd_event *event;
         Config *config;
@@ -38,6 +45,8 @@ typedef struct Manager {
         Db *db;                 /* after start-up, used only on the worker thread */
         Worker *worker;
         Maintenance *maintenance;
+        Control *control;
+        char *instance;         /* NAME: for the control socket and metrics */
         PragmaStatus pragmas[_PRAGMA_MAX]; /* the loop's copy of db->pragmas */
         int64_t page_size;
 
@@ -61,6 +70,15 @@ typedef struct Manager {
         char status[512];       /* last STATUS= sent */
         uint64_t checks;
 
+        /* What health checks cost: the file-system part of the round plus
+         * the probe's work, without lock waits. */
+        usec_t round_files_usec;
+        usec_t check_usec[MANAGER_CHECK_HISTORY];
+        uint64_t check_count;
+        usec_t last_check_usec;
+        usec_t last_check_at;   /* CLOCK_REALTIME */
+        char metrics_error[256]; /* the last failure to write metrics, said once */
+
         /* Life cycle. */
         usec_t started_at;      /* CLOCK_MONOTONIC */
         bool ready;
@@ -69,6 +87,8 @@ typedef struct Manager {
         bool reloading;
         bool reload_again;
         Config *pending_config; /* a reload waiting for its pragmas job */
+        ReloadReply reload_reply; /* a control client waiting for the reload */
+        void *reload_userdata;
         sd_event_source *extend_timer;
         usec_t stop_started;
         int exit_code;
@@ -96,6 +116,15 @@ int manager_start(Manager *m);
 
 /* Runs the event loop until the daemon stops; returns the exit code. */
 int manager_run(Manager *m);
+
+/* Reloads the configuration for a control client; reply says how it went.
+ * -EBUSY while a reload runs, -ESHUTDOWN while stopping. */
+int manager_request_reload(Manager *m, ReloadReply reply, void *userdata);
+void manager_forget_reload(Manager *m, void *userdata);
+
+/* Refreshes what others read about us: the metrics textfile, if configured.
+ * Called after every health round and maintenance run. */
+void manager_publish(Manager *m);
 
 /* Judges health again from the facts at hand (a maintenance task found
  * corruption or starvation) and updates STATUS=; no watchdog ping. */

@@ -24,14 +24,13 @@ static uint32_t u32_at(const unsigned char *p) {
         return v;
 }
 
-int walindex_read(const char *shm_path, WalIndex *ret) {
+int walindex_read(int fd, WalIndex *ret) {
         unsigned char buf[CKPT_INFO + 4 * (1 + WALINDEX_READERS)];
         ssize_t n = 0;
-        int fd, r = WALINDEX_E_UNINITIALIZED;
+        int r = WALINDEX_E_UNINITIALIZED;
 
-        fd = open(shm_path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         if (fd < 0)
-                return errno == ENOENT ? WALINDEX_E_UNINITIALIZED : -errno;
+                return WALINDEX_E_UNINITIALIZED;
         /* The writer updates the two header copies one after the other; SQLite
          * itself retries until they agree, and so do we. */
         for (int attempt = 0; attempt < 5; attempt++) {
@@ -60,7 +59,6 @@ int walindex_read(const char *shm_path, WalIndex *ret) {
                 r = 0;
                 break;
         }
-        close(fd);
         return r;
 }
 

@@ -16,6 +16,13 @@
  * Which process holds which read lock is not in the file: SQLite takes POSIX
  * advisory locks on bytes 120..127 of the -shm file (byte 123 + i is read
  * mark i), and /proc/locks lists them with the holder's pid.
+ *
+ * Never open and close the -shm (or the database, or the -wal) in a process
+ * that has the database open through SQLite: closing any descriptor of a
+ * file drops every POSIX lock the process holds on it, SQLite's included,
+ * and two writers then corrupt the database ("How To Corrupt An SQLite
+ * Database File", section 2.2). So this module reads from one descriptor
+ * that the caller opens once and closes only after sqlite3_close().
  */
 
 #include <stdbool.h>
@@ -37,8 +44,9 @@ typedef struct WalIndex {
         uint32_t read_mark[WALINDEX_READERS];
 } WalIndex;
 
-/* Reads the header. 0, WALINDEX_E_UNINITIALIZED, or a negative errno. */
-int walindex_read(const char *shm_path, WalIndex *ret);
+/* Reads the header from the -shm file open at fd (see above).
+ * 0, WALINDEX_E_UNINITIALIZED, or a negative errno. */
+int walindex_read(int fd, WalIndex *ret);
 
 /* Frames committed to the WAL but not yet in the database. */
 static inline uint32_t walindex_pending(const WalIndex *w) {

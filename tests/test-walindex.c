@@ -36,7 +36,7 @@ static void test_header(void) {
         put32(buf + 116, 0xffffffff);
         CHECK_INT(write(fd, buf, sizeof(buf)), (long long)sizeof(buf));
 
-        CHECK_INT(walindex_read(path, &w), 0);
+        CHECK_INT(walindex_read(fd, &w), 0);
         CHECK_INT(w.mx_frame, 480);
         CHECK_INT(w.n_backfill, 470);
         CHECK_INT(w.salt, 0xabcdef);
@@ -47,14 +47,17 @@ static void test_header(void) {
         /* Copies that disagree (a writer mid-update): not trusted. */
         put32(buf + 48 + 16, 481);
         CHECK_INT(pwrite(fd, buf, 128, 0), 128);
-        CHECK_INT(walindex_read(path, &w), WALINDEX_E_UNINITIALIZED);
+        CHECK_INT(walindex_read(fd, &w), WALINDEX_E_UNINITIALIZED);
         /* Not initialised. */
         memset(buf, 0, 128);
         CHECK_INT(pwrite(fd, buf, 128, 0), 128);
-        CHECK_INT(walindex_read(path, &w), WALINDEX_E_UNINITIALIZED);
+        CHECK_INT(walindex_read(fd, &w), WALINDEX_E_UNINITIALIZED);
+        /* Too short. */
+        CHECK_INT(ftruncate(fd, 40), 0);
+        CHECK_INT(walindex_read(fd, &w), WALINDEX_E_UNINITIALIZED);
         close(fd);
         unlink(path);
-        CHECK_INT(walindex_read(path, &w), WALINDEX_E_UNINITIALIZED); /* no file */
+        CHECK_INT(walindex_read(-1, &w), WALINDEX_E_UNINITIALIZED); /* no file */
 }
 
 static void test_readers(void) {

@@ -117,8 +117,13 @@ class Daemon:
             e["NOTIFY_SOCKET"] = notify.path
         if watchdog_usec:
             e["WATCHDOG_USEC"] = str(watchdog_usec)
+        # Each daemon gets its own runtime directory, as the unit gives each
+        # instance one: its control socket goes there, never into the host's
+        # /run/sqlvigil, and tests running side by side cannot collide.
+        e["RUNTIME_DIRECTORY"] = tempfile.mkdtemp(prefix="sqlvigil-run-")
         if env:
             e.update(env)
+        self.runtime_directory = e["RUNTIME_DIRECTORY"]
         self.started = time.monotonic()
         self.proc = subprocess.Popen([SQLVIGIL] + list(args), env=e, cwd=cwd,
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

@@ -135,6 +135,31 @@ def case_not_a_database(tmp):
     check("file is not a database" in r.stderr, f"stderr: {r.stderr!r}")
 
 
+def case_unwritable(tmp):
+    """A database sqlvigil cannot write, or whose directory it cannot write
+    (SQLite creates -wal and -shm there), is refused at start with what is
+    wrong, not opened read-only behind our back."""
+    if os.geteuid() != 0:
+        from harness import Skip
+        raise Skip("needs root to run sqlvigil as another user")
+    os.chmod(tmp, 0o755)
+    sub = os.path.join(tmp, "ro")
+    os.mkdir(sub)
+    db = os.path.join(sub, "ro.db")
+    make_db(db, rows=3)
+    os.chmod(db, 0o644)
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    os.chmod(sub, 0o555)
+    r = subprocess.run(nobody + [SQLVIGIL, "--database", db], capture_output=True, text=True, timeout=30)
+    check(r.returncode == 1, f"exit {r.returncode}")
+    check(f"cannot write the directory of {db} as uid 65534: Permission denied" in r.stderr, r.stderr)
+    os.chmod(sub, 0o777)
+    r = subprocess.run(nobody + [SQLVIGIL, "--database", db], capture_output=True, text=True, timeout=30)
+    check(r.returncode == 1, f"exit {r.returncode}")
+    check(f"cannot open {db} for reading and writing as uid 65534: Permission denied" in r.stderr, r.stderr)
+    check(sorted(os.listdir(sub)) == ["ro.db"], f"files created: {os.listdir(sub)}")
+
+
 # ---- Readiness -------------------------------------------------------------
 
 def case_ready_after_open(tmp):
@@ -494,6 +519,57 @@ def case_no_transaction_held(tmp):
             check(busy == 0, f"TRUNCATE checkpoint busy on round {i}: sqlvigil holds a transaction")
             time.sleep(0.02)
         con.close()
+    finally:
+        d.kill()
+        notify.close()
+
+
+def shm_locks(db, pid):
+    """The byte ranges pid holds POSIX locks on in db's -shm, from /proc/locks."""
+    ino = os.stat(db + "-shm").st_ino
+    held = []
+    with open("/proc/locks") as f:
+        for line in f:
+            parts = line.split()
+            if "->" in parts:
+                continue
+            if len(parts) >= 8 and parts[1] == "POSIX" and int(parts[4]) == pid and \
+                    parts[5].split(":")[-1] == str(ino):
+                held.append((int(parts[6]), parts[7]))
+    return held
+
+
+def case_locks_kept(tmp):
+    """sqlvigil never drops SQLite's own locks. Closing any descriptor of a
+    file drops every POSIX lock the process holds on it, so reading the WAL
+    index through a descriptor opened and closed on the side would silently
+    release SQLite's locks on the -shm - and two writers then corrupt the
+    database. SQLite holds a shared lock on byte 128 of the -shm (the
+    "dead man switch") for as long as the connection is open: it must still
+    be there after many WAL-index reads."""
+    db = os.path.join(tmp, "locks.db")
+    make_db(db, rows=10)
+    conf = os.path.join(tmp, "l.conf")
+    write_config(conf, f"[database]\npath = {db}\n[health]\ninterval = 100ms\n[checkpoint]\ninterval = 200ms\n")
+    notify = Notify(tmp)
+    d = Daemon(["--config", conf], notify=notify)
+    try:
+        notify.wait_for("READY", "1", timeout=15)
+        w = subprocess.Popen([sys.executable, "-c", WRITER, db, "300"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True)
+        check(w.stdout.readline().strip() == "done", "writer failed")
+        # WAL watch looks once a second or faster; checkpoints every 200 ms.
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            held = shm_locks(db, d.pid)
+            check((128, "128") in held, f"sqlvigil no longer holds its -shm lock on byte 128: {held}")
+            time.sleep(0.1)
+        check(d.find_log(r"checkpoint \("), "no checkpoint ran meanwhile:\n" + d.dump())
+        w.stdin.write("\n")
+        w.stdin.flush()
+        w.wait(timeout=10)
+        d.signal(signal.SIGTERM)
+        check(d.wait_exit() == 0, d.dump())
     finally:
         d.kill()
         notify.close()

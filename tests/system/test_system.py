@@ -100,9 +100,14 @@ def unit_for_analysis(tmp):
     check(m.group(1) == installed,
           f"ExecStart= runs {m.group(1)}, but the build installs the binary as {installed}")
     check("@" not in m.group(1), f"unsubstituted variable in ExecStart={m.group(1)}")
+    ctl = os.path.join(build, "src", "sqlvigilctl")
+    m = re.search(r"^ExecReload=(\S+)", text, re.M)
+    check(m and m.group(1) == container.installed_path(ctl),
+          f"ExecReload= runs {m.group(1) if m else None}, not the sqlvigilctl this build installs")
     path = os.path.join(tmp, "sqlvigil@t.service")
     with open(path, "w") as f:
-        f.write(text.replace(f"ExecStart={installed} ", f"ExecStart={os.path.abspath(binary)} "))
+        f.write(text.replace(f"ExecStart={installed} ", f"ExecStart={os.path.abspath(binary)} ")
+                    .replace(f"ExecReload={m.group(1)} ", f"ExecReload={os.path.abspath(ctl)} "))
     return path
 
 
@@ -233,11 +238,14 @@ def reload_config(s):
     pid = s.prop(t.unit, "MainPID")
 
     def reload_and_wait(what, message_id):
+        # ExecReload= is `sqlvigilctl -i NAME reload`, which waits for the
+        # daemon's answer: systemctl reload succeeds for a good file, fails
+        # for a rejected one, and returns only when the reload is done.
         c = s.cursor()
-        s.systemctl("reload", t.unit)
-        done = bool(s.journal(unit=t.unit, after=c, MESSAGE_ID=message_id))
-        s.log(f"'{what}' entry {'already' if done else 'not yet'} in the journal when systemctl reload returned")
-        e = s.wait_journal(what, unit=t.unit, after=c, MESSAGE_ID=message_id)
+        r = s.systemctl("reload", t.unit, check_status=False)
+        check((r.returncode == 0) == (what == "reloaded"),
+              f"systemctl reload exited {r.returncode} for a {what} configuration: {r.stderr.strip()}")
+        e = s.wait_journal(what, unit=t.unit, after=c, MESSAGE_ID=message_id, timeout=5)
         s.wait_until(lambda: s.show(t.unit, "ActiveState", "SubState") ==
                      {"ActiveState": "active", "SubState": "running"}, 10, "active (running) after the reload")
         return c, e
@@ -363,11 +371,19 @@ def start_limit(s):
                  {"ActiveState": "failed", "SubState": "failed"}, 10, "sqlvigil@gone to be failed")
     st = s.show(gone.unit, "NRestarts", "ExecMainStatus", "Result")
     s.log(f"sqlvigil@gone: {st}")
-    check(st["ExecMainStatus"] == "66", f"last exit status {st['ExecMainStatus']}, expected 66")
-    check(st["Result"] in ("exit-code", "start-limit-hit"), f"Result={st['Result']}")
     entries = s.journal(unit=gone.unit, sync=True)
+    # Under heavy load (the sanitizer run), systemd in the container has been
+    # seen to fail a restart itself, before sqlvigil runs: "status=219/CGROUP".
+    # Such a start counts towards the limit but is systemd's, not ours.
+    spawn_failures = [e for e in entries if "status=219/CGROUP" in e.get("MESSAGE", "")]
+    if spawn_failures:
+        s.log(f"{len(spawn_failures)} restart(s) failed in systemd itself (219/CGROUP)")
+    check(st["ExecMainStatus"] == "66" or (spawn_failures and st["ExecMainStatus"] == "219"),
+          f"last exit status {st['ExecMainStatus']}, expected 66")
+    check(st["Result"] in ("exit-code", "start-limit-hit"), f"Result={st['Result']}")
     starts = [e for e in entries if e.get("MESSAGE_ID") == MSG_STARTED]
-    check(len(starts) == 5, f"{len(starts)} starts, expected 5 (StartLimitBurst=5)")
+    check(len(starts) + len(spawn_failures) == 5,
+          f"{len(starts)} starts (+{len(spawn_failures)} failed by systemd), expected 5 (StartLimitBurst=5)")
     check(st["NRestarts"] == "5", f"NRestarts={st['NRestarts']}, expected 5 (the fifth was refused)")
     check(any(e.get("MESSAGE_ID") == MSG_HEALTH and e.get("SQLVIGIL_REASON") == "file-deleted" for e in entries),
           "no health entry saying the file was deleted")
@@ -483,6 +499,86 @@ def override_paths(s):
 
 
 # ---- Entry points --------------------------------------------------------------
+
+@booted
+def maintenance(s):
+    """Scheduled maintenance happens unattended and shows in
+    journalctl -u: a one-time conversion to auto_vacuum=incremental, then
+    checkpoints, incremental vacuum, ANALYZE and quick_check, each one entry
+    with its figures as SQLVIGIL_* fields."""
+    t = s.instance("t", config="[pragmas]\nauto_vacuum = incremental\n\n"
+                               "[checkpoint]\ninterval = 1s\nmin_wal_pages = 50\n\n"
+                               "[vacuum]\ninterval = 1s\nmin_free_pages = 10\nconvert = yes\n\n"
+                               "[analyze]\ninterval = 1s\n\n"
+                               "[health]\ninterval = 500ms\nquick_check_interval = 2s\n")
+    app = s.app(t)
+    app.sql("CREATE INDEX t_v ON t(v)")
+    big_rows = ("INSERT INTO t(v) SELECT hex(randomblob(1500)) FROM "
+                "(WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r WHERE i < {n}) SELECT i FROM r)")
+    app.sql(big_rows.format(n=1500))
+    app.sql("DELETE FROM t WHERE id % 2 = 0")
+    c = s.cursor()
+    s.systemctl("start", t.unit)
+    conv = s.wait_journal("the conversion to auto_vacuum=incremental", unit=t.unit, after=c, timeout=30,
+                          SQLVIGIL_EVENT="vacuum", SQLVIGIL_CONVERT="1")
+    check(conv.get("SQLVIGIL_RESULT") == "ok", f"conversion: {conv.get('MESSAGE')}")
+    check(s.sqlite_cli("t", t.db, "PRAGMA auto_vacuum") == "2", "the file is not incremental")
+    # More free pages, now reclaimable step by step.
+    app.sql(big_rows.format(n=2000))
+    app.sql("DELETE FROM t WHERE id % 3 = 0")
+    app.cmd("insert 500")
+    for event in ("checkpoint", "vacuum", "analyze", "integrity"):
+        e = s.wait_journal(f"a {event} run", unit=t.unit, after=c, timeout=30, SQLVIGIL_EVENT=event,
+                           pred=lambda e: event != "vacuum" or e.get("SQLVIGIL_CONVERT") != "1")
+        for field in ("SQLVIGIL_DURATION_USEC", "SQLVIGIL_LOCK_USEC", "SQLVIGIL_DATABASE", "SQLVIGIL_INSTANCE",
+                      "MESSAGE_ID"):
+            check(field in e, f"the {event} entry lacks {field}: {e}")
+        check(e["SQLVIGIL_DATABASE"] == t.db, f"{event}: SQLVIGIL_DATABASE={e['SQLVIGIL_DATABASE']}")
+    vac = s.wait_journal("a vacuum that freed pages", unit=t.unit, after=c, timeout=30, SQLVIGIL_EVENT="vacuum",
+                         pred=lambda e: e.get("SQLVIGIL_CONVERT") != "1" and int(e.get("SQLVIGIL_PAGES", "0")) > 0)
+    check(int(vac["SQLVIGIL_LOCK_USEC"]) <= 1_000_000, f"vacuum held the lock {vac['SQLVIGIL_LOCK_USEC']} us")
+    # The operator's query from the docs works: journalctl SQLVIGIL_EVENT=checkpoint -o json.
+    r = s.run("journalctl", "--no-pager", "-o", "json", "SQLVIGIL_EVENT=checkpoint", "SQLVIGIL_INSTANCE=t")
+    rows = [l for l in r.stdout.splitlines() if l.strip()]
+    check(rows, "journalctl SQLVIGIL_EVENT=checkpoint finds nothing")
+    check(s.sqlite_cli("t", t.db, "SELECT count(*) FROM sqlite_stat1 WHERE idx = 't_v'") == "1",
+          "no statistics for t_v")
+    app.quit()
+    s.systemctl("stop", t.unit)
+    check(s.sqlite_cli("t", t.db, "PRAGMA integrity_check") == "ok", "integrity_check")
+
+
+@booted
+def control_socket(s):
+    """sqlvigilctl -i NAME finds the instance's socket; anyone may read,
+    only root, the service's user or admin_group may act; the metrics
+    textfile is written readable for node_exporter; all is gone on stop."""
+    t = s.instance("t", rows=10, config="[metrics]\ntextfile = /var/lib/t/sqlvigil.prom\n")
+    s.systemctl("start", t.unit)
+    sock = f"{t.runtime_dir}/control.sock"
+    mode = oct(os.stat(sock).st_mode & 0o777)
+    check(mode == "0o666", f"control socket mode {mode} (the unit has UMask=0077)")
+    r = s.run("sqlvigilctl", "-i", "t", "status")
+    check("health      ok" in r.stdout and t.db in r.stdout, f"status: {r.stdout}")
+    r = s.run("runuser", "-u", "nobody", "--", "sqlvigilctl", "-i", "t", "health", check_status=False)
+    check(r.returncode == 0 and r.stdout == "ok\n", f"nobody's health: {r.returncode} {r.stderr}")
+    r = s.run("runuser", "-u", "nobody", "--", "sqlvigilctl", "-i", "t", "checkpoint", check_status=False)
+    check(r.returncode == 4 and "permission denied" in r.stderr, f"nobody's checkpoint: {r.returncode} {r.stderr}")
+    r = s.run("runuser", "-u", "t", "--", "sqlvigilctl", "-i", "t", "checkpoint", "truncate", check_status=False)
+    check(r.returncode == 0 and r.stdout.startswith("checkpoint: ok"), f"the service user's checkpoint: {r.stdout}")
+    r = s.run("sqlvigilctl", "-i", "t", "--json", "stats")
+    check('"instance":"t"' in r.stdout, "stats do not name the instance")
+    prom = "/var/lib/t/sqlvigil.prom"
+    s.wait_until(lambda: os.path.exists(prom), 10, "the metrics textfile")
+    mode = oct(os.stat(prom).st_mode & 0o777)
+    check(mode == "0o644", f"metrics file mode {mode}")
+    if shutil.which("promtool"):
+        with open(prom) as f:
+            r = subprocess.run(["promtool", "check", "metrics"], stdin=f, capture_output=True, text=True)
+        check(r.returncode == 0, f"promtool: {r.stdout} {r.stderr}")
+    s.systemctl("stop", t.unit)
+    check(not os.path.exists(t.runtime_dir), f"{t.runtime_dir} left after stop")
+
 
 def host(name):
     if name in STATIC:

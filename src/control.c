@@ -1,0 +1,675 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <systemd/sd-event.h>
+
+#include "control.h"
+#include "json.h"
+#include "log.h"
+#include "maintenance.h"
+#include "manager.h"
+#include "report.h"
+#include "request.h"
+#include "util.h"
+
+/* Clients served at once. Each costs a few KiB; more wait in the backlog. */
+#define MAX_CLIENTS 128
+/* A client that does not send its request, or read its reply, this long is
+ * cut off: it holds a slot. */
+#define CLIENT_TIMEOUT (5 * USEC_PER_SEC)
+#define MAX_GROUPS 256
+
+typedef struct Client Client;
+
+static void client_drain(Client *cl);
+
+struct Control {
+        Manager *manager;
+        char *path;
+        int fd;
+        dev_t dev;
+        ino_t ino;
+        sd_event_source *listen;
+        Client *clients;
+        unsigned n_clients;
+};
+
+struct Client {
+        Control *control;
+        int fd;
+        sd_event_source *io;
+        sd_event_source *timer;
+        char in[REQUEST_MAX];
+        size_t in_len;
+        bool waiting;     /* an admin operation runs on its behalf */
+        bool replying;
+        bool draining;    /* reply sent; reading until the client closes */
+        Json reply;
+        size_t reply_off;
+        struct ucred cred;
+        gid_t groups[MAX_GROUPS];
+        int n_groups;
+        Client *prev, *next;
+};
+
+static void client_free(Client *cl) {
+        Control *c = cl->control;
+
+        if (cl->waiting) {
+                /* Gone before its operation finished: the operation goes on,
+                 * nobody is told. */
+                maintenance_forget_reply(c->manager->maintenance, cl);
+                manager_forget_reload(c->manager, cl);
+        }
+        sd_event_source_disable_unref(cl->io);
+        sd_event_source_disable_unref(cl->timer);
+        if (cl->fd >= 0)
+                close(cl->fd);
+        json_free(&cl->reply);
+        if (cl->prev)
+                cl->prev->next = cl->next;
+        else
+                c->clients = cl->next;
+        if (cl->next)
+                cl->next->prev = cl->prev;
+        c->n_clients--;
+        /* A slot is free again. */
+        if (c->listen && c->n_clients == MAX_CLIENTS - 1)
+                (void)sd_event_source_set_enabled(c->listen, SD_EVENT_ON);
+        free(cl);
+}
+
+static int client_write(Client *cl) {
+        const char *text = json_text(&cl->reply);
+        size_t len = text ? strlen(text) : 0;
+
+        while (cl->reply_off < len) {
+                ssize_t n = send(cl->fd, text + cl->reply_off, len - cl->reply_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+                if (n < 0) {
+                        if (errno == EAGAIN || errno == EINTR)
+                                return 0; /* wait for EPOLLOUT */
+                        return -errno;  /* the client went away */
+                }
+                cl->reply_off += (size_t)n;
+        }
+        return 1;
+}
+
+/* Sends the reply that is in cl->reply (a complete object; we add "\n"). */
+static void client_send(Client *cl) {
+        int r;
+
+        cl->waiting = false;
+        cl->replying = true;
+        if (!json_text(&cl->reply)) {
+                /* Out of memory while building: a short reply we can afford. */
+                json_free(&cl->reply);
+                json_init(&cl->reply);
+                json_object_begin(&cl->reply);
+                json_kv_bool(&cl->reply, "ok", false);
+                json_kv_string(&cl->reply, "code", "failed");
+                json_kv_string(&cl->reply, "error", "out of memory");
+                json_object_end(&cl->reply);
+        }
+        /* One line: the JSON writer never emits a raw newline. */
+        json_newline(&cl->reply);
+        r = sd_event_source_set_time_relative(cl->timer, CLIENT_TIMEOUT);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(cl->timer, SD_EVENT_ONESHOT);
+        if (r < 0) {
+                client_free(cl);
+                return;
+        }
+        r = client_write(cl);
+        if (r < 0) {
+                client_free(cl);
+                return;
+        }
+        if (r > 0) {
+                if (sd_event_source_set_enabled(cl->io, SD_EVENT_ON) < 0)
+                        client_free(cl);
+                else
+                        client_drain(cl);
+                return;
+        }
+        r = sd_event_source_set_io_events(cl->io, EPOLLOUT);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(cl->io, SD_EVENT_ON);
+        if (r < 0)
+                client_free(cl);
+}
+
+static void reply_error(Client *cl, const char *code, const char *fmt, ...) _printf_(3, 4);
+static void reply_error(Client *cl, const char *code, const char *fmt, ...) {
+        char msg[1024];
+        va_list ap;
+
+        va_start(ap, fmt);
+        (void)vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        json_free(&cl->reply);
+        json_init(&cl->reply);
+        json_object_begin(&cl->reply);
+        json_kv_bool(&cl->reply, "ok", false);
+        json_kv_string(&cl->reply, "code", code);
+        json_kv_string(&cl->reply, "error", msg);
+        json_object_end(&cl->reply);
+        client_send(cl);
+}
+
+static bool peer_is_admin(Client *cl, char *why, size_t why_size) {
+        const Config *cfg = cl->control->manager->config;
+        struct group *g;
+
+        if (cl->cred.uid == 0 || cl->cred.uid == geteuid())
+                return true;
+        if (cfg->admin_group && (g = getgrnam(cfg->admin_group))) {
+                if (cl->cred.gid == g->gr_gid)
+                        return true;
+                for (int i = 0; i < cl->n_groups; i++)
+                        if (cl->groups[i] == g->gr_gid)
+                                return true;
+        }
+        if (cfg->admin_group)
+                bufprintf(why, why_size, "root, uid %u or members of group %s", (unsigned)geteuid(), cfg->admin_group);
+        else
+                bufprintf(why, why_size, "root or uid %u", (unsigned)geteuid());
+        return false;
+}
+
+static void outcome_reply(void *userdata, const MaintenanceOutcome *o) {
+        static const char *const keys[_TASK_MAX] = {
+                [TASK_CHECKPOINT] = "checkpoint",
+                [TASK_VACUUM] = "vacuum",
+                [TASK_ANALYZE] = "analyze",
+                [TASK_QUICK_CHECK] = "check",
+        };
+        const TaskRun *run = o->run && o->run->valid ? o->run : NULL;
+        Client *cl = userdata;
+        Json *j = &cl->reply;
+
+        json_free(j);
+        json_init(j);
+        json_object_begin(j);
+        json_kv_bool(j, "ok", o->ok);
+        if (!o->ok) {
+                json_kv_string(j, "code", "failed");
+                json_kv_string(j, "error", o->error ? o->error : "failed");
+        }
+        json_key(j, keys[o->task]);
+        json_object_begin(j);
+        if (o->mode)
+                json_kv_string(j, o->task == TASK_QUICK_CHECK ? "kind" : "mode", o->mode);
+        json_kv_string(j, "result", run ? run->result : o->ok ? "ok" : "failed");
+        json_kv_uint(j, "duration_usec", run ? run->duration : 0);
+        json_kv_uint(j, "lock_usec", run ? run->lock_usec : 0);
+        json_kv_string(j, "summary", run ? run->summary : NULL);
+        switch (o->task) {
+        case TASK_CHECKPOINT:
+                json_kv_bool(j, "busy", o->busy);
+                json_kv_int(j, "wal_frames", o->frames);
+                json_kv_int(j, "checkpointed", o->checkpointed);
+                break;
+        case TASK_VACUUM:
+                json_kv_int(j, "pages_freed", o->pages);
+                json_kv_int(j, "freelist_count", o->freelist_after);
+                break;
+        case TASK_ANALYZE:
+                json_kv_int(j, "tables_analyzed", o->tables);
+                break;
+        case TASK_QUICK_CHECK:
+                json_kv_int(j, "problems", o->problems);
+                json_kv_string(j, "first", o->first);
+                break;
+        default:
+                break;
+        }
+        json_object_end(j);
+        json_object_end(j);
+        client_send(cl);
+}
+
+static void reload_reply(void *userdata, bool applied, const char *error) {
+        Client *cl = userdata;
+
+        if (!applied) {
+                reply_error(cl, "failed", "configuration rejected, the running configuration stays in force: %s",
+                            error ? error : "?");
+                return;
+        }
+        json_free(&cl->reply);
+        json_init(&cl->reply);
+        json_object_begin(&cl->reply);
+        json_kv_bool(&cl->reply, "ok", true);
+        json_key(&cl->reply, "reload");
+        json_object_begin(&cl->reply);
+        json_kv_string(&cl->reply, "result", "applied");
+        json_object_end(&cl->reply);
+        json_object_end(&cl->reply);
+        client_send(cl);
+}
+
+static void handle_request(Client *cl, const Request *req) {
+        Manager *m = cl->control->manager;
+        char why[256];
+        int r;
+
+        if (!request_is_admin(req->command)) {
+                Json *j = &cl->reply;
+
+                json_init(j);
+                json_object_begin(j);
+                json_kv_bool(j, "ok", true);
+                switch (req->command) {
+                case REQUEST_HEALTH:
+                        json_key(j, "health");
+                        report_health(m, j);
+                        break;
+                case REQUEST_CONFIG:
+                        json_kv_string(j, "source", m->config->source);
+                        json_key(j, "config");
+                        report_config(m, j);
+                        break;
+                default: /* stats and status carry the same */
+                        report_stats_members(m, j);
+                        break;
+                }
+                json_object_end(j);
+                client_send(cl);
+                return;
+        }
+
+        if (m->stopping) {
+                reply_error(cl, "stopping", "sqlvigil is stopping");
+                return;
+        }
+        if (!peer_is_admin(cl, why, sizeof(why))) {
+                reply_error(cl, "permission-denied", "permission denied: '%s' is for %s (you are uid %u)",
+                            request_names[req->command], why, (unsigned)cl->cred.uid);
+                return;
+        }
+
+        cl->waiting = true;
+        switch (req->command) {
+        case REQUEST_CHECKPOINT:
+                r = maintenance_request(m->maintenance, TASK_CHECKPOINT, req->arg, outcome_reply, cl);
+                break;
+        case REQUEST_VACUUM:
+                r = maintenance_request(m->maintenance, TASK_VACUUM, req->arg, outcome_reply, cl);
+                break;
+        case REQUEST_ANALYZE:
+                r = maintenance_request(m->maintenance, TASK_ANALYZE, ANALYZE_MODE_ANALYZE, outcome_reply, cl);
+                break;
+        case REQUEST_OPTIMIZE:
+                r = maintenance_request(m->maintenance, TASK_ANALYZE, ANALYZE_MODE_OPTIMIZE, outcome_reply, cl);
+                break;
+        case REQUEST_CHECK:
+                r = maintenance_request(m->maintenance, TASK_QUICK_CHECK, req->arg, outcome_reply, cl);
+                break;
+        case REQUEST_RELOAD:
+                r = manager_request_reload(m, reload_reply, cl);
+                break;
+        default:
+                r = -EINVAL;
+        }
+        if (r == 0) {
+                /* The reply may already have been sent (nothing to do). */
+                return;
+        }
+        cl->waiting = false;
+        if (r == -EBUSY)
+                reply_error(cl, "busy", "%s is already running", req->command == REQUEST_RELOAD ? "a reload"
+                                                                  : req->command == REQUEST_OPTIMIZE ? "analyze"
+                                                                  : request_names[req->command]);
+        else if (r == -ESHUTDOWN)
+                reply_error(cl, "stopping", "sqlvigil is stopping");
+        else
+                reply_error(cl, "failed", "%s: %s", request_names[req->command], strerror(-r));
+}
+
+static void client_process(Client *cl) {
+        char error[256];
+        Request req;
+
+        (void)sd_event_source_set_enabled(cl->io, SD_EVENT_OFF);
+        (void)sd_event_source_set_enabled(cl->timer, SD_EVENT_OFF);
+        if (request_parse(cl->in, cl->in_len, &req, error, sizeof(error)) < 0) {
+                reply_error(cl, "bad-request", "%s", error);
+                return;
+        }
+        handle_request(cl, &req);
+}
+
+/*
+ * After the reply: half-close and read until the client closes. Closing a
+ * socket that still has unread input makes the kernel send a reset, which
+ * can destroy the reply before the client reads it (an over-long request
+ * leaves input unread).
+ */
+static void client_drain(Client *cl) {
+        int r;
+
+        cl->replying = false;
+        cl->draining = true;
+        if (shutdown(cl->fd, SHUT_WR) < 0) {
+                client_free(cl);
+                return;
+        }
+        r = sd_event_source_set_io_events(cl->io, EPOLLIN | EPOLLRDHUP);
+        if (r < 0)
+                client_free(cl);
+}
+
+static int on_client_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Client *cl = userdata;
+        ssize_t n;
+        int r;
+
+        (void)s;
+        if (cl->draining) {
+                char sink[4096];
+
+                n = recv(fd, sink, sizeof(sink), MSG_DONTWAIT);
+                if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+                        client_free(cl);
+                return 0;
+        }
+        if (cl->replying) {
+                if (revents & (EPOLLERR | EPOLLHUP)) {
+                        client_free(cl);
+                        return 0;
+                }
+                r = client_write(cl);
+                if (r < 0)
+                        client_free(cl);
+                else if (r > 0)
+                        client_drain(cl);
+                return 0;
+        }
+        if (cl->waiting) {
+                /* Only hang-ups arrive here while an operation runs. */
+                if (revents & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+                        client_free(cl);
+                return 0;
+        }
+
+        n = recv(fd, cl->in + cl->in_len, sizeof(cl->in) - cl->in_len, MSG_DONTWAIT);
+        if (n < 0) {
+                if (errno == EAGAIN || errno == EINTR)
+                        return 0;
+                client_free(cl);
+                return 0;
+        }
+        if (n == 0) {
+                /* EOF: a request without a newline is still a request. */
+                if (cl->in_len == 0)
+                        client_free(cl);
+                else
+                        client_process(cl);
+                return 0;
+        }
+        if (memchr(cl->in + cl->in_len, '\n', (size_t)n)) {
+                char *nl;
+
+                cl->in_len += (size_t)n;
+                nl = memchr(cl->in, '\n', cl->in_len);
+                cl->in_len = (size_t)(nl - cl->in) + 1; /* anything after the line is ignored */
+                client_process(cl);
+                return 0;
+        }
+        cl->in_len += (size_t)n;
+        if (cl->in_len >= sizeof(cl->in)) {
+                (void)sd_event_source_set_enabled(cl->io, SD_EVENT_OFF);
+                reply_error(cl, "bad-request", "request too long (the limit is %d bytes)", REQUEST_MAX);
+        }
+        return 0;
+}
+
+static int on_client_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
+        Client *cl = userdata;
+
+        (void)s;
+        (void)usec;
+        if (cl->replying || cl->draining) {
+                client_free(cl); /* never read its reply, or never closed */
+                return 0;
+        }
+        (void)sd_event_source_set_enabled(cl->io, SD_EVENT_OFF);
+        reply_error(cl, "timeout", "no complete request within %llu seconds",
+                    (unsigned long long)(CLIENT_TIMEOUT / USEC_PER_SEC));
+        return 0;
+}
+
+static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Control *c = userdata;
+
+        (void)revents;
+        while (c->n_clients < MAX_CLIENTS) {
+                socklen_t len = sizeof(struct ucred);
+                Client *cl;
+                int cfd, r;
+
+                cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                if (cfd < 0) {
+                        if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
+                                return 0;
+                        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                                /* Out of descriptors: stop accepting until a client leaves. */
+                                log_warning("control socket: cannot accept: %s", strerror(errno));
+                                if (c->n_clients > 0)
+                                        (void)sd_event_source_set_enabled(s, SD_EVENT_OFF);
+                                return 0;
+                        }
+                        log_error("control socket: accept failed: %s", strerror(errno));
+                        return 0;
+                }
+                cl = calloc(1, sizeof(*cl));
+                if (!cl) {
+                        close(cfd);
+                        return 0;
+                }
+                cl->control = c;
+                cl->fd = cfd;
+                json_init(&cl->reply);
+                cl->next = c->clients;
+                if (c->clients)
+                        c->clients->prev = cl;
+                c->clients = cl;
+                c->n_clients++;
+
+                if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cl->cred, &len) < 0) {
+                        /* Unknown peer: treat as nobody; reads still work. */
+                        cl->cred = (struct ucred){ .pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1 };
+                } else {
+                        socklen_t glen = sizeof(cl->groups);
+
+                        if (getsockopt(cfd, SOL_SOCKET, SO_PEERGROUPS, cl->groups, &glen) == 0)
+                                cl->n_groups = (int)(glen / sizeof(gid_t));
+                        /* ERANGE (more than MAX_GROUPS groups): the primary group still counts. */
+                }
+
+                r = sd_event_add_io(c->manager->event, &cl->io, cfd, EPOLLIN | EPOLLRDHUP, on_client_io, cl);
+                if (r >= 0)
+                        r = sd_event_add_time_relative(c->manager->event, &cl->timer, CLOCK_MONOTONIC, CLIENT_TIMEOUT,
+                                                       100 * USEC_PER_MSEC, on_client_timeout, cl);
+                if (r < 0) {
+                        log_error("control socket: cannot watch a client: %s", strerror(-r));
+                        client_free(cl);
+                        continue;
+                }
+                (void)sd_event_source_set_description(cl->io, "control-client");
+        }
+        /* Full: the backlog holds the rest until a slot frees. */
+        (void)sd_event_source_set_enabled(s, SD_EVENT_OFF);
+        return 0;
+}
+
+char *control_socket_path(const Manager *m, bool *ret_explicit) {
+        const char *rt = getenv("RUNTIME_DIRECTORY");
+
+        if (m->config->control_socket) {
+                *ret_explicit = true;
+                return strdup(m->config->control_socket);
+        }
+        if (rt && *rt) {
+                /* systemd may pass several directories separated by ':'. */
+                size_t n = strcspn(rt, ":");
+
+                *ret_explicit = true;
+                return strdup_printf("%.*s/control.sock", (int)n, rt);
+        }
+        *ret_explicit = false;
+        return strdup_printf("/run/sqlvigil/%s.sock", m->instance);
+}
+
+/* Binds, replacing a stale socket file but never a live one. */
+static int bind_socket(int fd, const char *path, char *error, size_t error_size) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        socklen_t len;
+
+        if (strlen(path) >= sizeof(sa.sun_path)) {
+                bufprintf(error, error_size, "control socket path %s is too long", path);
+                return -ENAMETOOLONG;
+        }
+        strcpy(sa.sun_path, path);
+        len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path) + 1);
+        if (bind(fd, (struct sockaddr *)&sa, len) == 0)
+                return 0;
+        if (errno != EADDRINUSE) {
+                int r = -errno;
+
+                bufprintf(error, error_size, "cannot bind control socket %s: %s", path, strerror(errno));
+                return r;
+        }
+        {
+                int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                bool alive;
+
+                if (probe < 0) {
+                        int r = -errno;
+
+                        bufprintf(error, error_size, "cannot check control socket %s: %s", path, strerror(errno));
+                        return r;
+                }
+                alive = connect(probe, (struct sockaddr *)&sa, len) == 0;
+                close(probe);
+                if (alive) {
+                        bufprintf(error, error_size,
+                                  "control socket %s is in use by another process (is this instance already running?)",
+                                  path);
+                        return -EADDRINUSE;
+                }
+        }
+        if (unlink(path) < 0 && errno != ENOENT) {
+                int r = -errno;
+
+                bufprintf(error, error_size, "cannot remove stale control socket %s: %s", path, strerror(errno));
+                return r;
+        }
+        if (bind(fd, (struct sockaddr *)&sa, len) < 0) {
+                int r = -errno;
+
+                bufprintf(error, error_size, "cannot bind control socket %s: %s", path, strerror(errno));
+                return r;
+        }
+        return 0;
+}
+
+int control_new(Control **ret, Manager *m, char *error, size_t error_size) {
+        Control *c;
+        struct stat st;
+        bool explicit_path;
+        int r;
+
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        c->manager = m;
+        c->fd = -1;
+        c->path = control_socket_path(m, &explicit_path);
+        if (!c->path) {
+                free(c);
+                return -ENOMEM;
+        }
+        if (!explicit_path && mkdir("/run/sqlvigil", 0755) < 0 && errno != EEXIST) {
+                bufprintf(error, error_size, "cannot create /run/sqlvigil: %s", strerror(errno));
+                control_free(c);
+                return CONTROL_E_DISABLED;
+        }
+
+        c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (c->fd < 0) {
+                r = -errno;
+                bufprintf(error, error_size, "cannot create the control socket: %s", strerror(errno));
+                control_free(c);
+                return r;
+        }
+        r = bind_socket(c->fd, c->path, error, error_size);
+        if (r < 0) {
+                free(TAKE_PTR(c->path)); /* not ours: do not remove it */
+                control_free(c);
+                return !explicit_path && r != -EADDRINUSE ? CONTROL_E_DISABLED : r;
+        }
+        /* Whatever our umask (the unit has UMask=0077): anyone who can reach
+         * the directory may ask read-only questions; admin commands check
+         * peer credentials. */
+        if (chmod(c->path, 0666) < 0 || stat(c->path, &st) < 0) {
+                r = -errno;
+                bufprintf(error, error_size, "cannot set up control socket %s: %s", c->path, strerror(errno));
+                control_free(c);
+                return r;
+        }
+        c->dev = st.st_dev;
+        c->ino = st.st_ino;
+        if (listen(c->fd, SOMAXCONN) < 0) {
+                r = -errno;
+                bufprintf(error, error_size, "cannot listen on control socket %s: %s", c->path, strerror(errno));
+                control_free(c);
+                return r;
+        }
+        r = sd_event_add_io(m->event, &c->listen, c->fd, EPOLLIN, on_accept, c);
+        if (r < 0) {
+                bufprintf(error, error_size, "cannot watch control socket %s: %s", c->path, strerror(-r));
+                control_free(c);
+                return r;
+        }
+        (void)sd_event_source_set_description(c->listen, "control-listen");
+        *ret = c;
+        return 0;
+}
+
+Control *control_free(Control *c) {
+        struct stat st;
+
+        if (!c)
+                return NULL;
+        while (c->clients)
+                client_free(c->clients);
+        sd_event_source_disable_unref(c->listen);
+        c->listen = NULL;
+        if (c->fd >= 0)
+                close(c->fd);
+        /* Remove the file only if it is still the one we made. */
+        if (c->path && c->ino && stat(c->path, &st) == 0 && st.st_dev == c->dev && st.st_ino == c->ino)
+                (void)unlink(c->path);
+        free(c->path);
+        free(c);
+        return NULL;
+}
+
+const char *control_path(const Control *c) {
+        return c ? c->path : NULL;
+}
+
+unsigned control_clients(const Control *c) {
+        return c ? c->n_clients : 0;
+}

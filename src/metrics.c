@@ -1,0 +1,210 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "maintenance.h"
+#include "manager.h"
+#include "metrics.h"
+#include "report.h"
+
+typedef struct Out {
+        FILE *f;
+        const char *labels; /* database="..." */
+} Out;
+
+/* Label values escape backslash, double quote and newline. */
+static void escape_label(FILE *f, const char *s) {
+        for (; *s; s++) {
+                if (*s == '\\' || *s == '"')
+                        fputc('\\', f);
+                if (*s == '\n') {
+                        fputs("\\n", f);
+                        continue;
+                }
+                fputc(*s, f);
+        }
+}
+
+static void family(Out *o, const char *name, const char *type, const char *help) {
+        fprintf(o->f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void sample(Out *o, const char *name, const char *extra, double v) {
+        fprintf(o->f, "%s{%s%s%s} %.10g\n", name, o->labels, extra ? "," : "", extra ? extra : "", v);
+}
+
+static void gauge(Out *o, const char *name, const char *help, double v) {
+        family(o, name, "gauge", help);
+        sample(o, name, NULL, v);
+}
+
+static void counter(Out *o, const char *name, const char *help, double v) {
+        family(o, name, "counter", help);
+        sample(o, name, NULL, v);
+}
+
+char *metrics_render(Manager *m) {
+        const MaintenanceTotals *t = m->maintenance ? maintenance_totals(m->maintenance) : NULL;
+        char *text = NULL, *labels = NULL, extra[256];
+        size_t len = 0, llen = 0;
+        WalIndex wi;
+        FILE *lf;
+        Out o;
+
+        lf = open_memstream(&labels, &llen);
+        if (!lf)
+                return NULL;
+        fputs("database=\"", lf);
+        escape_label(lf, m->config->db_path);
+        fputs("\"", lf);
+        if (fclose(lf) != 0) {
+                free(labels);
+                return NULL;
+        }
+        o = (Out){ .f = open_memstream(&text, &len), .labels = labels };
+        if (!o.f) {
+                free(labels);
+                return NULL;
+        }
+
+        gauge(&o, "sqlvigil_up", "1 while sqlvigil supervises the database (see the file's mtime for freshness).", 1);
+        family(&o, "sqlvigil_info", "gauge", "Versions of sqlvigil and SQLite, and the instance name.");
+        fprintf(o.f, "sqlvigil_info{%s,version=\"%s\",sqlite_version=\"%s\",name=\"", labels, SQLVIGIL_VERSION,
+                sqlite3_libversion());
+        escape_label(o.f, m->instance);
+        fputs("\"} 1\n", o.f);
+        gauge(&o, "sqlvigil_start_time_seconds", "When sqlvigil started, in Unix time.",
+              (double)(now_usec(CLOCK_REALTIME) - (now_usec(CLOCK_MONOTONIC) - m->started_at)) / 1e6);
+
+        family(&o, "sqlvigil_health_state", "gauge", "1 for the current health state (ok, degraded, failed), 0 for the others.");
+        for (int s = 0; s < _HEALTH_STATE_MAX; s++) {
+                bufprintf(extra, sizeof(extra), "state=\"%s\"", health_state_names[s]);
+                sample(&o, "sqlvigil_health_state", extra, m->health.state == (HealthState)s);
+        }
+        gauge(&o, "sqlvigil_health_since_timestamp_seconds", "When the health state last changed, in Unix time.",
+              (double)m->health_since / 1e6);
+        counter(&o, "sqlvigil_health_checks_total", "Health checks run.", (double)m->checks);
+        gauge(&o, "sqlvigil_health_check_duration_seconds", "What the last health check cost (without lock waits).",
+              (double)m->last_check_usec / 1e6);
+
+        gauge(&o, "sqlvigil_database_size_bytes", "Size of the database file.", (double)m->files.db_bytes);
+        gauge(&o, "sqlvigil_wal_size_bytes", "Size of the -wal file.", (double)m->files.wal_bytes);
+        if (m->maintenance && maintenance_wal_index(m->maintenance, &wi)) {
+                gauge(&o, "sqlvigil_wal_frames", "Frames in the WAL.", wi.mx_frame);
+                gauge(&o, "sqlvigil_wal_pending_frames", "WAL frames not yet copied into the database.",
+                      walindex_pending(&wi));
+        }
+        gauge(&o, "sqlvigil_database_pages", "Pages in the database (PRAGMA page_count).",
+              (double)m->probe.page_count);
+        gauge(&o, "sqlvigil_freelist_pages", "Free pages in the database (PRAGMA freelist_count).",
+              (double)m->probe.freelist_count);
+        gauge(&o, "sqlvigil_page_size_bytes", "The database's page size.", (double)m->page_size);
+        gauge(&o, "sqlvigil_free_disk_bytes", "Free space on the database's file system.", (double)m->files.free_bytes);
+        gauge(&o, "sqlvigil_checkpoint_starved", "1 while checkpoints cannot catch up because readers never leave.",
+              m->maintenance && maintenance_starvation(m->maintenance));
+        gauge(&o, "sqlvigil_resident_memory_bytes", "sqlvigil's resident set size.", (double)report_rss_bytes());
+
+        family(&o, "sqlvigil_task_runs_total", "counter", "Maintenance runs, by task.");
+        for (int k = 0; k < _TASK_MAX; k++) {
+                bufprintf(extra, sizeof(extra), "task=\"%s\"", task_names[k]);
+                sample(&o, "sqlvigil_task_runs_total", extra, t ? (double)t->runs[k] : 0);
+        }
+        {
+                static const struct {
+                        const char *name, *help;
+                } last[] = {
+                        { "sqlvigil_task_last_run_timestamp_seconds", "When the task last ran, in Unix time." },
+                        { "sqlvigil_task_last_duration_seconds", "How long the task's last run took." },
+                        { "sqlvigil_task_last_lock_seconds", "The longest the task's last run held the write lock." },
+                        { "sqlvigil_task_last_success", "1 if the task's last run succeeded." },
+                };
+
+                for (size_t i = 0; i < ELEMENTSOF(last); i++) {
+                        family(&o, last[i].name, "gauge", last[i].help);
+                        for (int k = 0; k < _TASK_MAX && m->maintenance; k++) {
+                                const TaskRun *r = maintenance_last(m->maintenance, (TaskId)k);
+                                double v;
+
+                                if (!r->valid)
+                                        continue;
+                                v = i == 0 ? (double)r->at / 1e6
+                                    : i == 1 ? (double)r->duration / 1e6
+                                    : i == 2 ? (double)r->lock_usec / 1e6
+                                             : streq(r->result, "ok");
+                                bufprintf(extra, sizeof(extra), "task=\"%s\"", task_names[k]);
+                                sample(&o, last[i].name, extra, v);
+                        }
+                }
+        }
+        counter(&o, "sqlvigil_checkpoint_frames_total", "WAL frames copied into the database by sqlvigil's checkpoints.",
+                t ? (double)t->frames_checkpointed : 0);
+        counter(&o, "sqlvigil_vacuum_pages_reclaimed_total", "Pages given back to the file system by incremental vacuum.",
+                t ? (double)t->pages_reclaimed : 0);
+        counter(&o, "sqlvigil_analyze_tables_total", "Tables analyzed.", t ? (double)t->tables_analyzed : 0);
+        counter(&o, "sqlvigil_integrity_failures_total", "quick_check or integrity_check runs that found problems.",
+                t ? (double)t->checks_failed : 0);
+
+        free(labels);
+        if (fclose(o.f) != 0) {
+                free(text);
+                return NULL;
+        }
+        return text;
+}
+
+int metrics_write(Manager *m, const char *path, char *error, size_t error_size) {
+        _cleanup_(freep) char *text = NULL, *tmp = NULL;
+        size_t len, off = 0;
+        int fd, r;
+
+        text = metrics_render(m);
+        tmp = strdup_printf("%s.%d.tmp", path, (int)getpid());
+        if (!text || !tmp) {
+                bufprintf(error, error_size, "out of memory");
+                return -ENOMEM;
+        }
+        /* Not ending in .prom: the collector ignores it until the rename. */
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+        if (fd < 0) {
+                r = -errno;
+                bufprintf(error, error_size, "cannot create %s: %s", tmp, strerror(errno));
+                return r;
+        }
+        len = strlen(text);
+        while (off < len) {
+                ssize_t n = write(fd, text + off, len - off);
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0) {
+                        r = -errno;
+                        bufprintf(error, error_size, "cannot write %s: %s", tmp, strerror(errno));
+                        close(fd);
+                        (void)unlink(tmp);
+                        return r;
+                }
+                off += (size_t)n;
+        }
+        /* Readable by the collector whatever our umask (the unit has 0077). */
+        if (fchmod(fd, 0644) < 0 || close(fd) < 0) {
+                r = -errno;
+                bufprintf(error, error_size, "cannot finish %s: %s", tmp, strerror(errno));
+                (void)unlink(tmp);
+                return r;
+        }
+        if (rename(tmp, path) < 0) {
+                r = -errno;
+                bufprintf(error, error_size, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+                (void)unlink(tmp);
+                return r;
+        }
+        return 0;
+}

@@ -1,0 +1,593 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sqlvigilctl - asks a running sqlvigil over its control socket
+ * (docs/control.md) and shows the answer to a person, or as JSON.
+ *
+ * Exit status: 0 success (for health: ok), 1 failed operation or unhealthy,
+ * 2 usage error, 3 daemon unreachable, 4 permission denied.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "json.h"
+#include "request.h"
+#include "util.h"
+
+enum {
+        CTL_OK = 0,
+        CTL_FAILED = 1,
+        CTL_USAGE = 2,
+        CTL_UNREACHABLE = 3,
+        CTL_DENIED = 4,
+};
+
+#define RUN_DIR "/run/sqlvigil"
+#define CONF_DIR "/etc/sqlvigil"
+#define REPLY_MAX (4 << 20)
+
+static bool use_color;
+
+static void help(void) {
+        printf("Usage: sqlvigilctl [-s SOCKET | -i INSTANCE] [--json] COMMAND [ARGUMENT]\n"
+               "\n"
+               "Ask a running sqlvigil.\n"
+               "\n"
+               "Read-only commands:\n"
+               "  status                 one screen for a person\n"
+               "  health                 ok, degraded or failed, with the reason\n"
+               "  stats                  everything, as indented JSON\n"
+               "  config                 the configuration in force\n"
+               "Admin commands (root, sqlvigil's user, or [control] admin_group):\n"
+               "  checkpoint [passive|full|restart|truncate]\n"
+               "  vacuum [PAGES]         incremental vacuum in budgeted steps\n"
+               "  analyze | optimize     ANALYZE every table | the stale ones\n"
+               "  check [quick|integrity]\n"
+               "  reload                 reload the configuration and say whether it applied\n"
+               "\n"
+               "Options:\n"
+               "  -s, --socket PATH      the control socket\n"
+               "  -i, --instance NAME    instance NAME's socket: [control] socket in\n"
+               "                         " CONF_DIR "/NAME.conf, else under " RUN_DIR "/\n"
+               "      --json             print the daemon's JSON reply\n"
+               "  -t, --timeout SECONDS  give up after this long (default: 10 for read-only\n"
+               "                         commands, none for admin commands)\n"
+               "  -h, --help, --version\n"
+               "\n"
+               "Exit status: 0 success (health: ok), 1 operation failed or unhealthy,\n"
+               "2 usage error, 3 sqlvigil unreachable, 4 permission denied.\n");
+}
+
+/* ---- Finding the socket ------------------------------------------------- */
+
+static bool is_socket(const char *path) {
+        struct stat st;
+
+        return stat(path, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
+/* Instance NAME's socket: the [control] socket of /etc/sqlvigil/NAME.conf
+ * when that file sets one (and we may read it), else where the daemon puts
+ * it by default. */
+static char *instance_socket(const char *name) {
+        _cleanup_(freep) char *conf = NULL;
+        ConfigErrors errors = { 0 };
+        Config *c = NULL;
+        char *p;
+
+        conf = strdup_printf(CONF_DIR "/%s.conf", name);
+        if (conf && config_load_file(conf, &c, &errors) == 0 && c->control_socket) {
+                p = strdup(c->control_socket);
+                config_free(c);
+                return p;
+        }
+        config_free(c);
+        config_errors_clear(&errors);
+
+        p = strdup_printf(RUN_DIR "/%s/control.sock", name);
+        if (p && is_socket(p))
+                return p;
+        free(p);
+        return strdup_printf(RUN_DIR "/%s.sock", name);
+}
+
+/* With neither -s nor -i: the one instance there is. */
+static int find_only_instance(char **ret) {
+        char found[8][256], *list;
+        size_t n = 0, len = 0;
+        struct dirent *de;
+        DIR *d;
+
+        d = opendir(RUN_DIR);
+        if (!d) {
+                fprintf(stderr, "sqlvigilctl: no sqlvigil instance found (%s: %s); pass -s SOCKET\n", RUN_DIR,
+                        strerror(errno));
+                return CTL_UNREACHABLE;
+        }
+        while ((de = readdir(d))) {
+                char path[512];
+                size_t l = strlen(de->d_name);
+
+                if (de->d_name[0] == '.')
+                        continue;
+                if (l > 5 && streq(de->d_name + l - 5, ".sock")) {
+                        bufprintf(path, sizeof(path), RUN_DIR "/%s", de->d_name);
+                        if (!is_socket(path))
+                                continue;
+                        de->d_name[l - 5] = '\0';
+                } else {
+                        bufprintf(path, sizeof(path), RUN_DIR "/%s/control.sock", de->d_name);
+                        if (!is_socket(path))
+                                continue;
+                }
+                if (n < ELEMENTSOF(found))
+                        bufprintf(found[n], sizeof(found[n]), "%s", de->d_name);
+                n++;
+        }
+        closedir(d);
+        if (n == 0) {
+                fprintf(stderr, "sqlvigilctl: no sqlvigil instance found under %s; pass -s SOCKET\n", RUN_DIR);
+                return CTL_UNREACHABLE;
+        }
+        if (n > 1) {
+                list = calloc(1, ELEMENTSOF(found) * 260);
+                for (size_t i = 0; list && i < MIN(n, ELEMENTSOF(found)); i++)
+                        len += (size_t)sprintf(list + len, "%s%s", i ? ", " : "", found[i]);
+                fprintf(stderr, "sqlvigilctl: %zu instances are running (%s); pass -i NAME\n", n, list ? list : "?");
+                free(list);
+                return CTL_USAGE;
+        }
+        *ret = instance_socket(found[0]);
+        return *ret ? CTL_OK : CTL_FAILED;
+}
+
+/* ---- Talking to the daemon ---------------------------------------------- */
+
+static int ask(const char *socket_path, const char *line, int timeout_ms, char **ret) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        size_t len = 0, cap = 65536;
+        char *buf;
+        int fd;
+
+        if (strlen(socket_path) >= sizeof(sa.sun_path)) {
+                fprintf(stderr, "sqlvigilctl: socket path too long: %s\n", socket_path);
+                return CTL_USAGE;
+        }
+        strcpy(sa.sun_path, socket_path);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+                fprintf(stderr, "sqlvigilctl: cannot create a socket: %s\n", strerror(errno));
+                return CTL_FAILED;
+        }
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+                int e = errno;
+
+                fprintf(stderr, "sqlvigilctl: cannot reach sqlvigil at %s: %s\n", socket_path, strerror(e));
+                close(fd);
+                return e == EACCES || e == EPERM ? CTL_DENIED : CTL_UNREACHABLE;
+        }
+        if (send(fd, line, strlen(line), MSG_NOSIGNAL) < 0 || shutdown(fd, SHUT_WR) < 0) {
+                fprintf(stderr, "sqlvigilctl: cannot send to %s: %s\n", socket_path, strerror(errno));
+                close(fd);
+                return CTL_UNREACHABLE;
+        }
+        buf = malloc(cap);
+        if (!buf) {
+                close(fd);
+                return CTL_FAILED;
+        }
+        for (;;) {
+                struct pollfd p = { .fd = fd, .events = POLLIN };
+                ssize_t n;
+                int r;
+
+                r = poll(&p, 1, timeout_ms);
+                if (r < 0 && errno == EINTR)
+                        continue;
+                if (r <= 0) {
+                        fprintf(stderr, "sqlvigilctl: no answer from %s within %d s\n", socket_path, timeout_ms / 1000);
+                        free(buf);
+                        close(fd);
+                        return CTL_UNREACHABLE;
+                }
+                if (len + 1 >= cap) {
+                        char *b;
+
+                        if (cap >= REPLY_MAX) {
+                                fprintf(stderr, "sqlvigilctl: reply from %s too large\n", socket_path);
+                                free(buf);
+                                close(fd);
+                                return CTL_UNREACHABLE;
+                        }
+                        b = realloc(buf, cap * 2);
+                        if (!b) {
+                                free(buf);
+                                close(fd);
+                                return CTL_FAILED;
+                        }
+                        buf = b;
+                        cap *= 2;
+                }
+                n = read(fd, buf + len, cap - len - 1);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0) {
+                        fprintf(stderr, "sqlvigilctl: cannot read from %s: %s\n", socket_path, strerror(errno));
+                        free(buf);
+                        close(fd);
+                        return CTL_UNREACHABLE;
+                }
+                if (n == 0)
+                        break;
+                len += (size_t)n;
+        }
+        close(fd);
+        buf[len] = '\0';
+        if (len == 0) {
+                fprintf(stderr, "sqlvigilctl: %s closed the connection without an answer\n", socket_path);
+                free(buf);
+                return CTL_UNREACHABLE;
+        }
+        *ret = buf;
+        return CTL_OK;
+}
+
+/* ---- Showing answers ---------------------------------------------------- */
+
+static void print_indented(const JsonValue *v, int depth) {
+        switch (v->type) {
+        case JSON_NULL:
+                printf("null");
+                break;
+        case JSON_BOOL:
+                printf("%s", v->boolean ? "true" : "false");
+                break;
+        case JSON_NUMBER:
+                if (v->number == (double)(int64_t)v->number)
+                        printf("%" PRIi64, (int64_t)v->number);
+                else
+                        printf("%.6f", v->number);
+                break;
+        case JSON_STRING: {
+                Json j;
+
+                json_init(&j);
+                json_string(&j, v->string);
+                printf("%s", json_text(&j) ? json_text(&j) : "\"?\"");
+                json_free(&j);
+                break;
+        }
+        case JSON_ARRAY:
+        case JSON_OBJECT: {
+                bool obj = v->type == JSON_OBJECT;
+
+                if (!v->child) {
+                        printf(obj ? "{}" : "[]");
+                        break;
+                }
+                printf(obj ? "{\n" : "[\n");
+                for (const JsonValue *c = v->child; c; c = c->next) {
+                        printf("%*s", (depth + 1) * 2, "");
+                        if (obj) {
+                                Json j;
+
+                                json_init(&j);
+                                json_string(&j, c->key);
+                                printf("%s: ", json_text(&j) ? json_text(&j) : "\"?\"");
+                                json_free(&j);
+                        }
+                        print_indented(c, depth + 1);
+                        printf("%s\n", c->next ? "," : "");
+                }
+                printf("%*s%s", depth * 2, "", obj ? "}" : "]");
+                break;
+        }
+        }
+}
+
+static const char *ago(double at, char *buf, size_t size) {
+        double now = (double)now_usec(CLOCK_REALTIME) / 1e6;
+        char e[32];
+
+        if (at <= 0)
+                return "never";
+        bufprintf(buf, size, "%s ago", format_elapsed(e, sizeof(e), now > at ? (usec_t)((now - at) * 1e6) : 0));
+        return buf;
+}
+
+static const char *bytes(const JsonValue *v, const char *path, char *buf, size_t size) {
+        double d;
+
+        if (!json_get_number(v, path, &d))
+                return "?";
+        return format_bytes(buf, size, (uint64_t)d);
+}
+
+static int64_t num(const JsonValue *v, const char *path) {
+        double d;
+
+        return json_get_number(v, path, &d) ? (int64_t)d : -1;
+}
+
+static const char *str(const JsonValue *v, const char *path) {
+        const char *s = json_get_string(v, path);
+
+        return s ? s : "?";
+}
+
+static void show_status(const JsonValue *r) {
+        static const char *const tasks[] = { "checkpoint", "vacuum", "analyze", "quick_check" };
+        const char *state = str(r, "health.state");
+        char b1[32], b2[32], b3[64];
+        double since = 0, at;
+        int64_t pages = num(r, "database.page_count"), free_pages = num(r, "database.freelist_count");
+        const JsonValue *pr;
+        int differ = 0;
+
+        (void)json_get_number(r, "health.since", &since);
+        printf("%s%s%s — %s\n", use_color ? "\033[1m" : "", str(r, "process.instance"), use_color ? "\033[0m" : "",
+               str(r, "database.path"));
+        printf("  health      %s%s%s%s (since %s)\n", state, *str(r, "health.reason") && !streq(state, "ok") ? ": " : "",
+               streq(state, "ok") ? "" : str(r, "health.reason"), "", ago(since, b3, sizeof(b3)));
+        printf("  database    %s, %" PRIi64 " pages of %" PRIi64 " bytes, %" PRIi64 " free (%.1f%%)\n",
+               bytes(r, "database.bytes", b1, sizeof(b1)), pages, num(r, "database.page_size"), free_pages,
+               pages > 0 ? 100.0 * (double)free_pages / (double)pages : 0.0);
+        if (num(r, "database.wal_frames") >= 0)
+                printf("  WAL         %s, %" PRIi64 " frames, %" PRIi64 " not yet in the database\n",
+                       bytes(r, "database.wal_bytes", b1, sizeof(b1)), num(r, "database.wal_frames"),
+                       num(r, "database.wal_pending_frames"));
+        else
+                printf("  WAL         %s\n", bytes(r, "database.wal_bytes", b1, sizeof(b1)));
+        printf("  disk        %s free\n", bytes(r, "database.free_disk_bytes", b1, sizeof(b1)));
+
+        pr = json_get(r, "pragmas");
+        for (const JsonValue *p = pr ? pr->child : NULL; p; p = p->next) {
+                const char *o = json_get_string(p, "outcome");
+
+                if (o && !streq(o, "applied") && !streq(o, "unrequested")) {
+                        printf("  %s %s requested %s, in force %s (%s)\n", differ ? "           " : "pragmas   ",
+                               p->key, str(p, "requested"), str(p, "effective"), o);
+                        differ++;
+                }
+        }
+        if (!differ)
+                printf("  pragmas     as configured\n");
+
+        for (size_t i = 0; i < ELEMENTSOF(tasks); i++) {
+                char path[64];
+                const JsonValue *t;
+
+                bufprintf(path, sizeof(path), "maintenance.last.%s", tasks[i]);
+                t = json_get(r, path);
+                printf("  %-11s ", i == 0 ? "last runs" : "");
+                if (!t || t->type != JSON_OBJECT) {
+                        printf("%-12s never\n", tasks[i]);
+                        continue;
+                }
+                at = 0;
+                (void)json_get_number(t, "at", &at);
+                printf("%-12s %-12s %-10s %s (%s, lock %s)\n", tasks[i], ago(at, b3, sizeof(b3)), str(t, "result"),
+                       str(t, "summary"), format_elapsed(b1, sizeof(b1), (usec_t)MAX(num(t, "duration_usec"), 0)),
+                       format_elapsed(b2, sizeof(b2), (usec_t)MAX(num(t, "lock_usec"), 0)));
+        }
+        if (json_get_string(r, "maintenance.running"))
+                printf("  running     %s\n", str(r, "maintenance.running"));
+        printf("  totals      %" PRIi64 " checkpoints, %" PRIi64 " pages reclaimed, %" PRIi64 " tables analyzed, %" PRIi64
+               " checks (%" PRIi64 " failed)\n",
+               num(r, "maintenance.totals.checkpoints"), num(r, "maintenance.totals.pages_reclaimed"),
+               num(r, "maintenance.totals.tables_analyzed"), num(r, "maintenance.totals.quick_checks"),
+               num(r, "maintenance.totals.checks_failed"));
+        printf("  process     pid %" PRIi64 ", %s, up %s, RSS %s, sqlvigil %s, SQLite %s\n", num(r, "process.pid"),
+               str(r, "process.state"), format_elapsed(b1, sizeof(b1), (usec_t)MAX(num(r, "process.uptime_usec"), 0)),
+               bytes(r, "process.rss_bytes", b2, sizeof(b2)), str(r, "process.version"),
+               str(r, "process.sqlite_version"));
+        printf("  checks      every health round; median %" PRIi64 " us, p99 %" PRIi64 " us\n",
+               num(r, "health.check_usec_p50"), num(r, "health.check_usec_p99"));
+}
+
+static void show_config(const JsonValue *r) {
+        const JsonValue *cfg = json_get(r, "config");
+
+        printf("# in force in sqlvigil (from %s)\n", str(r, "source"));
+        for (const JsonValue *sec = cfg ? cfg->child : NULL; sec; sec = sec->next) {
+                printf("\n[%s]\n", sec->key);
+                for (const JsonValue *k = sec->child; k; k = k->next)
+                        if (k->type == JSON_STRING)
+                                printf("%s = %s\n", k->key, k->string);
+                        else
+                                printf("# %s is unset\n", k->key);
+        }
+}
+
+static void show_operation(const JsonValue *r, const char *key) {
+        const JsonValue *op = json_get(r, key);
+        char b1[32], b2[32];
+
+        if (!op) {
+                printf("%s: done\n", key);
+                return;
+        }
+        printf("%s: %s", key, str(op, "result"));
+        if (json_get_string(op, "summary"))
+                printf(": %s", str(op, "summary"));
+        if (num(op, "duration_usec") >= 0)
+                printf(" (%s, longest lock %s)", format_elapsed(b1, sizeof(b1), (usec_t)num(op, "duration_usec")),
+                       format_elapsed(b2, sizeof(b2), (usec_t)MAX(num(op, "lock_usec"), 0)));
+        printf("\n");
+}
+
+int main(int argc, char *argv[]) {
+        static const struct option options[] = {
+                { "socket", required_argument, NULL, 's' },
+                { "instance", required_argument, NULL, 'i' },
+                { "json", no_argument, NULL, 'j' },
+                { "timeout", required_argument, NULL, 't' },
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, 'V' },
+                {},
+        };
+        _cleanup_(freep) char *socket_path = NULL, *reply = NULL, *line = NULL;
+        const char *instance = NULL, *path = NULL;
+        bool json = false;
+        double timeout = -1;
+        JsonValue *v = NULL;
+        char error[256];
+        Request req;
+        size_t off;
+        int c, r;
+
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, "+:s:i:t:h", options, NULL)) >= 0) {
+                switch (c) {
+                case 's':
+                        path = optarg;
+                        break;
+                case 'i':
+                        instance = optarg;
+                        break;
+                case 'j':
+                        json = true;
+                        break;
+                case 't':
+                        timeout = atof(optarg);
+                        if (timeout <= 0) {
+                                fprintf(stderr, "sqlvigilctl: --timeout needs a positive number of seconds\n");
+                                return CTL_USAGE;
+                        }
+                        break;
+                case 'h':
+                        help();
+                        return CTL_OK;
+                case 'V':
+                        printf("sqlvigilctl %s\n", SQLVIGIL_VERSION);
+                        return CTL_OK;
+                case ':':
+                        fprintf(stderr, "sqlvigilctl: option '%s' needs an argument; try --help\n", argv[optind - 1]);
+                        return CTL_USAGE;
+                default:
+                        fprintf(stderr, "sqlvigilctl: unknown option '%s'; try --help\n", argv[optind - 1]);
+                        return CTL_USAGE;
+                }
+        }
+        if (path && instance) {
+                fprintf(stderr, "sqlvigilctl: -s and -i exclude each other\n");
+                return CTL_USAGE;
+        }
+        if (optind >= argc) {
+                fprintf(stderr, "sqlvigilctl: no command; try --help\n");
+                return CTL_USAGE;
+        }
+        if (argc - optind > 2) {
+                fprintf(stderr, "sqlvigilctl: too many arguments; try --help\n");
+                return CTL_USAGE;
+        }
+        line = strdup_printf("%s%s%s\n", argv[optind], argc - optind == 2 ? " " : "",
+                             argc - optind == 2 ? argv[optind + 1] : "");
+        if (!line)
+                return CTL_FAILED;
+        /* The daemon's own parser: what it would refuse, we refuse here. */
+        if (request_parse(line, strlen(line), &req, error, sizeof(error)) < 0) {
+                fprintf(stderr, "sqlvigilctl: %s\n", error);
+                return CTL_USAGE;
+        }
+
+        if (path)
+                socket_path = strdup(path);
+        else if (instance)
+                socket_path = instance_socket(instance);
+        else {
+                r = find_only_instance(&socket_path);
+                if (r != CTL_OK)
+                        return r;
+        }
+        if (!socket_path)
+                return CTL_FAILED;
+
+        use_color = isatty(STDOUT_FILENO) && !getenv("NO_COLOR");
+        if (timeout < 0)
+                timeout = request_is_admin(req.command) ? 0 : 10;
+        r = ask(socket_path, line, timeout > 0 ? (int)(timeout * 1000) : -1, &reply);
+        if (r != CTL_OK)
+                return r;
+
+        r = json_parse(reply, strlen(reply), &v, &off);
+        if (r < 0) {
+                fprintf(stderr, "sqlvigilctl: unreadable answer from %s (at byte %zu)\n", socket_path, off);
+                return CTL_UNREACHABLE;
+        }
+        if (json) {
+                fputs(reply, stdout);
+        }
+        {
+                bool ok = false;
+                const char *code = json_get_string(v, "code");
+
+                (void)json_get_bool(v, "ok", &ok);
+                if (!ok) {
+                        fprintf(stderr, "sqlvigilctl: %s: %s\n", socket_path, str(v, "error"));
+                        r = code && streq(code, "permission-denied") ? CTL_DENIED
+                            : code && streq(code, "bad-request")     ? CTL_USAGE
+                                                                     : CTL_FAILED;
+                        if (!json && req.command == REQUEST_CHECK)
+                                show_operation(v, "check");
+                        json_value_free(v);
+                        return r;
+                }
+        }
+        r = CTL_OK;
+        switch (req.command) {
+        case REQUEST_HEALTH: {
+                const char *state = str(v, "health.state");
+
+                if (!json) {
+                        if (streq(state, "ok"))
+                                printf("ok\n");
+                        else
+                                printf("%s: %s\n", state, str(v, "health.reason"));
+                }
+                r = streq(state, "ok") ? CTL_OK : CTL_FAILED;
+                break;
+        }
+        case REQUEST_STATS:
+                if (!json) {
+                        print_indented(v, 0);
+                        printf("\n");
+                }
+                break;
+        case REQUEST_STATUS:
+                if (!json)
+                        show_status(v);
+                break;
+        case REQUEST_CONFIG:
+                if (!json)
+                        show_config(v);
+                break;
+        case REQUEST_RELOAD:
+                if (!json)
+                        printf("reload: applied\n");
+                break;
+        default:
+                if (!json)
+                        show_operation(v, req.command == REQUEST_CHECK      ? "check"
+                                          : req.command == REQUEST_OPTIMIZE ? "analyze"
+                                                                            : request_names[req.command]);
+                break;
+        }
+        json_value_free(v);
+        if (fflush(stdout) != 0) {
+                fprintf(stderr, "sqlvigilctl: cannot write: %s\n", strerror(errno));
+                return CTL_FAILED;
+        }
+        return r;
+}

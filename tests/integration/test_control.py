@@ -1,0 +1,442 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""The control socket, sqlvigilctl and the metrics textfile, through the
+real binaries; results checked with an independent SQLite client and with
+promtool."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import stat
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (Daemon, Failure, Notify, Skip, check, make_db, query, run, wait_until,  # noqa: E402
+                     write_config)
+
+CTL = os.environ.get("SQLVIGILCTL", "build/src/sqlvigilctl")
+NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+def start(tmp, extra="", db_rows=100, name="c", watchdog=None, env=None, umask=None):
+    db = os.path.join(tmp, f"{name}.db")
+    if not os.path.exists(db):
+        make_db(db, rows=db_rows)
+    sock = os.path.join(tmp, f"{name}.sock")
+    conf = os.path.join(tmp, f"{name}.conf")
+    write_config(conf, f"[database]\npath = {db}\n[control]\nsocket = {sock}\n{extra}")
+    sockdir = os.path.join(tmp, f"notify-{name}-{time.monotonic_ns()}")
+    os.mkdir(sockdir)
+    notify = Notify(sockdir)
+    old = os.umask(umask) if umask is not None else None
+    try:
+        d = Daemon(["--config", conf], notify=notify, watchdog_usec=watchdog, env=env)
+    finally:
+        if old is not None:
+            os.umask(old)
+    try:
+        notify.wait_for("READY", "1", timeout=20)
+    except Failure:
+        d.kill()
+        notify.close()
+        raise Failure("not ready:\n" + d.dump())
+    return d, notify, db, sock, conf
+
+
+def ask(sock, line, timeout=10):
+    """One raw request; returns the decoded reply (dict)."""
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(timeout)
+    s.connect(sock)
+    s.sendall(line if isinstance(line, bytes) else line.encode())
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    check(data.endswith(b"\n") and data.count(b"\n") == 1, f"reply is not one line: {data[:200]!r}")
+    return json.loads(data)
+
+
+def ctl(*args, user=None, timeout=60):
+    cmd = (NOBODY if user == "nobody" else user or []) + [CTL] + [str(a) for a in args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def stop(d, notify):
+    d.signal(signal.SIGTERM)
+    rc = d.wait_exit(30)
+    notify.close()
+    check(rc == 0, f"exit {rc}:\n{d.dump()}")
+
+
+# ---------------------------------------------------------------------------
+
+def case_read_only(tmp):
+    d, notify, db, sock, _ = start(tmp)
+    try:
+        h = ask(sock, "health\n")
+        check(h["ok"] is True and h["health"]["state"] == "ok" and h["health"]["code"] == "none", str(h))
+        check(h["health"]["since"] > 1e9 and h["health"]["checked"] > 1e9, f"times: {h}")
+        s = ask(sock, "stats\n")
+        for key in ("health", "database", "pragmas", "maintenance", "process"):
+            check(key in s, f"stats lacks {key}")
+        check(s["database"]["path"] == db, "path")
+        pages = query(db, "PRAGMA page_count")[0][0]
+        check(s["database"]["page_count"] == pages, f"page_count {s['database']['page_count']} != {pages}")
+        check(s["database"]["page_size"] == 4096, "page_size")
+        check(s["pragmas"]["journal_mode"] == {"requested": "wal", "effective": "wal", "outcome": "applied"},
+              str(s["pragmas"]["journal_mode"]))
+        check(s["pragmas"]["cache_size"]["requested"] is None, "unrequested pragma")
+        check(set(s["maintenance"]["last"]) == {"checkpoint", "vacuum", "analyze", "quick_check"}, "tasks")
+        check(s["process"]["pid"] == d.pid and s["process"]["rss_bytes"] > 0, str(s["process"]))
+        check(s["process"]["sqlite_version"] == sqlite3.sqlite_version, "sqlite version")
+        check(s["health"]["check_usec_p50"] > 0, "no check timing")
+        st = ask(sock, "status\n")
+        check(set(st) == set(s), "status and stats differ in shape")
+        c = ask(sock, "config\n")
+        check(c["config"]["database"]["path"] == db and c["config"]["pragmas"]["cache_size"] is None, str(c)[:300])
+        check(c["config"]["vacuum"]["step_budget"] == "20ms", "step_budget")
+        stop(d, notify)
+    finally:
+        d.kill()
+
+
+def case_sqlvigilctl(tmp):
+    d, notify, db, sock, conf = start(tmp, "[health]\ninterval = 200ms\n")
+    try:
+        r = ctl("-s", sock, "status")
+        check(r.returncode == 0, f"status: {r.returncode} {r.stderr}")
+        for word in ("health      ok", "database", "WAL", "last runs", "checkpoint", "totals", "process"):
+            check(word in r.stdout, f"status lacks {word!r}:\n{r.stdout}")
+        r = ctl("-s", sock, "health")
+        check(r.returncode == 0 and r.stdout == "ok\n", f"health: {r.returncode} {r.stdout!r}")
+        r = ctl("-s", sock, "--json", "health")
+        check(r.returncode == 0 and json.loads(r.stdout)["health"]["state"] == "ok", r.stdout)
+        r = ctl("-s", sock, "stats")
+        check(r.returncode == 0 and json.loads(r.stdout)["database"]["path"] == db, "stats is not JSON")
+        r = ctl("-s", sock, "config")
+        check(r.returncode == 0 and f"path = {db}" in r.stdout, r.stdout)
+
+        # Admin commands, as root.
+        r = ctl("-s", sock, "checkpoint", "truncate")
+        check(r.returncode == 0 and r.stdout.startswith("checkpoint: ok"), f"{r.returncode} {r.stdout} {r.stderr}")
+        r = ctl("-s", sock, "--json", "analyze")
+        check(r.returncode == 0 and json.loads(r.stdout)["analyze"]["mode"] == "analyze", r.stdout)
+        check(query(db, "SELECT count(*) FROM sqlite_stat1")[0][0] >= 1, "analyze left no statistics")
+        r = ctl("-s", sock, "check", "integrity")
+        check(r.returncode == 0 and "integrity_check: ok" in r.stdout, r.stdout)
+        r = ctl("-s", sock, "vacuum", "100")
+        check(r.returncode == 1 and "auto_vacuum is none" in r.stderr, f"vacuum on a none file: {r.stderr}")
+
+        # Usage errors: 2, naming the problem.
+        for args, needle in ((["bogus"], "unknown command 'bogus'"), (["heath"], "did you mean 'health'"),
+                             (["vacuum", "x"], "vacuum takes a number of pages"),
+                             (["checkpoint", "hard"], "checkpoint mode must be"),
+                             (["health", "now"], "health takes no argument"), ([], "no command"),
+                             (["-s", sock, "-i", "x", "health"], "exclude each other")):
+            r = ctl("-s", sock, *args) if "-s" not in args else ctl(*args)
+            check(r.returncode == 2, f"{args}: exit {r.returncode}")
+            check(needle in r.stderr, f"{args}: {r.stderr!r}")
+        # Unreachable: 3, naming the socket.
+        r = ctl("-s", os.path.join(tmp, "nope.sock"), "health")
+        check(r.returncode == 3 and "nope.sock" in r.stderr, f"{r.returncode} {r.stderr}")
+
+        # Health: 1 when degraded, with the reason.
+        write_config(conf, f"[database]\npath = {db}\n[control]\nsocket = {sock}\n[health]\ninterval = 200ms\n"
+                           "min_free_disk = 1T\n")
+        r = ctl("-s", sock, "reload")
+        check(r.returncode == 0 and r.stdout == "reload: applied\n", f"reload: {r.returncode} {r.stdout} {r.stderr}")
+        wait_until(lambda: ctl("-s", sock, "health").returncode == 1, 10, "health to turn degraded")
+        r = ctl("-s", sock, "health")
+        check(r.stdout.startswith("degraded: ") and "min_free_disk" in r.stdout, r.stdout)
+
+        # A broken reload: 1 and the first error, running configuration kept.
+        write_config(conf, f"[database]\npath = {db}\n[control]\nsocket = {sock}\n[health]\nintervall = 1s\n")
+        r = ctl("-s", sock, "reload")
+        check(r.returncode == 1 and "did you mean 'interval'" in r.stderr, f"{r.returncode} {r.stderr}")
+        check(ctl("-s", sock, "health").returncode == 1, "the running configuration was not kept")
+        stop(d, notify)
+    finally:
+        d.kill()
+
+
+def case_instance_lookup(tmp):
+    """-i NAME finds /run/sqlvigil/NAME/control.sock; with one instance, no
+    option is needed. Runs with $RUNTIME_DIRECTORY as the unit sets it."""
+    name = f"ctltest{os.getpid()}"
+    rundir = f"/run/sqlvigil/{name}"
+    try:
+        os.makedirs(rundir, exist_ok=False)
+    except PermissionError:
+        raise Skip("cannot create /run/sqlvigil (not root)")
+    db = os.path.join(tmp, f"{name}.db")
+    make_db(db)
+    conf = os.path.join(tmp, f"{name}.conf")
+    write_config(conf, f"[database]\npath = {db}\n")
+    notify = Notify(tmp)
+    d = Daemon(["--config", conf], notify=notify, env={"RUNTIME_DIRECTORY": rundir})
+    try:
+        notify.wait_for("READY", "1", timeout=20)
+        path = f"{rundir}/control.sock"
+        check(stat.S_ISSOCK(os.stat(path).st_mode), f"no socket at {path}")
+        r = ctl("-i", name, "health")
+        check(r.returncode == 0 and r.stdout == "ok\n", f"-i: {r.returncode} {r.stderr}")
+        others = [e for e in os.listdir("/run/sqlvigil") if e != name]
+        if not others:
+            r = ctl("health")
+            check(r.returncode == 0, f"without -i: {r.returncode} {r.stderr}")
+        r = ctl("-i", name + "x", "health")
+        check(r.returncode == 3, f"unknown instance: {r.returncode}")
+        d.signal(signal.SIGTERM)
+        check(d.wait_exit() == 0, d.dump())
+        check(not os.path.exists(path), "socket left behind")
+    finally:
+        d.kill()
+        notify.close()
+        shutil.rmtree(rundir, ignore_errors=True)
+
+
+def case_permissions(tmp):
+    """Anyone who reaches the socket may read; admin commands need root,
+    sqlvigil's uid or admin_group (primary or supplementary)."""
+    os.chmod(tmp, 0o755)
+    d, notify, db, sock, conf = start(tmp, umask=0o077)
+    try:
+        mode = stat.S_IMODE(os.stat(sock).st_mode)
+        check(mode == 0o666, f"socket mode {oct(mode)} under umask 077")
+        r = ctl("-s", sock, "health", user="nobody")
+        check(r.returncode == 0, f"nobody cannot read: {r.returncode} {r.stderr}")
+        r = ctl("-s", sock, "checkpoint", user="nobody")
+        check(r.returncode == 4 and "permission denied" in r.stderr, f"{r.returncode} {r.stderr}")
+        raw = subprocess.run(NOBODY + [sys.executable, "-c", f"""
+import socket
+s = socket.socket(socket.AF_UNIX); s.connect({sock!r}); s.sendall(b"vacuum\\n")
+print(s.recv(4096).decode(), end="")
+"""], capture_output=True, text=True, timeout=20)
+        reply = json.loads(raw.stdout)
+        check(reply == {"ok": False, "code": "permission-denied", "error": reply.get("error")}, raw.stdout)
+
+        write_config(conf, f"[database]\npath = {db}\n[control]\nsocket = {sock}\nadmin_group = nogroup\n")
+        check(ctl("-s", sock, "reload").returncode == 0, "reload")
+        r = ctl("-s", sock, "checkpoint", user="nobody")  # primary group nogroup
+        check(r.returncode == 0, f"admin_group (primary) refused: {r.returncode} {r.stderr}")
+        r = ctl("-s", sock, "checkpoint", user=["setpriv", "--reuid=65534", "--regid=1", "--groups=65534"])
+        check(r.returncode == 0, f"admin_group (supplementary) refused: {r.returncode} {r.stderr}")
+        r = ctl("-s", sock, "checkpoint", user=["setpriv", "--reuid=65534", "--regid=1", "--clear-groups"])
+        check(r.returncode == 4, f"non-member allowed: {r.returncode}")
+        stop(d, notify)
+    finally:
+        d.kill()
+
+
+def case_robustness(tmp):
+    """Malformed, oversized, slow and abruptly closed requests get an error or
+    a closed connection; the daemon keeps serving, and the watchdog keeps
+    being pinged."""
+    d, notify, db, sock, _ = start(tmp, "[health]\ninterval = 250ms\n", watchdog=1_000_000)
+    try:
+        t0 = time.monotonic()
+        cases = [
+            (b"\n", "empty request"),
+            (b"   \t \n", "empty request"),
+            (b"stast\n", "did you mean 'stats'"),
+            (b"health\x01\n", "non-printable byte 0x01"),
+            (b"\xff\xfe\n", "non-printable byte 0xff"),
+            (b"vacuum 1 2\n", "too many words"),
+            (b"vacuum -5\n", "vacuum takes a number of pages"),
+            (b"vacuum 99999999999\n", "vacuum takes a number of pages"),
+            (b"check fast\n", "check takes quick or integrity"),
+            (b"x" * 5000 + b"\n", "request too long"),
+            (b"health" + b" " * 2000 + b"\n", "request too long"),
+        ]
+        for raw, needle in cases:
+            r = ask(sock, raw)
+            check(r["ok"] is False and r["code"] == "bad-request" and needle in r["error"], f"{raw[:30]!r}: {r}")
+        # No newline, but the client half-closes: still a request.
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(sock)
+        s.sendall(b"health")
+        s.shutdown(socket.SHUT_WR)
+        check(json.loads(s.recv(65536))["ok"], "request without newline")
+        s.close()
+        # Abruptly closed: right away, and halfway through a request.
+        for payload in (b"", b"hea"):
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(sock)
+            if payload:
+                s.sendall(payload)
+            s.close()
+        # A client that never sends: times out with an error, while others
+        # are served meanwhile.
+        slow = socket.socket(socket.AF_UNIX)
+        slow.connect(sock)
+        t_slow = time.monotonic()
+        check(ask(sock, "health\n")["ok"], "blocked by a silent client")
+        slow.settimeout(15)
+        reply = json.loads(slow.recv(65536))
+        waited = time.monotonic() - t_slow
+        check(reply["code"] == "timeout" and 3 < waited < 12, f"{reply} after {waited:.1f}s")
+        slow.close()
+        # A client that sends and never reads a big reply: the daemon drops it.
+        lazy = socket.socket(socket.AF_UNIX)
+        lazy.connect(sock)
+        lazy.sendall(b"stats\n")
+        time.sleep(0.2)
+        check(ask(sock, "health\n")["ok"], "blocked by a client that does not read")
+        lazy.close()
+
+        # 100 clients at once, all answered.
+        results = []
+        def one():
+            try:
+                results.append(ask(sock, "stats\n", timeout=30)["ok"])
+            except Exception as e:  # noqa: BLE001
+                results.append(repr(e))
+        threads = [threading.Thread(target=one) for _ in range(100)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        check(results.count(True) == 100, f"{results.count(True)} of 100 answered: {set(map(str, results))}")
+
+        check(d.alive(), "sqlvigil died")
+        check(ask(sock, "health\n")["health"]["state"] == "ok", "not healthy afterwards")
+        pings = notify.times("WATCHDOG", "1", after=t0)
+        gaps = [b - a for a, b in zip([t0] + pings, pings + [time.monotonic()])]
+        check(max(gaps) < 1.0, f"watchdog gap of {max(gaps):.2f}s while serving clients")
+        stop(d, notify)
+    finally:
+        d.kill()
+
+
+def case_long_admin_work(tmp):
+    """A long integrity_check runs on the database thread: other clients
+    and the watchdog are not held up; a second vacuum is 'busy'."""
+    db = os.path.join(tmp, "big.db")
+    con = sqlite3.connect(db, isolation_level=None)
+    con.execute("PRAGMA page_size=1024")
+    con.execute("PRAGMA auto_vacuum=incremental")
+    con.execute("PRAGMA journal_mode=wal")
+    con.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT, b TEXT)")
+    con.execute("CREATE INDEX ta ON t(a)")
+    con.execute("CREATE INDEX tb ON t(b)")
+    con.execute("BEGIN")
+    con.executemany("INSERT INTO t(a, b) VALUES (?, ?)", (("a%09d" % (i * 7919 % 1000003), "b%d" % i)
+                                                          for i in range(400000)))
+    con.execute("COMMIT")
+    con.execute("DELETE FROM t WHERE id % 3 = 0")
+    con.close()
+    d, notify, _, sock, _ = start(tmp, "[health]\ninterval = 250ms\nquick_check_interval = 0\n"
+                                       "[vacuum]\ninterval = 0\nstep_budget = 1ms\n[analyze]\ninterval = 0\n",
+                                  name="big", watchdog=1_000_000)
+    try:
+        out = {}
+        def integrity():
+            out["check"] = ctl("-s", sock, "--json", "check", "integrity")
+        t = threading.Thread(target=integrity)
+        t0 = time.monotonic()
+        t.start()
+        latencies = []
+        while t.is_alive() and time.monotonic() - t0 < 60:
+            a = time.monotonic()
+            check(ask(sock, "health\n")["ok"], "health failed during integrity_check")
+            latencies.append(time.monotonic() - a)
+            time.sleep(0.05)
+        t.join()
+        took = time.monotonic() - t0
+        r = out["check"]
+        check(r.returncode == 0 and json.loads(r.stdout)["check"]["result"] == "ok", f"{r.stdout} {r.stderr}")
+        check(len(latencies) >= 3, f"integrity_check too quick ({took:.2f}s) to show anything")
+        check(max(latencies) < 0.5, f"a health request waited {max(latencies):.2f}s behind integrity_check")
+        pings = notify.times("WATCHDOG", "1", after=t0, before=t0 + took)
+        gaps = [b - a for a, b in zip([t0] + pings, pings + [t0 + took])]
+        check(max(gaps) < 1.0, f"watchdog gap of {max(gaps):.2f}s during integrity_check")
+
+        # Two vacuums at once: the second is busy (the first, at a 1 ms
+        # budget on 130,000 free pages, takes seconds).
+        first = subprocess.Popen([CTL, "-s", sock, "vacuum"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_until(lambda: ask(sock, "stats\n")["maintenance"]["running"] == "vacuum", 10, "the vacuum to run")
+        r = ctl("-s", sock, "vacuum")
+        check(r.returncode == 1 and "vacuum is already running" in r.stderr, f"{r.returncode} {r.stderr}")
+        out1, err1 = first.communicate(timeout=120)
+        check(first.returncode == 0 and out1.startswith("vacuum: ok: freed "), f"first vacuum: exit {first.returncode}, stdout {out1!r}, stderr {err1!r}")
+        check(query(os.path.join(tmp, "big.db"), "PRAGMA freelist_count")[0][0] == 0, "free pages left")
+        stop(d, notify)
+    finally:
+        d.kill()
+
+
+def case_socket_lifecycle(tmp):
+    """The socket is removed on stop, a stale file is replaced, and a live
+    socket of another instance is never taken over."""
+    d, notify, db, sock, conf = start(tmp)
+    try:
+        d2 = Daemon(["--config", conf])
+        rc = d2.wait_exit(20)
+        check(rc == 1, f"a second instance on the same socket: exit {rc}")
+        check(d2.find_log(r"control socket .* is in use by another process"), d2.dump())
+        check(ask(sock, "health\n")["ok"], "the first instance lost its socket")
+        stop(d, notify)
+        check(not os.path.exists(sock), "socket not removed on stop")
+    finally:
+        d.kill()
+    # A stale socket file (as a crash leaves it) is replaced.
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(sock)
+    s.close()
+    d, notify, db, sock, conf = start(tmp)
+    try:
+        check(ask(sock, "health\n")["ok"], "stale socket not replaced")
+        stop(d, notify)
+    finally:
+        d.kill()
+
+
+def case_metrics(tmp):
+    """The textfile passes promtool, is replaced atomically, readable under
+    umask 077, and follows maintenance runs."""
+    promtool = shutil.which("promtool")
+    if not promtool:
+        raise Skip("promtool is not installed (Debian package prometheus)")
+    os.chmod(tmp, 0o755)
+    prom = os.path.join(tmp, "sqlvigil.prom")
+    d, notify, db, sock, _ = start(tmp, f"[metrics]\ntextfile = {prom}\n[health]\ninterval = 200ms\n", umask=0o077)
+    try:
+        wait_until(lambda: os.path.exists(prom), 10, "the metrics file")
+        r = subprocess.run([promtool, "check", "metrics"], stdin=open(prom), capture_output=True, text=True)
+        check(r.returncode == 0, f"promtool: {r.stdout} {r.stderr}")
+        mode = stat.S_IMODE(os.stat(prom).st_mode)
+        check(mode == 0o644, f"metrics file mode {oct(mode)}")
+        text = open(prom).read()
+        for name in ("sqlvigil_up", "sqlvigil_health_state", "sqlvigil_wal_size_bytes", "sqlvigil_freelist_pages",
+                     "sqlvigil_task_runs_total", "sqlvigil_checkpoint_frames_total",
+                     "sqlvigil_health_check_duration_seconds"):
+            check(f"\n{name}{{database=\"{db}\"" in text, f"{name} missing")
+        check('sqlvigil_health_state{database="%s",state="ok"} 1' % db in text, "health state")
+        before = text.count('task="checkpoint"')
+        check(ctl("-s", sock, "checkpoint").returncode == 0, "checkpoint")
+        wait_until(lambda: 'sqlvigil_task_runs_total{database="%s",task="checkpoint"} 1' % db in open(prom).read(),
+                   10, "the checkpoint in the metrics")
+        check(open(prom).read().count('task="checkpoint"') > before, "last-run metrics missing")
+        r = subprocess.run([promtool, "check", "metrics"], stdin=open(prom), capture_output=True, text=True)
+        check(r.returncode == 0, f"promtool after a run: {r.stdout} {r.stderr}")
+        leftovers = [f for f in os.listdir(tmp) if f.endswith(".tmp")]
+        check(not leftovers, f"temporary files left: {leftovers}")
+        stop(d, notify)
+    finally:
+        d.kill()
+
+
+CASES = {name[5:]: func for name, func in sorted(globals().items()) if name.startswith("case_")}
+
+if __name__ == "__main__":
+    run(CASES)
