@@ -295,7 +295,7 @@ def case_man_conf_keys(tmp):
 def case_man_daemon(tmp):
     """sqlvigil.8 lists what the code defines: every MESSAGE_ID with its
     event word and fields, every health reason code with its state, every
-    exit status and every option."""
+    exit status, every option and every metric."""
     text = read(src("docs", "sqlvigil.8.scd"))
     sections = scd_sections(text)
     ids = message_ids()
@@ -338,6 +338,39 @@ def case_man_daemon(tmp):
         check(f"*--{option}*" in sections["OPTIONS"], f"sqlvigil.8 OPTIONS does not describe --{option}")
     for short in re.findall(r"\w", shorts):
         check(f"*-{short}*" in sections["OPTIONS"], f"sqlvigil.8 OPTIONS does not describe -{short}")
+
+    if os.path.exists(src("src", "metrics.c")):
+        metrics = set(re.findall(r'"(sqlvigil_[a-z_]+)"', read(src("src", "metrics.c"))))
+        listed = set(re.findall(r"\*(sqlvigil_[a-z_]+)\*", sections.get("METRICS", "")))
+        check(metrics <= listed, f"sqlvigil.8 METRICS does not list {sorted(metrics - listed)}")
+        check(listed <= metrics, f"sqlvigil.8 METRICS lists metrics src/metrics.c does not write: "
+                                 f"{sorted(listed - metrics)}")
+
+
+def case_man_ctl(tmp):
+    """sqlvigilctl.1 describes every option of src/sqlvigilctl.c, every
+    command of the request parser (src/request.c) and every exit status."""
+    if not os.path.exists(src("src", "sqlvigilctl.c")):
+        raise Skip("src/sqlvigilctl.c does not exist in this tree")
+    sections = scd_sections(read(src("docs", "sqlvigilctl.1.scd")))
+    main = read(src("src", "sqlvigilctl.c"))
+    options = re.findall(r'\{\s*"([\w-]+)",\s*(?:no|required|optional)_argument', main)
+    shorts = re.search(r'getopt_long\([^"]*"([^"]*)"', main).group(1)
+    check(options, "no long options found in src/sqlvigilctl.c")
+    for option in options:
+        check(f"*--{option}*" in sections["OPTIONS"], f"sqlvigilctl.1 OPTIONS does not describe --{option}")
+    for short in re.findall(r"\w", shorts):
+        check(f"*-{short}*" in sections["OPTIONS"], f"sqlvigilctl.1 OPTIONS does not describe -{short}")
+    commands = re.findall(r'\[REQUEST_\w+\]\s*=\s*"(\w+)"', read(src("src", "request.c")))
+    check(len(commands) >= 10, f"found only {commands} in src/request.c")
+    for command in commands:
+        check(re.search(rf"^\*{command}\*", sections["COMMANDS"], flags=re.M),
+              f"sqlvigilctl.1 COMMANDS does not describe {command}")
+    exits = dict(re.findall(r"CTL_(\w+)\s*=\s*(\d+)", main))
+    check(len(exits) >= 5, f"found only {exits} in src/sqlvigilctl.c")
+    for name, number in sorted(exits.items()):
+        check(re.search(rf"^\*{number}\*$", sections["EXIT STATUS"], flags=re.M),
+              f"sqlvigilctl.1 EXIT STATUS does not describe {number} (CTL_{name})")
 
 
 def case_example_config(tmp):
@@ -392,6 +425,7 @@ CASES = {
     "man_render": case_man_render,
     "man_conf_keys": case_man_conf_keys,
     "man_daemon": case_man_daemon,
+    "man_ctl": case_man_ctl,
     "example_config": case_example_config,
 }
 
