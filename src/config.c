@@ -79,7 +79,7 @@ static const ConfigKey keys[] = {
           .max = 365 * USEC_PER_DAY, .def = "6h", .help = "PRAGMA quick_check; 0 turns it off" },
 
         { "checkpoint", "interval", KEY_DURATION, FIELD(checkpoint_interval), .max = 7 * USEC_PER_DAY,
-          .def = "1min", .help = "PASSIVE when the WAL has new frames; 0 turns it off" },
+          .def = "1min", .help = "PASSIVE when the WAL has new frames; 0: only the WAL-driven ones below" },
         { "checkpoint", "min_wal_pages", KEY_UINT, FIELD(min_wal_pages), .min = 1, .max = UINT32_MAX,
           .def = "1000", .help = "PASSIVE as soon as the WAL holds this many pages" },
         { "checkpoint", "truncate_wal_size", KEY_SIZE, FIELD(truncate_wal_size), .max = UINT64_MAX,

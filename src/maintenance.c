@@ -408,7 +408,7 @@ static int start_checkpoint(Maintenance *mt, CheckpointMode mode, const char *tr
          * by the same budget as a vacuum step. An admin asked for it and
          * may wait longer: busy_timeout. */
         c->max_wait = mt->pending[TASK_CHECKPOINT].reply
-                              ? (usec_t)cfg->pragmas[PRAGMA_BUSY_TIMEOUT].value * USEC_PER_MSEC
+                              ? manager_busy_timeout(cfg)
                               : cfg->step_budget;
         c->trigger = trigger;
         c->started_boot = started_boot;
@@ -740,6 +740,8 @@ static void convert_done(Job *j, bool ran) {
                 free(c);
                 return;
         }
+        /* Health probes from before the conversion describe another file. */
+        mt->vacuum_ended = now_usec(CLOCK_MONOTONIC);
         format_elapsed(took, sizeof(took), cv->duration);
         format_bytes(fb, sizeof(fb), c->file_before);
         format_bytes(fa, sizeof(fa), c->file_after);
@@ -814,6 +816,44 @@ static void vacuum_note(Maintenance *mt, int prio, const char *fmt, ...) {
         log_event(prio, SQLVIGIL_MESSAGE_VACUUM, "vacuum", NULL, "vacuum: %s", text);
 }
 
+/* The one-time full VACUUM that switches a file to auto_vacuum=incremental,
+ * when the file system has room. Returns 0 when started, 1 when not now. */
+static int start_convert(Maintenance *mt, usec_t started_boot, int64_t pages, int64_t freelist) {
+        Manager *m = mt->manager;
+        const Config *cfg = m->config;
+        uint64_t db_bytes = m->files.db_bytes;
+        char need[32], have[32];
+        ConvertJob *c;
+
+        /* VACUUM in WAL mode writes every page of the new database into the
+         * WAL first: the file system needs room for about one more copy of
+         * the database, besides min_free_disk. */
+        if (m->files.free_bytes < db_bytes + cfg->min_free_disk) {
+                vacuum_note(mt, LOG_WARNING,
+                            "not converting to auto_vacuum=incremental: the full VACUUM needs %s free (the "
+                            "database's size plus min_free_disk), the file system has %s",
+                            format_bytes(need, sizeof(need), db_bytes + cfg->min_free_disk),
+                            format_bytes(have, sizeof(have), m->files.free_bytes));
+                return 1;
+        }
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        c->job = (Job){ .name = "vacuum (convert)", .cancellable = true, .run = convert_run, .done = convert_done };
+        c->mt = mt;
+        c->max_wait = manager_busy_timeout(cfg);
+        c->started_boot = started_boot;
+        c->started_rt = now_usec(CLOCK_REALTIME);
+        log_notice("vacuum: converting to auto_vacuum=incremental with a one-time full VACUUM "
+                   "(%" PRIi64 " pages, %" PRIi64 " free; writers wait until it is done)",
+                   pages, freelist);
+        if (!submit(mt, &c->job)) {
+                free(c);
+                return -ESHUTDOWN;
+        }
+        return 0;
+}
+
 /* Starts a vacuum run if the trigger says so (or an admin asked). Returns
  * 0 when a run started, 1 when there is nothing to do, 2 when an admin's run
  * cannot be done (why says why), or a negative errno. */
@@ -825,17 +865,13 @@ static int start_vacuum(Maintenance *mt, const char *trigger, int64_t limit, use
         int64_t freelist = m->probe.freelist_count, pages = m->probe.page_count;
         double threshold = (double)cfg->min_free_pages + cfg->free_fraction * (double)pages;
         const char *av = m->pragmas[PRAGMA_AUTO_VACUUM].effective;
+        int64_t requested = m->pragmas[PRAGMA_AUTO_VACUUM].requested ? m->pragmas[PRAGMA_AUTO_VACUUM].requested_value : -1;
         bool admin = streq(trigger, "admin");
-        char bytes[32], need[32], have[32];
+        char bytes[32];
 
         /* The trigger is judged on the latest health probe, but one taken
          * during the previous run says nothing about after it. An admin's
          * run starts regardless: its first step finds out. */
-        if (!admin && (!m->have_probe || m->probe_at <= mt->vacuum_ended))
-                return 1;
-        if (!admin && (double)freelist <= threshold)
-                return 1;
-
         if (admin && !streq(av, "incremental")) {
                 bufprintf(why, why_size,
                           "auto_vacuum is %s: incremental vacuum cannot reclaim pages in this file (with [vacuum] "
@@ -843,53 +879,37 @@ static int start_vacuum(Maintenance *mt, const char *trigger, int64_t limit, use
                           av);
                 return 2;
         }
+        if (!admin && (!m->have_probe || m->probe_at <= mt->vacuum_ended))
+                return 1;
+
+        if (streq(av, "none")) {
+                /* The one-time conversion: when asked for explicitly
+                 * ([pragmas] auto_vacuum = incremental), at the first vacuum
+                 * interval; with auto_vacuum unset, only once there are free
+                 * pages worth reclaiming. Never against an explicit none or full. */
+                bool asked = requested == 2, allowed = requested == -1 || requested == 2;
+
+                format_bytes(bytes, sizeof(bytes), (uint64_t)freelist * (uint64_t)MAX(m->page_size, 1));
+                if (!asked && (double)freelist <= threshold)
+                        return 1;
+                if (!cfg->convert || !allowed) {
+                        vacuum_note(mt, LOG_WARNING,
+                                    "%" PRIi64 " free pages (%s) cannot be reclaimed step by step: auto_vacuum is none%s",
+                                    freelist, bytes,
+                                    !allowed ? " ([pragmas] auto_vacuum asks for that, so [vacuum] convert does not "
+                                               "apply)"
+                                             : "; set [vacuum] convert = yes to allow a one-time full VACUUM to "
+                                               "incremental");
+                        return 1;
+                }
+                return start_convert(mt, started_boot, pages, freelist);
+        }
+        if (!admin && (double)freelist <= threshold)
+                return 1;
         if (streq(av, "full")) {
                 vacuum_note(mt, LOG_NOTICE,
                             "auto_vacuum is full: SQLite reclaims free pages at every commit; nothing to do");
                 return 1;
-        }
-        if (!streq(av, "incremental")) {
-                uint64_t db_bytes = m->files.db_bytes;
-
-                format_bytes(bytes, sizeof(bytes), (uint64_t)freelist * (uint64_t)MAX(m->page_size, 1));
-                if (!cfg->convert) {
-                        vacuum_note(mt, LOG_WARNING,
-                                    "%" PRIi64 " free pages (%s) cannot be reclaimed step by step: auto_vacuum is %s; "
-                                    "set [vacuum] convert = yes to allow a one-time full VACUUM to incremental",
-                                    freelist, bytes, av);
-                        return 1;
-                }
-                /* VACUUM in WAL mode writes every page of the new database
-                 * into the WAL first: the file system needs room for about
-                 * one more copy of the database, besides min_free_disk. */
-                if (m->files.free_bytes < db_bytes + cfg->min_free_disk) {
-                        vacuum_note(mt, LOG_WARNING,
-                                    "not converting to auto_vacuum=incremental: the full VACUUM needs %s free (the "
-                                    "database's size plus min_free_disk), the file system has %s",
-                                    format_bytes(need, sizeof(need), db_bytes + cfg->min_free_disk),
-                                    format_bytes(have, sizeof(have), m->files.free_bytes));
-                        return 1;
-                }
-                {
-                        ConvertJob *c = calloc(1, sizeof(*c));
-
-                        if (!c)
-                                return -ENOMEM;
-                        c->job = (Job){ .name = "vacuum (convert)", .cancellable = true, .run = convert_run,
-                                        .done = convert_done };
-                        c->mt = mt;
-                        c->max_wait = (usec_t)cfg->pragmas[PRAGMA_BUSY_TIMEOUT].value * USEC_PER_MSEC;
-                        c->started_boot = started_boot;
-                        c->started_rt = now_usec(CLOCK_REALTIME);
-                        log_notice("vacuum: converting to auto_vacuum=incremental with a one-time full VACUUM "
-                                   "(%" PRIi64 " pages, %" PRIi64 " free; writers wait until it is done)",
-                                   pages, freelist);
-                        if (!submit(mt, &c->job)) {
-                                free(c);
-                                return -ESHUTDOWN;
-                        }
-                        return 0;
-                }
         }
 
         *v = (VacuumRun){

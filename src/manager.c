@@ -65,7 +65,10 @@ typedef struct StopJob {
 
 /* ---- Helpers ---------------------------------------------------------- */
 
-static usec_t busy_timeout(const Config *c) {
+usec_t manager_busy_timeout(const Config *c) {
+        /* Unset ("busy_timeout =") means SQLite's own default: no waiting. */
+        if (!c->pragmas[PRAGMA_BUSY_TIMEOUT].set)
+                return 0;
         return (usec_t)c->pragmas[PRAGMA_BUSY_TIMEOUT].value * USEC_PER_MSEC;
 }
 
@@ -143,8 +146,12 @@ static void log_pragmas(Manager *m, const Config *c) {
                         log_event(LOG_WARNING, SQLVIGIL_MESSAGE_PRAGMA, "pragma", &f,
                                   "%s: requested %s, file has %s; only a full VACUUM changes it (%s)", name, req,
                                   st->effective,
-                                  c->convert ? "[vacuum] convert = yes: sqlvigil will run it once free disk allows"
-                                             : "allow it once with [vacuum] convert = yes");
+                                  c->convert && st->requested_value == 2
+                                          ? "[vacuum] convert = yes: sqlvigil runs it at the next vacuum interval "
+                                            "when the file system has room for it"
+                                          : st->requested_value == 2
+                                                    ? "let sqlvigil run it once with [vacuum] convert = yes"
+                                                    : "sqlvigil converts only to incremental; run VACUUM yourself");
                         break;
                 case PRAGMA_FIXED:
                         log_event(LOG_WARNING, SQLVIGIL_MESSAGE_PRAGMA, "pragma", &f,
@@ -429,6 +436,8 @@ static void stop_done(Job *j, bool ran) {
         format_elapsed(took, sizeof(took), c->duration);
 
         log_field(&f, "SQLVIGIL_CHECKPOINT_MODE", "%s", mode);
+        log_field(&f, "SQLVIGIL_RESULT", "%s",
+                  !ran ? "not-run" : c->result == 0 ? "ok" : c->result == DB_E_BUSY ? "busy" : "failed");
         log_field(&f, "SQLVIGIL_WAL_FRAMES", "%d", frames);
         log_field(&f, "SQLVIGIL_PAGES", "%d", copied);
         log_field(&f, "SQLVIGIL_BUSY", "%d", c->result == DB_E_BUSY);
@@ -710,7 +719,7 @@ static void manager_reload(Manager *m) {
                         .done = reload_pragmas_done };
         p->manager = m;
         memcpy(p->requests, c->pragmas, sizeof(p->requests));
-        p->max_wait = busy_timeout(c);
+        p->max_wait = manager_busy_timeout(c);
         m->pending_config = TAKE_PTR(c);
         worker_submit(m->worker, &p->job);
 }
@@ -828,7 +837,7 @@ static int manager_open(Manager *m) {
         if (r != 0)
                 return start_failed(EXIT_FAILURE_OTHER, "%s", error);
 
-        r = db_apply_pragmas(m->db, m->config->pragmas, busy_timeout(m->config));
+        r = db_apply_pragmas(m->db, m->config->pragmas, manager_busy_timeout(m->config));
         if (r != 0)
                 return start_failed(EXIT_FAILURE_OTHER, "%s: %s", m->config->db_path, m->db->error);
         memcpy(m->pragmas, m->db->pragmas, sizeof(m->pragmas));
@@ -898,8 +907,7 @@ int manager_start(Manager *m) {
         for (size_t i = 0; i < ELEMENTSOF(signals); i++)
                 sigaddset(&mask, signals[i]);
         if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0) {
-                log_error("cannot block signals: %s", strerror(errno));
-                return EXIT_FAILURE_OTHER;
+                return start_failed(EXIT_FAILURE_OTHER, "cannot block signals: %s", strerror(errno));
         }
         r = sd_event_add_signal(m->event, NULL, SIGTERM, on_terminate, m);
         if (r >= 0)
@@ -907,14 +915,12 @@ int manager_start(Manager *m) {
         if (r >= 0)
                 r = sd_event_add_signal(m->event, NULL, SIGHUP, on_sighup, m);
         if (r < 0) {
-                log_error("cannot watch signals: %s", strerror(-r));
-                return EXIT_FAILURE_OTHER;
+                return start_failed(EXIT_FAILURE_OTHER, "cannot watch signals: %s", strerror(-r));
         }
 
         r = worker_new(&m->worker, m->db, m->event);
         if (r < 0) {
-                log_error("cannot start the database thread: %s", strerror(-r));
-                return EXIT_FAILURE_OTHER;
+                return start_failed(EXIT_FAILURE_OTHER, "cannot start the database thread: %s", strerror(-r));
         }
 
         r = sd_event_add_time(m->event, &m->round_timer, CLOCK_MONOTONIC, 0, USEC_PER_MSEC, on_round_deadline, m);
@@ -925,16 +931,14 @@ int manager_start(Manager *m) {
         if (r >= 0)
                 r = manager_arm_health_timer(m);
         if (r < 0) {
-                log_error("cannot create timers: %s", strerror(-r));
-                return EXIT_FAILURE_OTHER;
+                return start_failed(EXIT_FAILURE_OTHER, "cannot create timers: %s", strerror(-r));
         }
 
         r = maintenance_new(&m->maintenance, m);
         if (r >= 0)
                 r = maintenance_start(m->maintenance);
         if (r < 0) {
-                log_error("cannot set up maintenance: %s", strerror(-r));
-                return EXIT_FAILURE_OTHER;
+                return start_failed(EXIT_FAILURE_OTHER, "cannot set up maintenance: %s", strerror(-r));
         }
 
         {
@@ -943,10 +947,8 @@ int manager_start(Manager *m) {
                 r = control_new(&m->control, m, error, sizeof(error));
                 if (r == CONTROL_E_DISABLED)
                         log_warning("no control socket: %s", error);
-                else if (r < 0) {
-                        log_error("%s", error);
-                        return EXIT_FAILURE_OTHER;
-                }
+                else if (r < 0)
+                        return start_failed(EXIT_FAILURE_OTHER, "%s", error);
         }
 
         m->ready = true;

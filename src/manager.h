@@ -122,6 +122,10 @@ int manager_run(Manager *m);
 int manager_request_reload(Manager *m, ReloadReply reply, void *userdata);
 void manager_forget_reload(Manager *m, void *userdata);
 
+/* The longest wait for a lock at start-up, reload and for admin commands:
+ * [pragmas] busy_timeout, or 0 when it is unset (SQLite's default). */
+usec_t manager_busy_timeout(const Config *c);
+
 /* Refreshes what others read about us: the metrics textfile, if configured.
  * Called after every health round and maintenance run. */
 void manager_publish(Manager *m);

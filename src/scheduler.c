@@ -23,8 +23,10 @@ static usec_t jitter(Scheduler *s, usec_t interval) {
 void scheduler_init(Scheduler *s, const usec_t intervals[_TASK_MAX], usec_t now, uint64_t seed) {
         *s = (Scheduler){ .rng = seed };
         for (int t = 0; t < _TASK_MAX; t++) {
+                usec_t spread = t == TASK_QUICK_CHECK ? MIN(intervals[t], SCHEDULER_FIRST_CHECK) : intervals[t];
+
                 s->task[t].interval = intervals[t];
-                s->task[t].next = intervals[t] ? now + jitter(s, intervals[t]) : USEC_INFINITY;
+                s->task[t].next = intervals[t] ? now + jitter(s, spread) : USEC_INFINITY;
         }
 }
 

@@ -8,7 +8,10 @@
  *  - every task has an interval (0: the task is off);
  *  - first runs are spread by a random delay in [0, interval), like
  *    systemd's RandomizedDelaySec=, so that instances started together on
- *    one host do not all vacuum at the same moment;
+ *    one host do not all vacuum at the same moment; quick_check's first run
+ *    comes within SCHEDULER_FIRST_CHECK of the start instead, so that a
+ *    restart (perhaps the watchdog's, after quick_check found corruption)
+ *    looks at the database again soon, not up to an interval later;
  *  - a task never overlaps itself: while it runs it is not due again, and a
  *    trigger (the WAL reached min_wal_pages) only moves it earlier;
  *  - after a run the next is one interval after the run's start, or at once
@@ -30,6 +33,8 @@ typedef enum TaskId {
 } TaskId;
 
 extern const char *const task_names[_TASK_MAX];
+
+#define SCHEDULER_FIRST_CHECK (2 * USEC_PER_MINUTE)
 
 typedef struct TaskSchedule {
         usec_t interval; /* 0: off */
@@ -64,7 +69,9 @@ bool scheduler_begin(Scheduler *s, TaskId t, usec_t now);
 /* A run that began at started ended at now. */
 void scheduler_done(Scheduler *s, TaskId t, usec_t started, usec_t now);
 
-/* Makes a task due at now (unless off, running or stopped). */
+/* Makes a task due at now (unless running or stopped), even one whose
+ * interval is 0: a trigger is a condition that needs the task, not a
+ * schedule. Afterwards an off task is off again. */
 void scheduler_trigger(Scheduler *s, TaskId t, usec_t now);
 
 void scheduler_stop(Scheduler *s);

@@ -128,15 +128,18 @@ static char *absolute_path(const char *path) {
         return strdup_printf("%s/%s", cwd, path);
 }
 
+/* One entry per error, each naming its own file, line and key, with the
+ * same fields a rejected reload has. */
 static void report_config_errors(const char *path, const ConfigErrors *errors) {
-        LogFields f = { 0 };
+        for (size_t i = 0; i < errors->n; i++) {
+                LogFields f = { 0 };
 
-        log_field(&f, "SQLVIGIL_CONFIG", "%s", path);
-        log_field(&f, "SQLVIGIL_ERRORS", "%zu", errors->n);
-        /* One entry per error: each names its own file, line and key. */
-        for (size_t i = 0; i < errors->n; i++)
+                log_field(&f, "SQLVIGIL_CONFIG", "%s", path);
+                log_field(&f, "SQLVIGIL_ERRORS", "%zu", errors->n);
+                log_field(&f, "SQLVIGIL_ERROR", "%s", errors->messages[i]);
                 log_event(LOG_ERR, SQLVIGIL_MESSAGE_CONFIG_REJECTED, "config-rejected", &f, "%s",
                           errors->messages[i]);
+        }
 }
 
 static int load_config(const Args *a, Config **ret) {
@@ -172,11 +175,18 @@ static int load_config(const Args *a, Config **ret) {
         if (a->create)
                 c->create = true;
         if (!c->db_path && !(a->check_config && !a->config)) {
-                if (a->config)
-                        log_error("no database in %s: set path in [database], or pass --database", a->config);
-                else
-                        log_error("no database: pass --config FILE or --database PATH");
-                return a->config ? EXIT_CONFIG : EXIT_USAGE;
+                if (a->config) {
+                        ConfigErrors missing = { 0 };
+
+                        if (config_errors_add(&missing, "no database in %s: set path in [database], or pass --database",
+                                              a->config) < 0)
+                                return EXIT_FAILURE_OTHER;
+                        report_config_errors(a->config, &missing);
+                        config_errors_clear(&missing);
+                        return EXIT_CONFIG;
+                }
+                log_error("no database: pass --config FILE or --database PATH");
+                return EXIT_USAGE;
         }
 
         *ret = TAKE_PTR(c);

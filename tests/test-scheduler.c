@@ -27,6 +27,19 @@ static void test_jitter_bounds(void) {
         CHECK(min_seen < 3 * S);
         CHECK(max_seen > 57 * S);
 
+        /* quick_check looks again soon after a start, whatever its interval. */
+        {
+                usec_t q[_TASK_MAX] = { 0, 0, 0, 6 * 3600 * S };
+
+                for (uint64_t seed = 1; seed <= 200; seed++) {
+                        Scheduler s;
+
+                        scheduler_init(&s, q, now, seed);
+                        CHECK(s.task[TASK_QUICK_CHECK].next >= now);
+                        CHECK(s.task[TASK_QUICK_CHECK].next < now + SCHEDULER_FIRST_CHECK);
+                }
+        }
+
         /* Two instances with different seeds do not align. */
         {
                 Scheduler a, b;
@@ -129,6 +142,13 @@ static void test_reload(void) {
         CHECK_INT(s.task[TASK_VACUUM].next, 700 * S);                    /* 500 + 100 is past: now */
         CHECK(s.task[TASK_ANALYZE].next >= 700 * S && s.task[TASK_ANALYZE].next < 1000 * S); /* new: jittered */
         CHECK_INT(s.task[TASK_QUICK_CHECK].next, USEC_INFINITY);        /* turned off */
+
+        /* A trigger runs even an off task once; then it is off again. */
+        s.task[TASK_CHECKPOINT].next = s.task[TASK_VACUUM].next = s.task[TASK_ANALYZE].next = 10000 * S;
+        scheduler_trigger(&s, TASK_QUICK_CHECK, 800 * S);
+        CHECK_INT(scheduler_take_due(&s, 800 * S), TASK_QUICK_CHECK);
+        scheduler_done(&s, TASK_QUICK_CHECK, 800 * S, 801 * S);
+        CHECK_INT(s.task[TASK_QUICK_CHECK].next, USEC_INFINITY);
 
         /* Off tasks are never due; a stopped scheduler has nothing due. */
         scheduler_stop(&s);
