@@ -368,6 +368,8 @@ interval = 0
             return {"pending": "control socket not available"}
         time.sleep(ctx.p(10, 2))
         stats = lib.control_request(sock, "stats")
+        if not stats.get("ok"):
+            return {"pending": f"stats failed: {stats.get('error')}"}
         h = stats.get("health", {})
         if "check_usec_p50" not in h:
             return {"pending": "stats has no health.check_usec_p50"}
