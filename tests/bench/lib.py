@@ -163,8 +163,8 @@ def quick_check(path):
     pointer maps) in O(N); returns ["ok"] or the problems."""
     con = sqlite3.connect(path, isolation_level=None, timeout=30)
     try:
-        rows = [r[0] for r in con.execute("PRAGMA quick_check(20)")]
-        return [r for r in rows if not r.startswith("*** in database")] or rows
+        rows = [line for r in con.execute("PRAGMA quick_check(20)") for line in r[0].split("\n")]
+        return [r for r in rows if r.strip() and not r.startswith("*** in database")] or rows
     except sqlite3.DatabaseError as e:
         return [f"quick_check failed: {e}"]
     finally:

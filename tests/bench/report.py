@@ -6,6 +6,7 @@ target are chosen by what was measured and quote the evidence (per-step
 lock times, the stalls and what overlapped them, log lines)."""
 
 import os
+import re
 import shutil
 import subprocess
 
@@ -24,6 +25,28 @@ def us_or_ms(v):
 
 def mib(v):
     return f"{v / MiB:.1f} MiB"
+
+
+def qc_lines(q):
+    """quick_check's problems, one per line, without the header."""
+    return [l for x in q for l in x.split("\n") if l.strip() and not l.startswith("*** in database")]
+
+
+def qc(q):
+    lines = qc_lines(q)
+    if lines == ["ok"]:
+        return "ok"
+    return f"**{len(lines)}{'+' if len(lines) >= 20 else ''} problems**, first: `{lines[0][:80]}`"
+
+
+def err_short(error):
+    """'failed after freeing N pages: <SQLite's message>' from sqlvigil's log line."""
+    if not error:
+        return ""
+    m = re.search(r"(\w+) after freeing (\d+) pages: (?:PRAGMA [^:]*: )?(.*?)(?: in \S+)?$", error)
+    if m:
+        return f"{m.group(1)} after {m.group(2)} pages: `{m.group(3)}`"
+    return f"`{error[:120]}`"
 
 
 def yes(ok):
@@ -204,14 +227,17 @@ def b1_summary(b1):
                 continue
             stall_ok = r["all"]["max"] <= 1.5 * r["budget_ms"] / 1000 and not r["error"]
             rows.append([f"B1 {s['label']}: writer max stall (step_budget 20 ms)",
-                         ms(r["all"]["max"]) + ("" if not r["error"] else f" ({r['error']})"),
+                         ms(r["all"]["max"]) + ("" if not r["error"] else " (the reclaim failed: see below)"),
                          f"full VACUUM {ms(vac['all']['max'])}", "≤ 30 ms", yes(stall_ok)])
             if s["label"] in ("256M", "32M"):
                 ratio = vac["all"]["max"] / r["all"]["max"]
-                rows.append([f"B1 {s['label']}: stall reduction", f"{ratio:.0f}×", "", "≥ 30×",
-                             yes(ratio >= 30)])
+                rows.append([f"B1 {s['label']}: stall reduction", f"{ratio:.0f}×"
+                             + (" (until the reclaim failed)" if r["error"] else ""), "", "≥ 30×",
+                             yes(ratio >= 30 and not r["error"])])
             rt = r["reclaim_s"] / vac["reclaim_s"]
-            rows.append([f"B1 {s['label']}: reclaim time", f"{r['reclaim_s']:.2f} s ({rt:.1f}×)",
+            rows.append([f"B1 {s['label']}: reclaim time",
+                         f"{r['reclaim_s']:.2f} s ({rt:.1f}×)" if not r["error"] else
+                         f"{err_short(r['error'])} in {r['reclaim_s']:.2f} s",
                          f"full VACUUM {vac['reclaim_s']:.2f} s", "≤ 2×", yes(rt <= 2 and not r["error"])])
         runs = b1_budget_runs(s)
         fails = " / ".join(f"{r['writer']['failed']}" + (f" (`{r['writer']['first_error']}`)" if r["writer"]["failed"]
@@ -219,9 +245,9 @@ def b1_summary(b1):
         rows.append([f"B1 {s['label']}: failed writes (" + " / ".join(f"{r['budget_ms']} ms" for r in runs) + ")",
                      fails, f"full VACUUM {vac['writer']['failed']}", "0",
                      yes(all(r["writer"]["failed"] == 0 for r in runs))])
-        bad = [r for r in runs if r["quick_check"] != ["ok"] or (r["error"] and "malformed" in r["error"])]
+        bad = [r for r in runs if qc_lines(r["quick_check"]) != ["ok"]]
         rows.append([f"B1 {s['label']}: database intact after the reclaims",
-                     "; ".join(f"{r['budget_ms']} ms: **damaged** (`{(r['error'] or r['quick_check'][0])[:70]}`)"
+                     "; ".join(f"{r['budget_ms']} ms: **damaged**, quick_check {qc(r['quick_check'])}"
                                for r in bad) or "yes (quick_check ok)",
                      "yes" if vac["quick_check"] == ["ok"] else "no", "yes", yes(not bad)])
     return rows
@@ -260,11 +286,11 @@ def b1_section(ctx, b1, out):
             name = "full VACUUM" if r["method"] == "vacuum" else f"sqlvigil, step_budget {r['budget_ms']} ms"
             sl = r.get("step_lock")
             steps = (f"{sl['n']} ({ms(sl['p50'])} / {ms(sl['max'])}, {sl['over_budget']})" if sl else "1 (all)")
-            md.append(f"| {name} | {r['reclaim_s']:.2f} s{' (' + r['error'] + ')' if r['error'] else ''} | "
+            md.append(f"| {name} | {r['reclaim_s']:.2f} s{' (' + err_short(r['error']) + ')' if r['error'] else ''} | "
                       f"{r['freed']} | {us_or_ms(r['during']['p50'])} / {us_or_ms(r['during']['p99'])} | "
                       f"{ms(r['all']['max'])} | {r['writer']['failed']} of {r['writer']['attempted']}"
                       f"{' (`' + r['writer']['first_error'] + '`)' if r['writer']['failed'] else ''} | {steps} | "
-                      f"{r['quick_check'][0][:60]} |")
+                      f"{qc(r['quick_check'])} |")
         base = s["runs"][0]["before"]
         md.append(f"\nBefore any reclaim the writer's statements took {us_or_ms(base['p50'])} (p50), "
                   f"{us_or_ms(base['p99'])} (p99), {ms(base['max'])} at most. The VACUUM's connection then "
@@ -305,7 +331,7 @@ def b1_notes(b1):
         vac = next(r for r in s["runs"] if r["method"] == "vacuum")
         for r in b1_budget_runs(s):
             lbl = f"{s['label']}, step_budget {r['budget_ms']} ms"
-            if (r["quick_check"] != ["ok"] or (r["error"] and "malformed" in r["error"])
+            if (qc_lines(r["quick_check"]) != ["ok"] or (r["error"] and "after freeing" in r["error"])
                     or any(e in r["writer"]["first_error"] for e in ("not a database", "malformed"))):
                 damaged.append((lbl, r))
             sl = r.get("step_lock")
@@ -345,9 +371,10 @@ def b1_notes(b1):
         md.append("### Database damage under a concurrent writer\n")
         for lbl, r in damaged:
             w = r["writer"]
-            md.append(f"- {lbl}: the reclaim ended `{r['error'] or 'ok'}`; the application's writer had "
-                      f"{w['failed']} failed statements" + (f" (first: `{w['first_error']}`)" if w["failed"] else "")
-                      + f"; `PRAGMA quick_check` of the file afterwards: `{r['quick_check'][0]}`.")
+            md.append(f"- {lbl}: the reclaim " + (err_short(r["error"]) if r["error"] else "ended ok")
+                      + f"; the application's writer had {w['failed']} failed statements"
+                      + (f" (first: `{w['first_error']}`)" if w["failed"] else "")
+                      + f"; `PRAGMA quick_check` afterwards: {qc(r['quick_check'])}.")
         md.append("\n" + DAMAGE_DIAGNOSIS)
     return "\n".join(md)
 
@@ -604,7 +631,7 @@ def b4_section(ctx, b4):
 def b5_summary(b5):
     if "error" in b5:
         return [["B5 startup", "did not run", "", "", ""]]
-    return [[f"B5 exec to READY=1 ({b5['label']})", f"{b5['median'] * 1000:.1f} ms (median of {b5['n']})",
+    return [[f"B5 exec to READY=1 ({b5['label']})", f"{b5['median'] * 1000:.2f} ms (median of {b5['n']})",
              f"sqlite3 shell exec+open+query+exit {b5['floors']['shell'] * 1000:.1f} ms", "≤ 10 ms",
              yes(b5["median"] <= 0.010)]]
 
@@ -625,6 +652,10 @@ def b5_section(ctx, b5):
     md.append(f"| `/bin/true` | {f['true'] * 1000:.1f} ms | | |")
     md.append(f"| `sqlite3 DB 'PRAGMA journal_mode; SELECT count(*) FROM sqlite_schema'` | "
               f"{f['shell'] * 1000:.1f} ms | | |")
+    for k, lbl in (("empty", "an empty `main()`"), ("empty_sqlite", "an empty `main()` linked with -lsqlite3"),
+                   ("empty_sqlite_systemd_inih", "an empty `main()` linked with -lsqlite3 -lsystemd -linih")):
+        if k in f:
+            md.append(f"| {lbl} | {f[k] * 1000:.1f} ms | | |")
     own = sorted(b5["own"])
     md.append(f"\nsqlvigil's own \"ready in\" (from reading its configuration to READY=1): "
               f"{own[len(own) // 2] if own else '?'} (median).\n")
@@ -632,16 +663,18 @@ def b5_section(ctx, b5):
         md.append(
             f"**Missed.** Most of the time is before sqlvigil's first instruction: on this machine the "
             f"spawn of `sqlvigil --version` alone takes {f['version'] * 1000:.1f} ms against "
-            f"{f['true'] * 1000:.1f} ms for `/bin/true`. The difference is loading and relocating 12 shared "
-            "libraries: Debian 12's libsystemd (252) links libgcrypt, libgpg-error, liblzma, libzstd, liblz4 and "
+            f"{f['true'] * 1000:.1f} ms for `/bin/true`. The difference is loading and relocating "
+            f"{len(b5.get('libs', [])) or 'its'} shared libraries ({', '.join(b5.get('libs', []))}): "
+            "Debian 12's libsystemd (252) links libgcrypt, libgpg-error, liblzma, libzstd, liblz4 and "
             "libcap, which sqlvigil never uses (it needs sd-event, sd-daemon and sd_journal_send). Opening the "
             "database, applying the pragmas and the first health check take the remaining "
             f"{(b5['median'] - f['version']) * 1000:.1f} ms, independent of the database's size. What would "
             "close it: send the notifications and journal entries without libsystemd (sd_notify and the "
             "journal's native protocol are each a datagram on a Unix socket) and replace sd-event with epoll "
-            "plus timerfd/signalfd, or link libsystemd statically (`-Dstatic-libsystemd` style) — measured "
-            "here, an empty program linked with -lsqlite3 -lsystemd -linih spawns in about 7.8 ms against "
-            "4.7 ms with -lsqlite3 alone.\n")
+            "plus timerfd/signalfd, or link libsystemd statically"
+            + (f" — in this run an empty `main()` linked with -lsqlite3 -lsystemd -linih took "
+               f"{f['empty_sqlite_systemd_inih'] * 1000:.1f} ms to spawn and exit, with -lsqlite3 alone "
+               f"{f['empty_sqlite'] * 1000:.1f} ms" if "empty_sqlite_systemd_inih" in f else "") + ".\n")
     return "\n".join(md)
 
 
@@ -650,7 +683,7 @@ def b5_section(ctx, b5):
 def b6_summary(b6):
     if "error" in b6:
         return [["B6 stop checkpoint", "did not run", "", "", ""]]
-    return [[f"B6 stop with a {b6['wal_mib']} MiB WAL (mean of {len(b6['rounds'])})",
+    return [[f"B6 stop with a {b6['wal_mib']} MiB WAL (medians of {len(b6['rounds'])} rounds)",
              f"{b6['daemon_s'] * 1000:.0f} ms SIGTERM to exit (checkpoint {b6['daemon_ckpt_s'] * 1000:.0f} ms)",
              f"sqlite3 shell {b6['shell_s'] * 1000:.0f} ms (statement {b6['shell_stmt_s'] * 1000:.0f} ms)",
              "≤ 1.2×", f"{yes(b6['ratio'] <= 1.2)} ({b6['ratio']:.2f}×)"]]
@@ -668,7 +701,7 @@ def b6_section(ctx, b6):
         "wal_checkpoint(TRUNCATE)`, timed from spawn to exit, and its `.timer` for the statement alone. On "
         "the original: sqlvigil (its checkpoints off, so the WAL is untouched until the stop), SIGTERM, timed "
         "to its exit; its checkpoint time is from its `stopping; final truncate checkpoint` line to its `done` "
-        "line. Two rounds on fresh pairs, the shell first in one and sqlvigil first in the other.\n")
+        "line. Three rounds on fresh pairs, alternating which goes first; the summary takes the medians.\n")
     md.append("| round | sqlvigil SIGTERM to exit | its checkpoint | sqlite3 shell spawn to exit | its statement "
               "| ratio | WAL after (sqlvigil / shell) |")
     md.append("|---|---|---|---|---|---|---|")
@@ -707,9 +740,9 @@ def b7_summary(b7):
         return [["B7 concurrent writes", "did not run", "", "", ""]]
     s, o = b7["cases"]
     rate = lambda c: 100 * c["succeeded"] / max(c["attempted"], 1)  # noqa: E731
-    ok = s["succeeded"] == s["attempted"] and s["rows_ok"] and s["quick_check"] == ["ok"]
+    ok = s["succeeded"] == s["attempted"] and s["rows_ok"] and qc_lines(s["quick_check"]) == ["ok"]
     return [[f"B7 8 writers × {b7['count']}", f"{rate(s):.2f}% ({s['failed']} failed, rows "
-             f"{'all there' if s['rows_ok'] else 'missing'}, quick_check {s['quick_check'][0][:40]})",
+             f"{'all there' if s['rows_ok'] else 'missing'}, quick_check {qc(s['quick_check'])})",
              f"full VACUUM + ANALYZE: {rate(o):.2f}%", "100%", yes(ok)]]
 
 
@@ -740,13 +773,13 @@ def b7_section(ctx, b7):
             name = "old optimize()"
         md.append(f"| {name} | {c['succeeded']} of {c['attempted']} | {c['failed']} | "
                   f"{'yes' if c['rows_ok'] else '**no**'} | {ms(c['p99'])} / {ms(c['max'])} | "
-                  f"{c['quick_check'][0][:60]} | {maint} |")
+                  f"{qc(c['quick_check'])} | {maint} |")
     s = b7["cases"][0]
     if s.get("errors"):
         md.append("\nsqlvigil logged: " + "; ".join(f"`{e[:200]}`" for e in s["errors"]))
     if s["first_errors"]:
         md.append("\nWriters' first errors: " + "; ".join(f"`{e}`" for e in s["first_errors"]))
-    if s["failed"] or not s["rows_ok"] or s["quick_check"] != ["ok"]:
+    if s["failed"] or not s["rows_ok"] or qc_lines(s["quick_check"]) != ["ok"]:
         md.append("\n**Missed.** The failures, the missing rows and the damage have the cause described under B1, "
                   "*Database damage under a concurrent writer*: the daemon's WAL watch drops its own SQLite locks "
                   "on the `-shm` file, so its vacuum steps and the applications' writers can write at once.")
