@@ -112,6 +112,7 @@ def plot_b2(b2, path):
         f"set output '{path}'",
         "set grid", "set key top left opaque box",
         "set xlabel 'seconds'", "set ylabel '-wal file size (MiB)'",
+        f"set xrange [0:{b2['duration']}]",
         "set title 'B2: two writers at 500 commits/s each, two readers holding 20 ms of every 50 ms'",
         "plot 7.63 with lines dt 3 lc rgb '#555555' title '8 MB target (7.63 MiB)', \\\n     " + ", \\\n     ".join(plots),
     ]) + "\n"
@@ -379,8 +380,10 @@ def b1_notes(b1):
     return "\n".join(md)
 
 
-B1_DIAGNOSIS = """What the evidence says (the classification above, the daemon's step log in
-`build/bench-data/b1-*.log`, and `strace -T` of the daemon during a reclaim):
+B1_DIAGNOSIS = """What the evidence says: the classification above and the daemon's step log in
+`build/bench-data/b1-*.log` from this run, and, where a figure is quoted below, diagnostic runs on the
+same machine with a build that has the `-shm` descriptor fix of the next section (so that the
+reclaims finish), traced with `strace -T`:
 
 1. **Checkpoints that take the writer lock are not bounded by `step_budget`.** The vacuum writes
    about one WAL frame per page it frees; its PASSIVE checkpoints copy them without a lock but never
@@ -393,7 +396,8 @@ B1_DIAGNOSIS = """What the evidence says (the classification above, the daemon's
    (`max_wait` bounds only the wait for readers and writers, not the work done holding the lock.)
 2. **A writer that waited once keeps waiting.** After a long lock hold the writer's
    busy-handler sleeps are 25–100 ms, and the next vacuum steps (queued behind the checkpoint, with
-   ~11 ms pauses) take the lock again while it sleeps: the 161 ms RESTART became a 232 ms stall.
+   ~11 ms pauses) take the lock again while it sleeps: in one run a 156 ms RESTART became a 232 ms
+   stall.
    `budget_pause()` sizes the pause after a *step* from that step's lock time, but nothing pauses after
    a checkpoint's lock hold.
 3. **One slow step caps the rest of the run.** `budget_record()` sets `ceiling = 0.9 × pages` after a
