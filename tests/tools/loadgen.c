@@ -12,7 +12,9 @@
  * Writers add rows (writer, seq) to table "load"; seq counts 1, 2, 3... per
  * writer, so a checker can tell exactly which committed rows exist. At the
  * end a writer prints one JSON line: attempts, successes, failures, latency
- * percentiles. With --latencies FILE it also writes one line per statement:
+ * percentiles, and "start_usec", the writer's start on CLOCK_MONOTONIC (the
+ * clock of Python's time.monotonic()), so other events can be lined up with
+ * its statements. With --latencies FILE it also writes one line per statement:
  * "start_usec latency_usec ok" (start relative to the writer's start).
  */
 #include <errno.h>
@@ -194,9 +196,10 @@ static int writer(int argc, char **argv) {
 
         qsort(lat, lat_n, sizeof(*lat), cmp_u32);
         printf("{\"writer\": %d, \"attempted\": %" PRIu64 ", \"succeeded\": %" PRIu64 ", \"failed\": %" PRIu64
-               ", \"p50_us\": %u, \"p99_us\": %u, \"max_us\": %u, \"seconds\": %.3f, \"first_error\": \"%s\"}\n",
+               ", \"p50_us\": %u, \"p99_us\": %u, \"max_us\": %u, \"seconds\": %.3f, \"first_error\": \"%s\""
+               ", \"start_usec\": %" PRIu64 "}\n",
                id, attempted, succeeded, failed, lat_n ? lat[lat_n / 2] : 0, lat_n ? lat[lat_n * 99 / 100] : 0,
-               lat_n ? lat[lat_n - 1] : 0, (double)(now_us() - start) / 1e6, first_error);
+               lat_n ? lat[lat_n - 1] : 0, (double)(now_us() - start) / 1e6, first_error, start);
         free(lat);
         return failed ? 1 : 0;
 }
