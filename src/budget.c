@@ -34,6 +34,10 @@ void budget_record(Budget *b, uint32_t pages, usec_t took) {
         cost = (double)took / pages;
         if (took > b->budget && pages > 1)
                 b->ceiling = MIN(b->ceiling, pages * 9 / 10);
+        else if (took <= b->target && b->ceiling < BUDGET_MAX_STEP)
+                /* One slow step must not cap the whole run: steps that keep
+                 * to the target lift the ceiling again, slowly. */
+                b->ceiling = MIN((uint32_t)BUDGET_MAX_STEP, b->ceiling + MAX(b->ceiling / 8, 1u));
         if (b->usec_per_page <= 0 || (took > b->target && cost > b->usec_per_page))
                 /* The first measurement, or an overrun: believe it at once. */
                 smoothed = cost;

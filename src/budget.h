@@ -56,6 +56,13 @@ typedef struct Budget {
  */
 void budget_init(Budget *b, usec_t step_budget, double learned_usec_per_page, uint32_t cache_pages);
 
+/* How long a step may keep freeing pages before it commits: the target,
+ * less a margin for the commit itself (writing the step's dirty pages to the
+ * WAL, without fsync at synchronous=NORMAL). */
+static inline usec_t budget_hold(const Budget *b) {
+        return b->target * 4 / 5;
+}
+
 /* Records a step that freed pages in took; sets the next step's size. */
 void budget_record(Budget *b, uint32_t pages, usec_t took);
 

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "budget.h"
 #include "db.h"
 
 /* How often (in virtual machine instructions) SQLite calls our progress
@@ -500,6 +501,11 @@ void db_checkpoint(Db *db, CheckpointMode mode, usec_t max_wait, DbCheckpoint *c
         set_wait(db, max_wait);
         rc = sqlite3_wal_checkpoint_v2(db->sqlite, NULL, (int)mode, &c->log_frames, &c->checkpointed);
         c->duration = now_usec(CLOCK_MONOTONIC) - start;
+        /* FULL, RESTART and TRUNCATE hold the writer lock while they wait,
+         * copy, truncate and sync. Writers blocked meanwhile sleep in their
+         * busy handlers; the next vacuum step waits out one of their sleeps. */
+        if (mode != CHECKPOINT_PASSIVE)
+                db->quiet_until = now_usec(CLOCK_MONOTONIC) + budget_writer_quantum(c->duration) + USEC_PER_MSEC;
         if (rc == SQLITE_OK)
                 return;
         if ((rc & 0xff) == SQLITE_BUSY) {
@@ -526,13 +532,17 @@ uint64_t db_wal_frames(uint64_t wal_bytes, int64_t page_size) {
         return (wal_bytes - 32) / (24 + (uint64_t)page_size);
 }
 
-void db_vacuum_step(Db *db, uint32_t pages, usec_t max_wait, DbVacuumStep *v) {
+void db_vacuum_step(Db *db, uint32_t pages, usec_t max_wait, usec_t hold, DbVacuumStep *v) {
         sqlite3_stmt *stmt = NULL;
         char sql[64];
-        usec_t start;
+        usec_t start, now;
         int rc, r;
 
         *v = (DbVacuumStep){ 0 };
+        /* Writers that a checkpoint held up are sleeping in their busy
+         * handlers; let them have the lock before we take it again. */
+        while ((now = now_usec(CLOCK_MONOTONIC)) < db->quiet_until && !cancelled(db))
+                sleep_usec(MIN(db->quiet_until - now, 10 * USEC_PER_MSEC));
         bufprintf(sql, sizeof(sql), "PRAGMA incremental_vacuum(%" PRIu32 ")", pages);
         rc = sqlite3_prepare_v2(db->sqlite, sql, -1, &stmt, NULL);
         if (rc != SQLITE_OK) {
@@ -542,10 +552,20 @@ void db_vacuum_step(Db *db, uint32_t pages, usec_t max_wait, DbVacuumStep *v) {
         }
         set_wait(db, max_wait);
         start = now_usec(CLOCK_MONOTONIC);
-        /* Each SQLITE_ROW is one page freed; the pages are only given back
-         * (and the lock released) when the statement reaches SQLITE_DONE. */
-        while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
+        /* Each SQLITE_ROW is one page freed. The statement commits when it
+         * reaches SQLITE_DONE, or - in autocommit mode - when it is reset
+         * early: then the pages freed so far are given back. That is how a
+         * step keeps to its time when some pages cost far more than others
+         * (a page in use is moved and its parent pointers rewritten). The
+         * first step may wait for the lock (busy_slept); that is no hold. */
+        while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
                 v->freed++;
+                if (now_usec(CLOCK_MONOTONIC) - start - db->busy_slept >= hold) {
+                        rc = sqlite3_reset(stmt);
+                        rc = rc == SQLITE_OK ? SQLITE_DONE : rc;
+                        break;
+                }
+        }
         v->lock_held = now_usec(CLOCK_MONOTONIC) - start;
         v->lock_held -= MIN(v->lock_held, db->busy_slept);
         sqlite3_finalize(stmt);

@@ -57,6 +57,11 @@ typedef struct Db {
          * it (see walindex.h). -1 until db_open_wal_index(). */
         int shm_fd;
 
+        /* Worker thread only: no vacuum step starts before this
+         * (CLOCK_MONOTONIC), so that writers stalled by a checkpoint that
+         * held the writer lock get in first (see db_checkpoint()). */
+        usec_t quiet_until;
+
         /* Set per operation, read by the busy handler. */
         usec_t busy_deadline;
         usec_t busy_slept; /* time the running operation spent waiting for locks */
@@ -140,8 +145,10 @@ typedef struct DbVacuumStep {
         char error[256];
 } DbVacuumStep;
 
-/* One incremental vacuum step of at most pages pages, in its own transaction. */
-void db_vacuum_step(Db *db, uint32_t pages, usec_t max_wait, DbVacuumStep *ret);
+/* One incremental vacuum step in its own transaction: at most pages pages,
+ * and no more stepping once it has held the write lock for hold (then the
+ * pages freed so far are committed). */
+void db_vacuum_step(Db *db, uint32_t pages, usec_t max_wait, usec_t hold, DbVacuumStep *ret);
 
 typedef struct DbConvert {
         int result;
