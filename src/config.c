@@ -57,7 +57,7 @@ static const ConfigKey keys[] = {
 
         PRAGMA(PRAGMA_JOURNAL_MODE, "wal", "persistent; only wal is supported"),
         PRAGMA(PRAGMA_BUSY_TIMEOUT, "5000", "ms; longest wait for a lock at start, reload and admin commands"),
-        PRAGMA(PRAGMA_CACHE_SIZE, NULL, "sqlvigil's own page cache (negative: KiB)"),
+        PRAGMA(PRAGMA_CACHE_SIZE, "-8192", "sqlvigil's own cache (negative: KiB); caps vacuum steps at 3/4"),
         PRAGMA(PRAGMA_SYNCHRONOUS, "normal", "sqlvigil's own commits (vacuum steps): no fsync per step in WAL mode"),
         PRAGMA(PRAGMA_MMAP_SIZE, NULL, "bytes of the file to memory-map"),
         PRAGMA(PRAGMA_TEMP_STORE, NULL, "default | file | memory"),

@@ -507,13 +507,26 @@ static void adapt_wal_poll(Maintenance *mt) {
                 mt->wal_poll = MIN(mt->wal_poll * 2, WAL_POLL_MAX);
 }
 
-static int on_wal_timer(sd_event_source *s, uint64_t usec, void *userdata) {
-        Maintenance *mt = userdata;
+/* Starts the checkpoint the WAL needs now, if any and none runs. */
+static void wal_check(Maintenance *mt) {
         CheckpointMode mode;
         const char *trigger;
         struct stat st;
         uint64_t wal_bytes = 0;
         usec_t now;
+
+        if (mt->stopped || !mt->wal_valid || mt->scheduler.task[TASK_CHECKPOINT].running)
+                return;
+        now = now_boot();
+        if (stat(mt->manager->db->wal_path, &st) == 0)
+                wal_bytes = (uint64_t)st.st_size;
+        if (choose_checkpoint(mt, wal_bytes, false, &mode, &trigger) && scheduler_begin(&mt->scheduler, TASK_CHECKPOINT, now) &&
+            start_checkpoint(mt, mode, trigger, now) < 0)
+                task_done(mt, TASK_CHECKPOINT, now);
+}
+
+static int on_wal_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Maintenance *mt = userdata;
         int r;
 
         if (mt->stopped)
@@ -529,14 +542,7 @@ static int on_wal_timer(sd_event_source *s, uint64_t usec, void *userdata) {
                 r = sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
         if (r < 0)
                 log_error("cannot re-arm the WAL watch: %s", strerror(-r));
-        if (!mt->wal_valid || mt->scheduler.task[TASK_CHECKPOINT].running)
-                return 0;
-        now = now_boot();
-        if (stat(mt->manager->db->wal_path, &st) == 0)
-                wal_bytes = (uint64_t)st.st_size;
-        if (choose_checkpoint(mt, wal_bytes, false, &mode, &trigger) && scheduler_begin(&mt->scheduler, TASK_CHECKPOINT, now) &&
-            start_checkpoint(mt, mode, trigger, now) < 0)
-                task_done(mt, TASK_CHECKPOINT, now);
+        wal_check(mt);
         return 0;
 }
 
@@ -677,6 +683,16 @@ static void vacuum_step_done(Job *j, bool ran) {
                 v->lock_max = MAX(v->lock_max, st.lock_held);
                 budget_record(&v->budget, st.freed, st.lock_held);
                 pause = budget_pause(&v->budget, st.lock_held);
+                /* Our own steps are what fill the WAL fastest now (each
+                 * writes about three frames per page freed): look at it after
+                 * every step rather than at the next poll, so checkpoints
+                 * stay small. Measured: between 100 ms polls the WAL grew by
+                 * 5,000-17,000 frames, and the RESTART that followed held the
+                 * writer lock for up to 70 ms. */
+                if (walindex_read(mt->manager->db->shm_fd, &mt->wal) == 0) {
+                        mt->wal_valid = true;
+                        wal_check(mt);
+                }
                 log_debug("vacuum step %u: freed %" PRIu32 " pages holding the lock %" PRIu64 " us; next %" PRIu32
                           " pages (%.1f us/page)",
                           v->steps, st.freed, st.lock_held, v->budget.pages, v->budget.usec_per_page);

@@ -301,7 +301,8 @@ static void test_defaults(void) {
         CHECK_INT(c->pragmas[PRAGMA_SYNCHRONOUS].value, 1);
         CHECK(c->pragmas[PRAGMA_WAL_AUTOCHECKPOINT].set);
         CHECK_INT(c->pragmas[PRAGMA_WAL_AUTOCHECKPOINT].value, 0);
-        CHECK(!c->pragmas[PRAGMA_CACHE_SIZE].set);
+        CHECK(c->pragmas[PRAGMA_CACHE_SIZE].set);
+        CHECK_INT(c->pragmas[PRAGMA_CACHE_SIZE].value, -8192);
         CHECK_INT(c->health_interval, 0);
         CHECK_INT(c->max_wal_size, 64ULL << 20);
         CHECK_INT(c->lock_timeout, 30 * USEC_PER_SEC);

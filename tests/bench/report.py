@@ -236,10 +236,17 @@ def b1_summary(b1):
                              + (" (until the reclaim failed)" if r["error"] else ""), "", "≥ 30×",
                              yes(ratio >= 30 and not r["error"])])
             rt = r["reclaim_s"] / vac["reclaim_s"]
+            # sqlvigil's time includes the checkpoints that give the space
+            # back; the VACUUM statement's does not (the file shrinks only
+            # at the checkpoint after it), so both ratios are shown and the
+            # target is judged on the stricter one.
+            whole = vac["reclaim_s"] + (vac.get("checkpoint_after_s") or 0)
             rows.append([f"B1 {s['label']}: reclaim time",
-                         f"{r['reclaim_s']:.2f} s ({rt:.1f}×)" if not r["error"] else
+                         f"{r['reclaim_s']:.2f} s ({rt:.1f}× the statement, {r['reclaim_s'] / whole:.1f}× with its "
+                         "checkpoint)" if not r["error"] else
                          f"{err_short(r['error'])} in {r['reclaim_s']:.2f} s",
-                         f"full VACUUM {vac['reclaim_s']:.2f} s", "≤ 2×", yes(rt <= 2 and not r["error"])])
+                         f"full VACUUM {vac['reclaim_s']:.2f} s ({whole:.2f} s with the checkpoint that shrinks the "
+                         "file)", "≤ 2×", yes(rt <= 2 and not r["error"])])
         runs = b1_budget_runs(s)
         fails = " / ".join(f"{r['writer']['failed']}" + (f" (`{r['writer']['first_error']}`)" if r["writer"]["failed"]
                                                          else "") for r in runs)

@@ -95,7 +95,7 @@ def case_read_only(tmp):
         check(s["database"]["page_size"] == 4096, "page_size")
         check(s["pragmas"]["journal_mode"] == {"requested": "wal", "effective": "wal", "outcome": "applied"},
               str(s["pragmas"]["journal_mode"]))
-        check(s["pragmas"]["cache_size"]["requested"] is None, "unrequested pragma")
+        check(s["pragmas"]["mmap_size"]["requested"] is None, "unrequested pragma")
         check(set(s["maintenance"]["last"]) == {"checkpoint", "vacuum", "analyze", "quick_check"}, "tasks")
         check(s["process"]["pid"] == d.pid and s["process"]["rss_bytes"] > 0, str(s["process"]))
         check(s["process"]["sqlite_version"] == sqlite3.sqlite_version, "sqlite version")
@@ -103,7 +103,7 @@ def case_read_only(tmp):
         st = ask(sock, "status\n")
         check(set(st) == set(s), "status and stats differ in shape")
         c = ask(sock, "config\n")
-        check(c["config"]["database"]["path"] == db and c["config"]["pragmas"]["cache_size"] is None, str(c)[:300])
+        check(c["config"]["database"]["path"] == db and c["config"]["pragmas"]["mmap_size"] is None, str(c)[:300])
         check(c["config"]["vacuum"]["step_budget"] == "20ms", "step_budget")
         stop(d, notify)
     finally:
