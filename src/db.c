@@ -434,19 +434,14 @@ static int probe_read(Db *db, DbProbe *p) {
 
 void db_probe(Db *db, usec_t lock_wait, DbProbe *p) {
         usec_t start = now_usec(CLOCK_MONOTONIC), lock_start;
-        int moved = 0, rc;
         bool in_transaction = false;
+        int rc;
 
+        /* Whether the file was deleted or replaced is not asked here
+         * (SQLITE_FCNTL_HAS_MOVED would stat() the path once more): the
+         * event loop's stat() of the path against the identity recorded at
+         * open already tells, every round. */
         *p = (DbProbe){ .page_size = db->page_size };
-
-        rc = sqlite3_file_control(db->sqlite, "main", SQLITE_FCNTL_HAS_MOVED, &moved);
-        if (rc != SQLITE_OK) {
-                set_error(p->error, sizeof(p->error), db->sqlite, rc, "SQLITE_FCNTL_HAS_MOVED");
-                p->result = DB_E_SQLITE;
-                p->sqlite_code = rc;
-                goto finish;
-        }
-        p->moved = moved != 0;
 
         /* The write lock probe first: BEGIN IMMEDIATE takes the WAL write
          * lock, the one every application writer needs. Held by someone else

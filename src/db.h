@@ -115,7 +115,6 @@ typedef struct DbProbe {
         int result;          /* 0, DB_E_SQLITE, DB_E_CANCELLED */
         int sqlite_code;     /* extended result code of the failure */
         char error[256];
-        bool moved;          /* SQLITE_FCNTL_HAS_MOVED: file deleted or replaced */
         bool wal;            /* journal_mode still wal */
         char journal_mode[16];
         bool lock_busy;      /* BEGIN IMMEDIATE could not get the write lock in time */

@@ -34,11 +34,18 @@ const char *const health_code_names[_HEALTH_CODE_MAX] = {
 };
 
 void health_read_files(const char *db_path, const char *wal_path, HealthFiles *f) {
+        usec_t now = now_usec(CLOCK_MONOTONIC);
         struct statvfs vfs;
         struct stat st;
         char dir[4096];
+        HealthFiles prev = *f;
 
         *f = (HealthFiles){ 0 };
+        if (prev.fs_checked && now - prev.fs_checked < HEALTH_FS_MAX_AGE) {
+                f->fs_errno = prev.fs_errno;
+                f->free_bytes = prev.free_bytes;
+                f->fs_checked = prev.fs_checked;
+        }
         if (stat(db_path, &st) < 0)
                 f->db_errno = errno;
         else {
@@ -49,8 +56,11 @@ void health_read_files(const char *db_path, const char *wal_path, HealthFiles *f
         if (stat(wal_path, &st) == 0)
                 f->wal_bytes = (uint64_t)st.st_size;
 
+        if (f->fs_checked)
+                return;
         /* Free space where the WAL grows: the database's directory. */
         bufprintf(dir, sizeof(dir), "%s", db_path);
+        f->fs_checked = now;
         if (statvfs(dirname(dir), &vfs) < 0)
                 f->fs_errno = errno;
         else
@@ -107,8 +117,6 @@ void health_evaluate(const HealthLimits *limits, const HealthInput *in, HealthRe
                 add(&v, HEALTH_FAILED, HEALTH_CODE_FILE_REPLACED,
                     "database file was replaced (inode %ju is open, the path now names inode %ju)",
                     (uintmax_t)in->open_ino, (uintmax_t)in->files.ino);
-        else if (p && p->moved)
-                add(&v, HEALTH_FAILED, HEALTH_CODE_FILE_REPLACED, "database file was moved (SQLite reports it)");
 
         if (p && p->result == DB_E_SQLITE) {
                 int primary = p->sqlite_code & 0xff;

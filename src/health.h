@@ -63,8 +63,14 @@ typedef struct HealthFiles {
         uint64_t wal_bytes;
         int fs_errno; /* statvfs() failed with this, 0 if not */
         uint64_t free_bytes;
+        usec_t fs_checked; /* CLOCK_MONOTONIC of the statvfs() behind fs_errno/free_bytes */
 } HealthFiles;
 
+/* Reads the files' facts. statvfs() of the directory is repeated only when
+ * the previous reading (in *ret, taken at its fs_checked) is older than
+ * HEALTH_FS_MAX_AGE: free space does not change by much in a few seconds,
+ * and the call is a third of a round's file-system cost. */
+#define HEALTH_FS_MAX_AGE (10 * USEC_PER_SEC)
 void health_read_files(const char *db_path, const char *wal_path, HealthFiles *ret);
 
 typedef struct HealthLimits {

@@ -268,8 +268,11 @@ static void manager_take_probe(Manager *m, const DbProbe *probe, usec_t at) {
         m->have_probe = true;
         m->probe_at = at;
         m->page_size = probe->page_size;
-        if (probe->result == 0)
+        if (probe->result == 0) {
                 record_check_cost(m, m->round_files_usec + probe->duration);
+                log_debug("health check: files %" PRIu64 " us, probe %" PRIu64 " us", m->round_files_usec,
+                          probe->duration);
+        }
         if (probe->result == 0)
                 m->lock_busy_for = health_lock_update(&m->lock, probe->lock_busy, at, probe->lock_wait);
 }
