@@ -388,6 +388,13 @@ def b3(ctx):
     big = master_db(ctx, big_label, ctx.p(1024, 64))["path"]
     ctx.log(f"B3: health check cost at 1M and {big_label} (control socket stats)")
     res = {"big_label": big_label, "1M": b3_case(ctx, "1M", small), "big": b3_case(ctx, big_label, big)}
+    # The same work back to back (sqlvigil's own functions, tests/bench/probe-loop.c): the cost of what
+    # a check does, without the cold start each lone check in the daemon pays.
+    loop = os.path.join(ctx.build, "tests", "sqlvigil-probe-loop")
+    for k, path in (("1M", small), ("big", big)):
+        if os.path.exists(loop):
+            r = subprocess.run([loop, path, str(ctx.p(20000, 2000))], capture_output=True, text=True, timeout=300)
+            res[k]["loop"] = json.loads(r.stdout) if r.returncode == 0 else {"error": r.stderr.strip()}
     lib.remove_db(small)
     for k in ("1M", "big"):
         ctx.log(f"  {k}: {res[k]}")
