@@ -89,14 +89,24 @@ static usec_t timer_accuracy(usec_t period) {
 }
 
 static void format_status(Manager *m, char *buf, size_t size) {
-        const TaskRun *ckpt = m->maintenance ? maintenance_last(m->maintenance, TASK_CHECKPOINT) : NULL;
-        char wal[32], ago[32], last[64] = "";
+        char wal[32], ago[32], last[256] = "";
         usec_t now = now_usec(CLOCK_REALTIME);
+        size_t off = 0;
 
+        /* "…; last checkpoint 12s ago, vacuum 5min ago": every task that ran. */
+        for (int t = 0; m->maintenance && t < _TASK_MAX; t++) {
+                const TaskRun *r = maintenance_last(m->maintenance, (TaskId)t);
+                int n;
+
+                if (!r->valid)
+                        continue;
+                n = snprintf(last + off, sizeof(last) - off, "%s%s %s ago", off ? ", " : "; last ", task_names[t],
+                             format_elapsed(ago, sizeof(ago), now > r->at ? now - r->at : 0));
+                if (n < 0 || (size_t)n >= sizeof(last) - off)
+                        break;
+                off += (size_t)n;
+        }
         format_bytes(wal, sizeof(wal), m->files.wal_bytes);
-        if (ckpt && ckpt->valid)
-                bufprintf(last, sizeof(last), "; last checkpoint %s ago",
-                          format_elapsed(ago, sizeof(ago), now > ckpt->at ? now - ckpt->at : 0));
         if (m->health.state == HEALTH_OK)
                 bufprintf(buf, size, "ok; WAL %s; %" PRIi64 " free pages%s", wal,
                           m->have_probe ? m->probe.freelist_count : 0, last);

@@ -201,16 +201,26 @@ con.execute("COMMIT")
 
 
 def case_status_line(tmp):
+    """STATUS= is one line: health, WAL size, free pages, and how long ago
+    each maintenance task last ran."""
     db = os.path.join(tmp, "s.db")
     make_db(db, rows=100)
+    conf = os.path.join(tmp, "s.conf")
+    write_config(conf, f"[database]\npath = {db}\n[health]\ninterval = 200ms\n[checkpoint]\ninterval = 500ms\n")
     notify = Notify(tmp)
-    d = Daemon(["--database", db], notify=notify, watchdog_usec=WATCHDOG)
+    d = Daemon(["--config", conf], notify=notify, watchdog_usec=WATCHDOG)
     try:
         _, f = notify.wait_for("READY", "1", timeout=15)
         status = f.get("STATUS", "")
         check(status.startswith("ok; WAL "), f"STATUS= is {status!r}")
         check("free pages" in status, f"STATUS= is {status!r}")
         check("\n" not in status, "STATUS= spans lines")
+        con = sqlite3.connect(db, isolation_level=None)
+        con.execute("PRAGMA wal_autocheckpoint=0")
+        con.executemany("INSERT INTO t(v) VALUES (?)", (("x",) for _ in range(50)))
+        con.close()
+        wait_until(lambda: any("; last checkpoint " in m.get("STATUS", "") and " ago" in m.get("STATUS", "")
+                               for _, m in notify.snapshot()), 15, "STATUS= naming the last checkpoint")
     finally:
         d.kill()
         notify.close()
