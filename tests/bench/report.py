@@ -515,8 +515,8 @@ def b2_notes(b2):
             notes.append(
                 f"- {b2_title(x)}: {x['resets_busy']} of its {x['resets']} RESTART/TRUNCATE checkpoints ended busy. "
                 "They wait for readers at most `step_budget` (20 ms, holding the writer lock meanwhile), and "
-                "these readers hold 20 ms each and overlap; after a busy attempt sqlvigil waits 250 ms before the "
-                "next, doubling up to 2 s, and the WAL grows meanwhile.")
+                "these readers hold 20 ms each and overlap; after a busy attempt sqlvigil retries 250 ms later, "
+                "and the WAL grows meanwhile.")
     if s.get("false_starvation"):
         notes.append(
             "- **The same short readers made sqlvigil report checkpoint starvation** (health `degraded`) although "
