@@ -124,7 +124,7 @@ def b2_title(c):
         "b2-autocheckpoint": "applications' autocheckpoint (1000 pages) alone",
         "b2-sqlvigil": "sqlvigil (defaults), applications' autocheckpoint off",
         "b2-both": "sqlvigil (defaults) and the applications' autocheckpoint",
-        "b2-sqlvigil-16M": "sqlvigil, truncate_wal_size = 16M (RESTART at 8M)",
+        "b2-sqlvigil-16M": "sqlvigil, truncate_wal_size = 16M (TRUNCATE above 16 MiB; RESTART, as by default, at 2000 frames)",
         "b2-starved": "sqlvigil, a reader that never leaves (from 1 s)",
     }.get(c["name"], c["name"])
 
