@@ -216,8 +216,16 @@ static void outcome_reply(void *userdata, const MaintenanceOutcome *o) {
         switch (o->task) {
         case TASK_CHECKPOINT:
                 json_kv_bool(j, "busy", o->busy);
-                json_kv_int(j, "wal_frames", o->frames);
-                json_kv_int(j, "checkpointed", o->checkpointed);
+                /* -1 when SQLite did not say: another connection held the
+                 * checkpoint lock, so nothing was read. */
+                if (o->frames >= 0)
+                        json_kv_int(j, "wal_frames", o->frames);
+                else
+                        json_kv_null(j, "wal_frames");
+                if (o->checkpointed >= 0)
+                        json_kv_int(j, "checkpointed", o->checkpointed);
+                else
+                        json_kv_null(j, "checkpointed");
                 break;
         case TASK_VACUUM:
                 json_kv_int(j, "pages_freed", o->pages);

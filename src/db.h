@@ -130,6 +130,8 @@ typedef struct DbCheckpoint {
         int result;          /* 0, DB_E_BUSY (did what it could), DB_E_SQLITE, DB_E_CANCELLED */
         int log_frames;      /* frames in the WAL, -1 if unknown */
         int checkpointed;    /* frames copied back into the database, -1 if unknown */
+        usec_t ckpt_lock_wait; /* of duration: waiting, holding nothing, while another
+                                * connection held the checkpoint lock */
         usec_t duration;
         char error[256];
 } DbCheckpoint;

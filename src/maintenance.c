@@ -293,7 +293,7 @@ static void checkpoint_done(Job *j, bool ran) {
         LogFields f = { 0 };
         usec_t duration, lock_usec;
         int frames, copied, prio = LOG_INFO;
-        bool caught_up, busy, reset_since, progress;
+        bool caught_up, busy, lock_taken, reset_since, progress;
 
         if (mt->manager->tearing_down) {
                 free(c);
@@ -308,13 +308,22 @@ static void checkpoint_done(Job *j, bool ran) {
                 return;
         }
 
-        frames = MAX(c->passive.log_frames, c->final.log_frames);
+        /* A TRUNCATE reports 0 frames (the WAL it leaves); what there was
+         * comes from the PASSIVE before it, unknown (-1) if that one found
+         * another connection checkpointing. */
+        frames = c->mode == CHECKPOINT_PASSIVE || c->mode == CHECKPOINT_TRUNCATE
+                         ? c->passive.log_frames
+                         : MAX(c->passive.log_frames, c->final.log_frames);
         copied = c->passive.checkpointed;
-        busy = c->passive.result == DB_E_BUSY || c->final.result == DB_E_BUSY;
+        busy = (c->mode == CHECKPOINT_PASSIVE ? c->passive.result : c->final.result) == DB_E_BUSY;
         duration = c->passive.duration + c->final.duration;
         /* PASSIVE never takes the writer lock; the other modes hold it while
          * they wait for readers, which is what writers feel. */
-        lock_usec = c->mode == CHECKPOINT_PASSIVE ? 0 : c->final.duration;
+        lock_usec = c->mode == CHECKPOINT_PASSIVE ? 0 : c->final.duration - c->final.ckpt_lock_wait;
+        /* Both counts stay -1 when another connection held the checkpoint
+         * lock all along (an application's autocheckpoint, usually). */
+        lock_taken = c->mode == CHECKPOINT_PASSIVE ? c->passive.result == DB_E_BUSY && c->passive.log_frames == -1
+                                                   : c->final.result == DB_E_BUSY && c->final.log_frames == -1;
 
         if (c->mode == CHECKPOINT_PASSIVE) {
                 caught_up = c->passive.result == 0 && copied >= frames;
@@ -349,9 +358,18 @@ static void checkpoint_done(Job *j, bool ran) {
         if (prio == LOG_ERR)
                 bufprintf(summary, sizeof(summary), "%s failed: %s", mode,
                           c->passive.result == DB_E_SQLITE ? c->passive.error : c->final.error);
+        else if (frames < 0)
+                bufprintf(summary, sizeof(summary), "%s: %s; WAL %s -> %s", mode,
+                          caught_up ? "frames in WAL unknown (another connection was checkpointing), all checkpointed"
+                                    : "busy: another connection was checkpointing",
+                          before, after);
         else
                 bufprintf(summary, sizeof(summary), "%s: %d frames in WAL, %d checkpointed%s; WAL %s -> %s", mode,
-                          frames, copied, caught_up ? "" : busy ? " (busy: readers or a writer in the way)" : "",
+                          frames, copied,
+                          caught_up    ? ""
+                          : lock_taken ? " (busy: another connection was checkpointing)"
+                          : busy       ? " (busy: readers or a writer in the way)"
+                                       : "",
                           before, after);
 
         log_field(&f, "SQLVIGIL_CHECKPOINT_MODE", "%s", mode);

@@ -432,11 +432,13 @@ static void stop_done(Job *j, bool ran) {
         const DbCheckpoint *c = &s->result;
         const char *mode = checkpoint_mode_names[s->mode];
         /* Frames in the WAL and how many reached the database: from the
-         * PASSIVE pass, or the final pass when that one saw more. */
-        int frames = MAX(s->passive.log_frames, c->log_frames);
+         * PASSIVE pass, or the final pass when that one saw more. A TRUNCATE
+         * reports the WAL it leaves, 0 frames; both passes report -1 while
+         * another connection holds the checkpoint lock. */
+        int frames = s->mode == CHECKPOINT_TRUNCATE ? s->passive.log_frames : MAX(s->passive.log_frames, c->log_frames);
         int copied = c->result == 0 && s->mode != CHECKPOINT_PASSIVE ? frames
                                                                        : MAX(s->passive.checkpointed, c->checkpointed);
-        char before[32], after[32], took[32];
+        char before[32], after[32], took[32], counts[96];
         LogFields f = { 0 };
 
         if (m->tearing_down) {
@@ -447,6 +449,10 @@ static void stop_done(Job *j, bool ran) {
         format_bytes(before, sizeof(before), s->wal_bytes_before);
         format_bytes(after, sizeof(after), s->wal_bytes_after);
         format_elapsed(took, sizeof(took), c->duration);
+        if (frames >= 0)
+                bufprintf(counts, sizeof(counts), "%d frames in WAL, %d checkpointed", frames, MAX(copied, 0));
+        else
+                bufprintf(counts, sizeof(counts), "frames in WAL unknown (another connection was checkpointing)");
 
         log_field(&f, "SQLVIGIL_CHECKPOINT_MODE", "%s", mode);
         log_field(&f, "SQLVIGIL_RESULT", "%s",
@@ -463,13 +469,15 @@ static void stop_done(Job *j, bool ran) {
                           "stopping: the final %s checkpoint did not run", mode);
         else if (c->result == 0)
                 log_event(LOG_INFO, SQLVIGIL_MESSAGE_STOPPING, "stopping", &f,
-                          "stopping: final %s checkpoint done in %s: %d frames in WAL, %d checkpointed, WAL %s -> %s",
-                          mode, took, frames, copied, before, after);
+                          "stopping: final %s checkpoint done in %s: %s, WAL %s -> %s", mode, took, counts,
+                          before, after);
         else if (c->result == DB_E_BUSY)
                 log_event(LOG_WARNING, SQLVIGIL_MESSAGE_STOPPING, "stopping", &f,
-                          "stopping: final %s checkpoint incomplete after %s: database busy (readers or a writer "
-                          "stayed past stop_timeout); %d frames in WAL, %d checkpointed, WAL %s -> %s",
-                          mode, took, frames, copied, before, after);
+                          "stopping: final %s checkpoint incomplete after %s: database busy (%s stayed past "
+                          "stop_timeout); %s, WAL %s -> %s",
+                          mode, took,
+                          c->log_frames < 0 ? "another connection's checkpoint" : "readers or a writer", counts,
+                          before, after);
         else
                 log_event(LOG_ERR, SQLVIGIL_MESSAGE_STOPPING, "stopping", &f,
                           "stopping: final %s checkpoint failed after %s: %s", mode, took, c->error);

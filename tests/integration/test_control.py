@@ -4,6 +4,7 @@
 real binaries; results checked with an independent SQLite client and with
 promtool."""
 
+import fcntl
 import json
 import os
 import shutil
@@ -396,6 +397,58 @@ def case_socket_lifecycle(tmp):
     d, notify, db, sock, conf = start(tmp)
     try:
         check(ask(sock, "health\n")["ok"], "stale socket not replaced")
+        stop(d, notify)
+    finally:
+        d.kill()
+
+
+def case_checkpoint_lock(tmp):
+    """Another connection holding the checkpoint lock (what an application's
+    autocheckpoint does) makes SQLite answer SQLITE_BUSY at once, without a
+    busy handler: sqlvigil retries, for busy_timeout in a truncate, and
+    reports a passive one that never got the lock as busy, counts unknown."""
+    d, notify, db, sock, _ = start(tmp, "[checkpoint]\ninterval = 1h\n")
+    try:
+        con = sqlite3.connect(db)
+        con.execute("PRAGMA wal_autocheckpoint = 0")
+        with con:
+            con.executemany("INSERT INTO t(v) VALUES (?)", [("x" * 500,)] * 300)
+        con.close()  # before the lock: closing any descriptor of the file drops this process's locks
+        check(os.path.getsize(db + "-wal") > 0, "no WAL to checkpoint")
+
+        # The checkpoint lock is byte 121 of the -shm file (WALINDEX_LOCK_OFFSET
+        # 120 + WAL_CKPT_LOCK 1 in SQLite's wal.c), an fcntl lock like SQLite's.
+        fd = os.open(db + "-shm", os.O_RDWR)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 121)
+            r = ask(sock, "checkpoint\n")
+            c = r["checkpoint"]
+            check(c["result"] == "busy" and c["busy"] is True, str(r))
+            check(c["wal_frames"] is None and c["checkpointed"] is None, str(r))
+            check("another connection was checkpointing" in c["summary"], str(r))
+            check(c["duration_usec"] >= 20000, f"gave up after {c['duration_usec']} us, not 20 ms")
+
+            replies = []
+            t = threading.Thread(target=lambda: replies.append(ask(sock, "checkpoint truncate\n", timeout=60)))
+            t.start()
+            t.join(1.0)
+            # Without the retry the answer would be back at once, busy.
+            check(t.is_alive(), f"truncate checkpoint answered while the lock was held: {replies}")
+        finally:
+            os.close(fd)  # releases the lock
+        t.join(30)
+        check(not t.is_alive(), "no answer after the lock was released")
+        c = replies[0]["checkpoint"]
+        check(replies[0]["ok"] and c["result"] == "ok", str(replies[0]))
+        check(c["busy"] is False, str(c))
+        # The PASSIVE that runs first found the lock taken, and a TRUNCATE
+        # reports the WAL it leaves (0 frames): what there was is unknown.
+        check(c["wal_frames"] is None and c["checkpointed"] is None, str(c))
+        check("all checkpointed" in c["summary"], str(c))
+        check(c["duration_usec"] >= 900000, f"duration {c['duration_usec']} us, the lock was held 1 s")
+        check(os.path.getsize(db + "-wal") == 0, "truncate left a WAL")
+        check(query(db, "SELECT count(*) FROM t")[0][0] == 400, "rows")
+        check(d.find_log("another connection was checkpointing"), "no log line about the lock")
         stop(d, notify)
     finally:
         d.kill()
