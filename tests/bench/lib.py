@@ -297,6 +297,30 @@ def checkpoint_events(lines, after=0.0):
     return out
 
 
+
+WAL_SIZE_RE = re.compile(r"WAL (\d+(?:\.\d+)?)([KMG]?)B? -> ")
+
+
+def longest_locks(lines):
+    """What held the writer lock longest in a daemon log: the longest vacuum
+    step, the longest RESTART/TRUNCATE checkpoint (both hold the writer lock),
+    and the largest WAL a checkpoint saw."""
+    step, reset, wal = 0.0, ("", 0.0), 0
+    for _, line in lines:
+        m = STEP_RE.search(line)
+        if m:
+            step = max(step, int(m.group(3)) / 1e6)
+        m = CHECKPOINT_RE.search(line)
+        if m and m.group(2) in ("restart", "truncate"):
+            d = parse_duration(m.group(3), m.group(4))
+            if d > reset[1]:
+                reset = (m.group(2), d)
+        m = WAL_SIZE_RE.search(line)
+        if m:
+            wal = max(wal, int(float(m.group(1)) * {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}[m.group(2)]))
+    return {"step_s": step, "reset_mode": reset[0], "reset_s": reset[1], "wal_max_bytes": wal}
+
+
 # ---- the application --------------------------------------------------------
 
 class Writer:

@@ -755,6 +755,7 @@ interval = 3s
                 "quick_check": sum(1 for l in win if "quick_check:" in l and "starting" not in l),
             }
             res["errors"] = [l.split("sqlvigil: ", 1)[-1] for _, l in lines if "error" in l][:3]
+            res["locks"] = lib.longest_locks(lines)
     finally:
         for w in writers:
             w.kill()
