@@ -341,7 +341,7 @@ def b2(ctx):
         b2_case(ctx, "b2-autocheckpoint", False, None, dur),
         b2_case(ctx, "b2-sqlvigil", True, 0, dur),
         b2_case(ctx, "b2-both", True, None, dur),
-        b2_case(ctx, "b2-sqlvigil-16M", True, 0, dur, conf="[checkpoint]\ntruncate_wal_size = 16M\n"),
+        b2_case(ctx, "b2-sqlvigil-500", True, 0, dur, conf="[checkpoint]\nmin_wal_pages = 500\n"),
         b2_case(ctx, "b2-starved", True, 0, ctx.p(60, 30), starve=True),
     ]}
 
