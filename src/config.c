@@ -24,7 +24,7 @@ const char *const analyze_mode_names[_ANALYZE_MODE_MAX + 1] = {
 typedef enum KeyType {
         KEY_STRING,   /* free text, empty allowed (means unset) */
         KEY_PATH,     /* an absolute path, empty allowed (means unset) */
-        KEY_GROUP,    /* an existing group name, empty allowed */
+        KEY_GROUP,    /* an existing group name, empty allowed; its gid goes to admin_gid, the one such key */
         KEY_BOOL,
         KEY_DURATION, /* usec_t */
         KEY_SIZE,     /* uint64_t bytes */
@@ -198,9 +198,17 @@ static int key_set(Config *c, const ConfigKey *k, const char *value, char *why, 
                                 bufprintf(why, why_size, "expected an absolute path");
                                 return -EINVAL;
                         }
-                        if (k->type == KEY_GROUP && !getgrnam(value)) {
-                                bufprintf(why, why_size, "no such group");
-                                return -EINVAL;
+                        if (k->type == KEY_GROUP) {
+                                /* Looked up here, once: getgrnam() may ask
+                                 * NSS (LDAP, sssd) and block, which the
+                                 * control socket's event loop must not. */
+                                struct group *g = getgrnam(value);
+
+                                if (!g) {
+                                        bufprintf(why, why_size, "no such group");
+                                        return -EINVAL;
+                                }
+                                c->admin_gid = g->gr_gid;
                         }
                         if (k->offset == FIELD(control_socket) &&
                             strlen(value) >= sizeof(((struct sockaddr_un *)NULL)->sun_path)) {

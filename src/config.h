@@ -77,6 +77,7 @@ typedef struct Config {
         /* [control] */
         char *control_socket; /* NULL: derived from the instance name */
         char *admin_group;    /* NULL: none */
+        gid_t admin_gid;      /* admin_group's, looked up when the file was read */
 
         /* [metrics] */
         char *metrics_textfile; /* NULL: off */

@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -89,7 +88,7 @@ static void client_free(Client *cl) {
 
 static int client_write(Client *cl) {
         const char *text = json_text(&cl->reply);
-        size_t len = text ? strlen(text) : 0;
+        size_t len = text ? cl->reply.len : 0;
 
         while (cl->reply_off < len) {
                 ssize_t n = send(cl->fd, text + cl->reply_off, len - cl->reply_off, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -168,15 +167,14 @@ static void reply_error(Client *cl, const char *code, const char *fmt, ...) {
 
 static bool peer_is_admin(Client *cl, char *why, size_t why_size) {
         const Config *cfg = cl->control->manager->config;
-        struct group *g;
 
         if (cl->cred.uid == 0 || cl->cred.uid == geteuid())
                 return true;
-        if (cfg->admin_group && (g = getgrnam(cfg->admin_group))) {
-                if (cl->cred.gid == g->gr_gid)
+        if (cfg->admin_group) {
+                if (cl->cred.gid == cfg->admin_gid)
                         return true;
                 for (int i = 0; i < cl->n_groups; i++)
-                        if (cl->groups[i] == g->gr_gid)
+                        if (cl->groups[i] == cfg->admin_gid)
                                 return true;
         }
         if (cfg->admin_group)
@@ -672,12 +670,4 @@ Control *control_free(Control *c) {
         free(c->path);
         free(c);
         return NULL;
-}
-
-const char *control_path(const Control *c) {
-        return c ? c->path : NULL;
-}
-
-unsigned control_clients(const Control *c) {
-        return c ? c->n_clients : 0;
 }

@@ -35,5 +35,3 @@ int control_new(Control **ret, Manager *m, char *error, size_t error_size);
 /* Closes every connection, removes the socket file. Returns NULL. */
 Control *control_free(Control *c);
 
-const char *control_path(const Control *c);
-unsigned control_clients(const Control *c);
