@@ -781,7 +781,6 @@ int manager_new(Manager **ret, Config *config, const ManagerOptions *options) {
         m = calloc(1, sizeof(*m));
         if (!m)
                 return -ENOMEM;
-        m->config = config;
         m->started_at = now_usec(CLOCK_MONOTONIC);
         m->health_since = now_usec(CLOCK_REALTIME);
         m->exit_code = EXIT_CLEAN;
@@ -799,6 +798,8 @@ int manager_new(Manager **ret, Config *config, const ManagerOptions *options) {
                 manager_free(m);
                 return r;
         }
+        /* Only now: on failure the caller still owns (and frees) it. */
+        m->config = config;
         *ret = m;
         return 0;
 

@@ -100,7 +100,7 @@ typedef struct ManagerOptions {
         bool create_override;
 } ManagerOptions;
 
-/* Takes ownership of config. */
+/* Takes ownership of config when it succeeds; on failure the caller keeps it. */
 int manager_new(Manager **ret, Config *config, const ManagerOptions *options);
 Manager *manager_free(Manager *m);
 static inline void manager_freep(Manager **m) {
