@@ -505,7 +505,7 @@ void db_checkpoint(Db *db, CheckpointMode mode, usec_t max_wait, DbCheckpoint *c
         usec_t lock_deadline = start + MAX(max_wait, CKPT_LOCK_WAIT);
         int rc;
 
-        *c = (DbCheckpoint){ .mode = mode, .log_frames = -1, .checkpointed = -1 };
+        *c = (DbCheckpoint){ .log_frames = -1, .checkpointed = -1 };
         set_wait(db, max_wait);
         for (;;) {
                 attempt = now_usec(CLOCK_MONOTONIC);
@@ -543,13 +543,6 @@ uint64_t db_wal_bytes(const Db *db) {
         if (stat(db->wal_path, &st) < 0)
                 return 0;
         return (uint64_t)st.st_size;
-}
-
-uint64_t db_wal_frames(uint64_t wal_bytes, int64_t page_size) {
-        /* A WAL is a 32-byte header and frames of a 24-byte header plus a page. */
-        if (wal_bytes <= 32 || page_size <= 0)
-                return 0;
-        return (wal_bytes - 32) / (24 + (uint64_t)page_size);
 }
 
 void db_vacuum_step(Db *db, uint32_t pages, usec_t max_wait, usec_t hold, DbVacuumStep *v) {
@@ -653,7 +646,7 @@ void db_check(Db *db, bool integrity, DbCheck *c) {
         sqlite3_stmt *stmt = NULL;
         int rc;
 
-        *c = (DbCheck){ .integrity = integrity };
+        *c = (DbCheck){ 0 };
         set_wait(db, 0);
         rc = sqlite3_prepare_v2(db->sqlite, sql, -1, &stmt, NULL);
         if (rc != SQLITE_OK) {

@@ -126,7 +126,6 @@ typedef struct DbProbe {
 void db_probe(Db *db, usec_t lock_wait, DbProbe *ret);
 
 typedef struct DbCheckpoint {
-        CheckpointMode mode;
         int result;          /* 0, DB_E_BUSY (did what it could), DB_E_SQLITE, DB_E_CANCELLED */
         int log_frames;      /* frames in the WAL, -1 if unknown */
         int checkpointed;    /* frames copied back into the database, -1 if unknown */
@@ -165,7 +164,6 @@ void db_convert(Db *db, usec_t max_wait, DbConvert *ret);
 
 typedef struct DbCheck {
         int result;          /* 0 when it ran (passed or not), DB_E_SQLITE, DB_E_CANCELLED */
-        bool integrity;      /* integrity_check rather than quick_check */
         bool passed;
         unsigned problems;   /* rows reported, at most 100 */
         char first[512];     /* the first problem */
@@ -189,9 +187,6 @@ void db_analyze(Db *db, AnalyzeMode mode, uint64_t analysis_limit, usec_t max_wa
 
 /* Size of the -wal file in bytes, 0 if there is none. */
 uint64_t db_wal_bytes(const Db *db);
-
-/* Frames a WAL of this many bytes holds with this page size. */
-uint64_t db_wal_frames(uint64_t wal_bytes, int64_t page_size);
 
 /* Whether what runs next may be cancelled by Db.cancel; set by the worker
  * before each job. The stop checkpoint is the one job that may not. */

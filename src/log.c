@@ -35,14 +35,6 @@ void log_setup(void) {
                 max_level = LOG_DEBUG;
 }
 
-LogTarget log_get_target(void) {
-        return target;
-}
-
-void log_set_max_level(int level) {
-        max_level = level;
-}
-
 void log_set_database(const char *path) {
         free(database);
         database = path ? strdup(path) : NULL;

@@ -32,8 +32,6 @@ typedef enum LogTarget {
 
 /* Chooses the target from $JOURNAL_STREAM and stderr; call once, early. */
 void log_setup(void);
-LogTarget log_get_target(void);
-void log_set_max_level(int level);
 
 /* Adds SQLVIGIL_DATABASE=path to every entry from now on (NULL removes it). */
 void log_set_database(const char *path);

@@ -16,16 +16,16 @@ static const char *const temp_store_names[] = { "default", "file", "memory", NUL
 
 const PragmaInfo pragma_info[_PRAGMA_MAX] = {
         [PRAGMA_PAGE_SIZE] = {
-                .name = "page_size", .type = PRAGMA_TYPE_SIZE, .persistent = true,
+                .name = "page_size", .type = PRAGMA_TYPE_SIZE,
                 .min = 512, .max = 65536,
                 .expect = "a power of two between 512 and 65536",
         },
         [PRAGMA_AUTO_VACUUM] = {
-                .name = "auto_vacuum", .type = PRAGMA_TYPE_ENUM, .persistent = true,
+                .name = "auto_vacuum", .type = PRAGMA_TYPE_ENUM,
                 .names = auto_vacuum_names,
         },
         [PRAGMA_JOURNAL_MODE] = {
-                .name = "journal_mode", .type = PRAGMA_TYPE_ENUM, .persistent = true,
+                .name = "journal_mode", .type = PRAGMA_TYPE_ENUM,
                 .names = journal_mode_names,
                 .expect = "wal (sqlvigil supervises databases in WAL mode only)",
         },
@@ -66,13 +66,6 @@ const PragmaInfo pragma_info[_PRAGMA_MAX] = {
                 .expect = "a size such as 64M, or -1 for no limit",
         },
 };
-
-int pragma_from_name(const char *name) {
-        for (size_t i = 0; i < _PRAGMA_MAX; i++)
-                if (streq(pragma_info[i].name, name))
-                        return (int)i;
-        return -1;
-}
 
 static void format_enum_expectation(const PragmaInfo *p, char *err, size_t err_size) {
         size_t off = 0;

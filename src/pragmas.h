@@ -45,16 +45,12 @@ typedef enum PragmaType {
 typedef struct PragmaInfo {
         const char *name;
         PragmaType type;
-        bool persistent;
         const char *const *names; /* PRAGMA_TYPE_ENUM: NULL-terminated */
         int64_t min, max;
         const char *expect; /* what a valid value looks like, for error messages */
 } PragmaInfo;
 
 extern const PragmaInfo pragma_info[_PRAGMA_MAX];
-
-/* Returns the id for a name, or -1. */
-int pragma_from_name(const char *name);
 
 /* Parses a configuration value. On -EINVAL or -ERANGE, writes why into err
  * (a phrase such as "expected one of: off, normal, full, extra"). */

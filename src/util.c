@@ -41,10 +41,6 @@ bool streq(const char *a, const char *b) {
         return strcmp(a, b) == 0;
 }
 
-bool strcaseeq(const char *a, const char *b) {
-        return strcasecmp(a, b) == 0;
-}
-
 char *format_bytes(char *buf, size_t size, uint64_t bytes) {
         static const char suffixes[] = "KMGTPE";
         double v = (double)bytes;

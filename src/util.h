@@ -73,7 +73,6 @@ void bufprintf(char *buf, size_t size, const char *fmt, ...) _printf_(3, 4);
 char *strdup_printf(const char *fmt, ...) _printf_(1, 2);
 
 bool streq(const char *a, const char *b);
-bool strcaseeq(const char *a, const char *b);
 
 /* Sleeps for usec, resuming after signals; returns early only if usec is 0. */
 void sleep_usec(usec_t usec);

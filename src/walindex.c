@@ -45,12 +45,6 @@ int walindex_read(int fd, WalIndex *ret) {
                         continue;
                 if (u32_at(buf) != WALINDEX_VERSION || buf[12] != 1)
                         break;
-                {
-                        uint16_t sz;
-
-                        memcpy(&sz, buf + 14, sizeof(sz));
-                        ret->page_size = sz == 1 ? 65536 : sz;
-                }
                 ret->mx_frame = u32_at(buf + 16);
                 ret->salt = u32_at(buf + 32);
                 ret->n_backfill = u32_at(buf + CKPT_INFO);

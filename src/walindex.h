@@ -37,7 +37,6 @@ enum {
 };
 
 typedef struct WalIndex {
-        uint32_t page_size;
         uint32_t mx_frame;   /* frames in the WAL (the last valid one) */
         uint32_t salt;       /* changes whenever the WAL is reset to its start */
         uint32_t n_backfill; /* frames already copied back into the database */

@@ -75,7 +75,6 @@ static void *worker_main(void *userdata) {
                 db_set_cancellable(w->db, job->cancellable);
                 pthread_mutex_unlock(&w->lock);
 
-                job->started_at = now_usec(CLOCK_MONOTONIC);
                 job->run(w->db, job);
                 job->finished_at = now_usec(CLOCK_MONOTONIC);
 
@@ -208,8 +207,7 @@ Worker *worker_free(Worker *w) {
 }
 
 void worker_submit(Worker *w, Job *job) {
-        job->queued_at = now_usec(CLOCK_MONOTONIC);
-        job->started_at = job->finished_at = 0;
+        job->finished_at = 0;
         pthread_mutex_lock(&w->lock);
         if (w->cancelled && job->cancellable) {
                 /* Refused: goes straight back as "did not run". */
@@ -243,15 +241,6 @@ void worker_cancel(Worker *w) {
         pthread_mutex_unlock(&w->lock);
 }
 
-bool worker_busy(Worker *w) {
-        bool busy;
-
-        pthread_mutex_lock(&w->lock);
-        busy = w->current || w->queue;
-        pthread_mutex_unlock(&w->lock);
-        return busy;
-}
-
 const char *worker_current(Worker *w) {
         const char *name;
 
@@ -263,8 +252,4 @@ const char *worker_current(Worker *w) {
 
 usec_t worker_heartbeat(Worker *w) {
         return atomic_load(&w->db->heartbeat);
-}
-
-Db *worker_db(Worker *w) {
-        return w->db;
 }

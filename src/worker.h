@@ -30,7 +30,7 @@ struct Job {
         bool cancellable;   /* worker_cancel() may stop it */
         void (*run)(Db *db, Job *job);     /* worker thread */
         void (*done)(Job *job, bool ran);  /* loop thread; owns and frees the job */
-        usec_t queued_at, started_at, finished_at;
+        usec_t finished_at; /* CLOCK_MONOTONIC, when run() returned; 0 if it did not run */
         Job *next;
 };
 
@@ -53,15 +53,9 @@ void worker_submit(Worker *w, Job *job);
  * final checkpoint (not cancellable) runs. */
 void worker_cancel(Worker *w);
 
-/* True while a job runs or waits. */
-bool worker_busy(Worker *w);
 
 /* Name of the running job, NULL when idle. */
 const char *worker_current(Worker *w);
 
 /* The worker's last sign of life (CLOCK_MONOTONIC), and whether it is idle. */
 usec_t worker_heartbeat(Worker *w);
-
-/* The database; only for the loop thread's reads of immutable fields
- * (path, page_size after start-up). */
-Db *worker_db(Worker *w);
