@@ -42,6 +42,11 @@ static void set_error(char *buf, size_t size, sqlite3 *s, int rc, const char *wh
                 bufprintf(buf, size, "%s: %s (%s, code %d)", what, msg, sqlite3_errstr(rc), rc);
 }
 
+/* Whether the running job may stop and was asked to. */
+static bool cancelled(const Db *db) {
+        return db->cancellable && atomic_load(&db->cancel);
+}
+
 /*
  * SQLite's own busy handler (sqlite3_busy_timeout) would sleep in the calling
  * thread for up to busy_timeout ms. Ours bounds every wait by the running
@@ -57,7 +62,7 @@ static int busy_handler(void *userdata, int count) {
         usec_t delay;
 
         atomic_store(&db->heartbeat, now);
-        if (db->cancellable && atomic_load(&db->cancel))
+        if (cancelled(db))
                 return 0;
         if (now >= db->busy_deadline)
                 return 0;
@@ -79,7 +84,7 @@ static int progress_handler(void *userdata) {
         Db *db = userdata;
 
         atomic_store(&db->heartbeat, now_usec(CLOCK_MONOTONIC));
-        return db->cancellable && atomic_load(&db->cancel);
+        return cancelled(db);
 }
 
 void db_set_cancellable(Db *db, bool cancellable) {
@@ -93,10 +98,6 @@ static void set_wait(Db *db, usec_t max_wait) {
 
         db->busy_deadline = max_wait > USEC_INFINITY - now ? USEC_INFINITY : now + max_wait;
         db->busy_slept = 0;
-}
-
-static bool cancelled(const Db *db) {
-        return db->cancellable && atomic_load(&db->cancel);
 }
 
 /* Runs a statement to completion, ignoring rows. */
@@ -538,11 +539,7 @@ void db_checkpoint(Db *db, CheckpointMode mode, usec_t max_wait, DbCheckpoint *c
 }
 
 uint64_t db_wal_bytes(const Db *db) {
-        struct stat st;
-
-        if (stat(db->wal_path, &st) < 0)
-                return 0;
-        return (uint64_t)st.st_size;
+        return file_size(db->wal_path);
 }
 
 void db_vacuum_step(Db *db, uint32_t pages, usec_t max_wait, usec_t hold, DbVacuumStep *v) {
@@ -869,7 +866,7 @@ void db_analyze(Db *db, AnalyzeMode mode, uint64_t analysis_limit, usec_t max_wa
                 int64_t estimate = -1, *memo;
                 char *stmt;
 
-                if (db->cancellable && atomic_load(&db->cancel)) {
+                if (cancelled(db)) {
                         r = DB_E_CANCELLED;
                         break;
                 }

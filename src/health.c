@@ -53,8 +53,7 @@ void health_read_files(const char *db_path, const char *wal_path, HealthFiles *f
                 f->ino = st.st_ino;
                 f->db_bytes = (uint64_t)st.st_size;
         }
-        if (stat(wal_path, &st) == 0)
-                f->wal_bytes = (uint64_t)st.st_size;
+        f->wal_bytes = file_size(wal_path);
 
         if (f->fs_checked)
                 return;

@@ -12,7 +12,6 @@
 #include "manager.h"
 #include "messages.h"
 
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 /* How often the WAL index is read. Other processes' commits fire no hooks of
  * ours, so "as soon as the WAL reaches min_wal_pages" means "at the next
@@ -106,7 +105,6 @@ struct Maintenance {
 
 static int arm_timer(Maintenance *mt);
 static void vacuum_next_step(Maintenance *mt);
-static uint64_t file_bytes(const char *path);
 
 /* ---- Small helpers ---------------------------------------------------- */
 
@@ -497,7 +495,7 @@ static void scheduled_checkpoint(Maintenance *mt, usec_t started_boot) {
 
         if (walindex_read(mt->manager->db->shm_fd, &mt->wal) == 0)
                 mt->wal_valid = true;
-        if (!choose_checkpoint(mt, file_bytes(mt->manager->db->wal_path), true, &mode, &trigger) ||
+        if (!choose_checkpoint(mt, db_wal_bytes(mt->manager->db), true, &mode, &trigger) ||
             start_checkpoint(mt, mode, trigger, started_boot) < 0)
                 task_done(mt, TASK_CHECKPOINT, started_boot);
 }
@@ -523,16 +521,12 @@ static void adapt_wal_poll(Maintenance *mt) {
 static void wal_check(Maintenance *mt) {
         CheckpointMode mode;
         const char *trigger;
-        struct stat st;
-        uint64_t wal_bytes = 0;
         usec_t now;
 
         if (mt->stopped || !mt->wal_valid || mt->scheduler.task[TASK_CHECKPOINT].running)
                 return;
         now = now_boot();
-        if (stat(mt->manager->db->wal_path, &st) == 0)
-                wal_bytes = (uint64_t)st.st_size;
-        if (choose_checkpoint(mt, wal_bytes, false, &mode, &trigger) && scheduler_begin(&mt->scheduler, TASK_CHECKPOINT, now) &&
+        if (choose_checkpoint(mt, db_wal_bytes(mt->manager->db), false, &mode, &trigger) && scheduler_begin(&mt->scheduler, TASK_CHECKPOINT, now) &&
             start_checkpoint(mt, mode, trigger, now) < 0)
                 task_done(mt, TASK_CHECKPOINT, now);
 }
@@ -582,12 +576,6 @@ static void vacuum_step_run(Db *db, Job *j) {
         VacuumStepJob *v = container_of(j, VacuumStepJob, job);
 
         db_vacuum_step(db, v->pages, v->max_wait, v->hold, &v->step);
-}
-
-static uint64_t file_bytes(const char *path) {
-        struct stat st;
-
-        return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
 }
 
 static void vacuum_finish(Maintenance *mt, const char *result, const char *error) {
@@ -765,9 +753,9 @@ static int on_step_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 static void convert_run(Db *db, Job *j) {
         ConvertJob *c = container_of(j, ConvertJob, job);
 
-        c->file_before = file_bytes(db->path);
+        c->file_before = file_size(db->path);
         db_convert(db, c->max_wait, &c->convert);
-        c->file_after = file_bytes(db->path);
+        c->file_after = file_size(db->path);
 }
 
 static void convert_done(Job *j, bool ran) {

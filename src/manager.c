@@ -15,7 +15,6 @@
 #include "metrics.h"
 #include "notify.h"
 
-#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 /* The longest the health probe waits for the write lock. Lock holders are
  * application transactions; 100 ms is longer than nearly all of them, and

@@ -4,7 +4,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
+#include <sys/stat.h>
 
 #include "util.h"
 
@@ -39,6 +39,12 @@ char *strdup_printf(const char *fmt, ...) {
 
 bool streq(const char *a, const char *b) {
         return strcmp(a, b) == 0;
+}
+
+uint64_t file_size(const char *path) {
+        struct stat st;
+
+        return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
 }
 
 char *format_bytes(char *buf, size_t size, uint64_t bytes) {

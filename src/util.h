@@ -74,5 +74,10 @@ char *strdup_printf(const char *fmt, ...) _printf_(1, 2);
 
 bool streq(const char *a, const char *b);
 
+/* The file's size in bytes; 0 when it does not exist or cannot be stat()ed. */
+uint64_t file_size(const char *path);
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
 /* Sleeps for usec, resuming after signals; returns early only if usec is 0. */
 void sleep_usec(usec_t usec);
