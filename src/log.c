@@ -131,3 +131,8 @@ void log_event(int priority, const char *message_id, const char *event, const Lo
         }
         log_to_stderr(priority, message);
 }
+
+void log_notify_failure(int r, const char *what) {
+        if (r < 0)
+                log_warning("cannot send %s to systemd: %s", what, strerror(-r));
+}

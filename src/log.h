@@ -45,6 +45,10 @@ void log_event(int priority, const char *message_id, const char *event, const Lo
 
 #define log_error(...) log_event(LOG_ERR, NULL, NULL, NULL, __VA_ARGS__)
 #define log_warning(...) log_event(LOG_WARNING, NULL, NULL, NULL, __VA_ARGS__)
+
+/* For the result r of a notify_*() call: a warning that what ("READY=1")
+ * could not be sent to systemd when r < 0, nothing otherwise. */
+void log_notify_failure(int r, const char *what);
 #define log_notice(...) log_event(LOG_NOTICE, NULL, NULL, NULL, __VA_ARGS__)
 #define log_info(...) log_event(LOG_INFO, NULL, NULL, NULL, __VA_ARGS__)
 #define log_debug(...) log_event(LOG_DEBUG, NULL, NULL, NULL, __VA_ARGS__)

@@ -117,7 +117,6 @@ static void format_status(Manager *m, char *buf, size_t size) {
 
 static void update_status(Manager *m) {
         char status[sizeof(m->status)];
-        int r;
 
         format_status(m, status, sizeof(status));
         if (streq(status, m->status))
@@ -125,9 +124,7 @@ static void update_status(Manager *m) {
         bufprintf(m->status, sizeof(m->status), "%s", status);
         if (!m->ready || m->stopping)
                 return;
-        r = notify_status(status);
-        if (r < 0)
-                log_warning("cannot send STATUS= to systemd: %s", strerror(-r));
+        log_notify_failure(notify_status(status), "STATUS=");
 }
 
 static void log_pragmas(Manager *m, const Config *c) {
@@ -315,7 +312,6 @@ static int submit_probe(Manager *m) {
 }
 
 static void manager_finish_round(Manager *m) {
-        int r;
 
         m->round_open = false;
         (void)sd_event_source_set_enabled(m->round_timer, SD_EVENT_OFF);
@@ -325,9 +321,7 @@ static void manager_finish_round(Manager *m) {
         m->last_check_at = now_usec(CLOCK_REALTIME);
         update_status(m);
         if (m->watchdog_usec && m->health.state != HEALTH_FAILED) {
-                r = notify_watchdog();
-                if (r < 0)
-                        log_warning("cannot send WATCHDOG=1 to systemd: %s", strerror(-r));
+                log_notify_failure(notify_watchdog(), "WATCHDOG=1");
         }
         manager_publish(m);
 }
@@ -497,9 +491,7 @@ static int on_extend_timer(sd_event_source *s, uint64_t usec, void *userdata) {
                             elapsed / USEC_PER_SEC);
                 return sd_event_source_set_enabled(s, SD_EVENT_OFF);
         }
-        r = notify_extend_timeout(STOP_EXTEND_STEP);
-        if (r < 0)
-                log_warning("cannot send EXTEND_TIMEOUT_USEC= to systemd: %s", strerror(-r));
+        log_notify_failure(notify_extend_timeout(STOP_EXTEND_STEP), "EXTEND_TIMEOUT_USEC=");
         r = sd_event_source_set_time(s, usec + USEC_PER_SEC);
         if (r >= 0)
                 r = sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
@@ -512,9 +504,7 @@ static void manager_stop(Manager *m, const char *why) {
 
         m->stopping = true;
         m->stop_started = now_usec(CLOCK_MONOTONIC);
-        r = notify_stopping("stopping: final checkpoint");
-        if (r < 0)
-                log_warning("cannot send STOPPING=1 to systemd: %s", strerror(-r));
+        log_notify_failure(notify_stopping("stopping: final checkpoint"), "STOPPING=1");
         log_info("%s: stopping; final %s checkpoint, waiting at most %" PRIu64 " ms for readers and writers", why,
                  checkpoint_mode_names[m->config->stop_mode], m->config->stop_timeout / USEC_PER_MSEC);
 
@@ -528,9 +518,7 @@ static void manager_stop(Manager *m, const char *why) {
          * behind it and is not cancellable. */
         worker_cancel(m->worker);
 
-        r = notify_extend_timeout(m->config->stop_timeout + STOP_EXTEND_STEP);
-        if (r < 0)
-                log_warning("cannot send EXTEND_TIMEOUT_USEC= to systemd: %s", strerror(-r));
+        log_notify_failure(notify_extend_timeout(m->config->stop_timeout + STOP_EXTEND_STEP), "EXTEND_TIMEOUT_USEC=");
         r = sd_event_add_time_relative(m->event, &m->extend_timer, CLOCK_MONOTONIC, USEC_PER_SEC,
                                        100 * USEC_PER_MSEC, on_extend_timer, m);
         if (r < 0)
@@ -570,14 +558,11 @@ static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, v
 static void finish_reload(Manager *m, bool applied, const char *error) {
         ReloadReply reply = m->reload_reply;
         void *userdata = m->reload_userdata;
-        int r;
 
         m->reloading = false;
         m->reload_reply = NULL;
         m->reload_userdata = NULL;
-        r = notify_ready(m->status);
-        if (r < 0)
-                log_warning("cannot send READY=1 to systemd: %s", strerror(-r));
+        log_notify_failure(notify_ready(m->status), "READY=1");
         if (reply)
                 reply(userdata, applied, error);
         if (m->reload_again) {
@@ -689,9 +674,7 @@ static void manager_reload(Manager *m) {
                 return;
         }
         m->reloading = true;
-        r = notify_reloading();
-        if (r < 0)
-                log_warning("cannot send RELOADING=1 to systemd: %s", strerror(-r));
+        log_notify_failure(notify_reloading(), "RELOADING=1");
 
         if (!m->config_path) {
                 log_info("reload: started with --database and no configuration file; nothing to reload");
@@ -975,9 +958,7 @@ int manager_start(Manager *m) {
         m->ready = true;
         manager_publish(m);
         format_status(m, m->status, sizeof(m->status));
-        r = notify_ready(m->status);
-        if (r < 0)
-                log_warning("cannot send READY=1 to systemd: %s", strerror(-r));
+        log_notify_failure(notify_ready(m->status), "READY=1");
 
         f = (LogFields){ 0 };
         log_field(&f, "SQLVIGIL_HEALTH", "%s", health_state_names[m->health.state]);

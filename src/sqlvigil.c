@@ -242,9 +242,8 @@ int main(int argc, char *argv[]) {
                 r = manager_run(m);
         if (!m->stopping) {
                 /* Every exit path tells systemd we are going, with why. */
-                int q = notify_stopping(r == EXIT_CLEAN ? "stopped" : "failed to start; see the journal");
-                if (q < 0)
-                        log_warning("cannot send STOPPING=1 to systemd: %s", strerror(-q));
+                log_notify_failure(notify_stopping(r == EXIT_CLEAN ? "stopped" : "failed to start; see the journal"),
+                                   "STOPPING=1");
         }
         return r;
 }
