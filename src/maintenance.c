@@ -62,7 +62,7 @@ typedef struct VacuumRun {
         uint64_t freed;
         unsigned steps, busy_in_a_row, busy_total;
         usec_t lock_max;
-        usec_t started, started_rt;
+        usec_t started_rt;
         Budget budget;
 } VacuumRun;
 
@@ -168,21 +168,14 @@ static void reply(Maintenance *mt, TaskId t, const MaintenanceOutcome *o) {
                 r.reply(r.userdata, o);
 }
 
-static void task_done(Maintenance *mt, TaskId t, usec_t started_boot) {
-        scheduler_done(&mt->scheduler, t, started_boot, now_boot());
-        (void)arm_timer(mt);
-        if (mt->publish_pending) {
-                mt->publish_pending = false;
-                manager_publish(mt->manager);
-        }
-}
-
-static void task_retry(Maintenance *mt, TaskId t, usec_t delay) {
-        TaskSchedule *ts = &mt->scheduler.task[t];
-
-        ts->running = false;
-        if (ts->interval)
-                ts->next = now_boot() + MIN(delay, ts->interval);
+/* A run of t ended. With retry 0 the next comes one interval after this
+ * one's start; otherwise this one found the lock taken, and the next comes
+ * after retry (an interval at most). */
+static void task_end(Maintenance *mt, TaskId t, usec_t retry) {
+        if (retry)
+                scheduler_retry(&mt->scheduler, t, now_boot(), retry);
+        else
+                scheduler_done(&mt->scheduler, t, now_boot());
         (void)arm_timer(mt);
         if (mt->publish_pending) {
                 mt->publish_pending = false;
@@ -205,7 +198,7 @@ typedef struct CheckpointJob {
         CheckpointMode mode;
         usec_t max_wait;
         const char *trigger;
-        usec_t started_boot, started_rt;
+        usec_t started_rt;
         uint64_t wal_before, wal_after;
         DbCheckpoint passive, final;
 } CheckpointJob;
@@ -410,11 +403,11 @@ static void checkpoint_done(Job *j, bool ran) {
         o.busy = busy;
         reply(mt, TASK_CHECKPOINT, &o);
 
-        task_done(mt, TASK_CHECKPOINT, c->started_boot);
+        task_end(mt, TASK_CHECKPOINT, 0);
         free(c);
 }
 
-static int start_checkpoint(Maintenance *mt, CheckpointMode mode, const char *trigger, usec_t started_boot) {
+static int start_checkpoint(Maintenance *mt, CheckpointMode mode, const char *trigger) {
         const Config *cfg = mt->manager->config;
         CheckpointJob *c;
 
@@ -431,7 +424,6 @@ static int start_checkpoint(Maintenance *mt, CheckpointMode mode, const char *tr
                               ? manager_busy_timeout(cfg)
                               : cfg->step_budget;
         c->trigger = trigger;
-        c->started_boot = started_boot;
         c->started_rt = now_usec(CLOCK_REALTIME);
         if (!submit(mt, &c->job)) {
                 free(c);
@@ -489,15 +481,15 @@ static bool choose_checkpoint(Maintenance *mt, uint64_t wal_bytes, bool interval
 }
 
 /* The scheduled checkpoint: only when there is something to do. */
-static void scheduled_checkpoint(Maintenance *mt, usec_t started_boot) {
+static void scheduled_checkpoint(Maintenance *mt) {
         CheckpointMode mode;
         const char *trigger;
 
         if (walindex_read(mt->manager->db->shm_fd, &mt->wal) == 0)
                 mt->wal_valid = true;
         if (!choose_checkpoint(mt, db_wal_bytes(mt->manager->db), true, &mode, &trigger) ||
-            start_checkpoint(mt, mode, trigger, started_boot) < 0)
-                task_done(mt, TASK_CHECKPOINT, started_boot);
+            start_checkpoint(mt, mode, trigger) < 0)
+                task_end(mt, TASK_CHECKPOINT, 0);
 }
 
 /* Adapts the WAL watch's period to how fast the WAL grows. */
@@ -521,14 +513,12 @@ static void adapt_wal_poll(Maintenance *mt) {
 static void wal_check(Maintenance *mt) {
         CheckpointMode mode;
         const char *trigger;
-        usec_t now;
 
         if (mt->stopped || !mt->wal_valid || mt->scheduler.task[TASK_CHECKPOINT].running)
                 return;
-        now = now_boot();
-        if (choose_checkpoint(mt, db_wal_bytes(mt->manager->db), false, &mode, &trigger) && scheduler_begin(&mt->scheduler, TASK_CHECKPOINT, now) &&
-            start_checkpoint(mt, mode, trigger, now) < 0)
-                task_done(mt, TASK_CHECKPOINT, now);
+        if (choose_checkpoint(mt, db_wal_bytes(mt->manager->db), false, &mode, &trigger) &&
+            scheduler_begin(&mt->scheduler, TASK_CHECKPOINT, now_boot()) && start_checkpoint(mt, mode, trigger) < 0)
+                task_end(mt, TASK_CHECKPOINT, 0);
 }
 
 static int on_wal_timer(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -567,7 +557,7 @@ typedef struct ConvertJob {
         Job job;
         Maintenance *mt;
         usec_t max_wait;
-        usec_t started_boot, started_rt;
+        usec_t started_rt;
         uint64_t file_before, file_after;
         DbConvert convert;
 } ConvertJob;
@@ -588,7 +578,7 @@ static void vacuum_finish(Maintenance *mt, const char *result, const char *error
         uint64_t page_size = (uint64_t)MAX(m->page_size, 1);
         uint64_t size_before = (uint64_t)v->page_count_before * page_size;
         uint64_t size_after = (uint64_t)v->page_count * page_size;
-        usec_t duration = now_boot() - v->started;
+        usec_t duration = now_boot() - mt->scheduler.task[TASK_VACUUM].last_start;
         LogFields f = { 0 };
         int prio = streq(result, "failed") ? LOG_ERR : LOG_INFO;
 
@@ -641,9 +631,9 @@ static void vacuum_finish(Maintenance *mt, const char *result, const char *error
         }
 
         if (streq(result, "busy"))
-                task_retry(mt, TASK_VACUUM, BUSY_RETRY);
+                task_end(mt, TASK_VACUUM, BUSY_RETRY);
         else
-                task_done(mt, TASK_VACUUM, v->started);
+                task_end(mt, TASK_VACUUM, 0);
 }
 
 static void vacuum_step_done(Job *j, bool ran) {
@@ -813,7 +803,7 @@ static void convert_done(Job *j, bool ran) {
         o.run = &mt->last[TASK_VACUUM];
         o.error = o.ok ? NULL : summary;
         reply(mt, TASK_VACUUM, &o);
-        task_done(mt, TASK_VACUUM, c->started_boot);
+        task_end(mt, TASK_VACUUM, 0);
         /* The whole database went through the WAL; shrink it now. */
         if (o.ok)
                 scheduler_trigger(&mt->scheduler, TASK_CHECKPOINT, now_boot());
@@ -850,7 +840,7 @@ static void vacuum_note(Maintenance *mt, int prio, const char *fmt, ...) {
 
 /* The one-time full VACUUM that switches a file to auto_vacuum=incremental,
  * when the file system has room. Returns 0 when started, 1 when not now. */
-static int start_convert(Maintenance *mt, usec_t started_boot, int64_t pages, int64_t freelist) {
+static int start_convert(Maintenance *mt, int64_t pages, int64_t freelist) {
         Manager *m = mt->manager;
         const Config *cfg = m->config;
         uint64_t db_bytes = m->files.db_bytes;
@@ -874,7 +864,6 @@ static int start_convert(Maintenance *mt, usec_t started_boot, int64_t pages, in
         c->job = (Job){ .name = "vacuum (convert)", .cancellable = true, .run = convert_run, .done = convert_done };
         c->mt = mt;
         c->max_wait = manager_busy_timeout(cfg);
-        c->started_boot = started_boot;
         c->started_rt = now_usec(CLOCK_REALTIME);
         log_notice("vacuum: converting to auto_vacuum=incremental with a one-time full VACUUM "
                    "(%" PRIi64 " pages, %" PRIi64 " free; writers wait until it is done)",
@@ -889,7 +878,7 @@ static int start_convert(Maintenance *mt, usec_t started_boot, int64_t pages, in
 /* Starts a vacuum run if the trigger says so (or an admin asked). Returns
  * 0 when a run started, 1 when there is nothing to do, 2 when an admin's run
  * cannot be done (why says why), or a negative errno. */
-static int start_vacuum(Maintenance *mt, const char *trigger, int64_t limit, usec_t started_boot, char *why,
+static int start_vacuum(Maintenance *mt, const char *trigger, int64_t limit, char *why,
                         size_t why_size) {
         Manager *m = mt->manager;
         const Config *cfg = m->config;
@@ -934,7 +923,7 @@ static int start_vacuum(Maintenance *mt, const char *trigger, int64_t limit, use
                                                "incremental");
                         return 1;
                 }
-                return start_convert(mt, started_boot, pages, freelist);
+                return start_convert(mt, pages, freelist);
         }
         if (!admin && (double)freelist <= threshold)
                 return 1;
@@ -953,7 +942,6 @@ static int start_vacuum(Maintenance *mt, const char *trigger, int64_t limit, use
                 .page_count_before = pages,
                 .freelist = freelist,
                 .page_count = pages,
-                .started = started_boot,
                 .started_rt = now_usec(CLOCK_REALTIME),
         };
         if (admin) {
@@ -976,7 +964,7 @@ typedef struct AnalyzeJob {
         uint64_t limit;
         usec_t max_wait;
         const char *trigger;
-        usec_t started_boot, started_rt;
+        usec_t started_rt;
         DbAnalyze result;
 } AnalyzeJob;
 
@@ -1036,13 +1024,13 @@ static void analyze_done(Job *j, bool ran) {
         o.busy = streq(result, "busy");
         reply(mt, TASK_ANALYZE, &o);
         if (o.busy)
-                task_retry(mt, TASK_ANALYZE, BUSY_RETRY);
+                task_end(mt, TASK_ANALYZE, BUSY_RETRY);
         else
-                task_done(mt, TASK_ANALYZE, a->started_boot);
+                task_end(mt, TASK_ANALYZE, 0);
         free(a);
 }
 
-static int start_analyze(Maintenance *mt, AnalyzeMode mode, const char *trigger, usec_t started_boot) {
+static int start_analyze(Maintenance *mt, AnalyzeMode mode, const char *trigger) {
         const Config *cfg = mt->manager->config;
         AnalyzeJob *a;
 
@@ -1057,7 +1045,6 @@ static int start_analyze(Maintenance *mt, AnalyzeMode mode, const char *trigger,
          * table's ANALYZE holds it only for its bounded sample. */
         a->max_wait = USEC_PER_SEC;
         a->trigger = trigger;
-        a->started_boot = started_boot;
         a->started_rt = now_usec(CLOCK_REALTIME);
         if (!submit(mt, &a->job)) {
                 free(a);
@@ -1074,7 +1061,7 @@ typedef struct CheckJob {
         Maintenance *mt;
         bool integrity;
         const char *trigger;
-        usec_t started_boot, started_rt;
+        usec_t started_rt;
         DbCheck result;
 } CheckJob;
 
@@ -1143,11 +1130,11 @@ static void check_done(Job *j, bool ran) {
         o.problems = r->problems;
         o.first = r->problems ? r->first : NULL;
         reply(mt, TASK_QUICK_CHECK, &o);
-        task_done(mt, TASK_QUICK_CHECK, c->started_boot);
+        task_end(mt, TASK_QUICK_CHECK, 0);
         free(c);
 }
 
-static int start_check(Maintenance *mt, bool integrity, const char *trigger, usec_t started_boot) {
+static int start_check(Maintenance *mt, bool integrity, const char *trigger) {
         CheckJob *c;
 
         c = calloc(1, sizeof(*c));
@@ -1158,7 +1145,6 @@ static int start_check(Maintenance *mt, bool integrity, const char *trigger, use
         c->mt = mt;
         c->integrity = integrity;
         c->trigger = trigger;
-        c->started_boot = started_boot;
         c->started_rt = now_usec(CLOCK_REALTIME);
         if (!submit(mt, &c->job)) {
                 free(c);
@@ -1170,40 +1156,39 @@ static int start_check(Maintenance *mt, bool integrity, const char *trigger, use
 
 /* ---- Scheduling ------------------------------------------------------- */
 
-static void start_task(Maintenance *mt, TaskId t, const char *trigger, int64_t arg, usec_t started_boot) {
+static void start_task(Maintenance *mt, TaskId t, const char *trigger, int64_t arg) {
         int r = 0;
 
         switch (t) {
         case TASK_CHECKPOINT:
                 if (streq(trigger, "admin"))
-                        r = start_checkpoint(mt, arg < 0 ? CHECKPOINT_PASSIVE : (CheckpointMode)arg, trigger,
-                                             started_boot);
+                        r = start_checkpoint(mt, arg < 0 ? CHECKPOINT_PASSIVE : (CheckpointMode)arg, trigger);
                 else {
-                        scheduled_checkpoint(mt, started_boot);
+                        scheduled_checkpoint(mt);
                         return;
                 }
                 break;
         case TASK_VACUUM: {
                 char why[256];
 
-                r = start_vacuum(mt, trigger, arg, started_boot, why, sizeof(why));
+                r = start_vacuum(mt, trigger, arg, why, sizeof(why));
                 if (r == 1 || r == 2) {
                         MaintenanceOutcome o = { .task = TASK_VACUUM, .ok = r == 1,
                                                  .freelist_after = mt->manager->probe.freelist_count,
                                                  .error = r == 2 ? why : NULL };
 
                         reply(mt, TASK_VACUUM, &o); /* nothing to do is a success */
-                        task_done(mt, TASK_VACUUM, started_boot);
+                        task_end(mt, TASK_VACUUM, 0);
                         return;
                 }
                 break;
         }
         case TASK_ANALYZE:
                 r = start_analyze(mt, streq(trigger, "admin") ? (AnalyzeMode)arg : mt->manager->config->analyze_mode,
-                                  trigger, started_boot);
+                                  trigger);
                 break;
         case TASK_QUICK_CHECK:
-                r = start_check(mt, streq(trigger, "admin") && arg == 1, trigger, started_boot);
+                r = start_check(mt, streq(trigger, "admin") && arg == 1, trigger);
                 break;
         default:
                 return;
@@ -1214,7 +1199,7 @@ static void start_task(Maintenance *mt, TaskId t, const char *trigger, int64_t a
                 if (r != -ESHUTDOWN)
                         log_error("%s: cannot start: %s", task_names[t], strerror(-r));
                 reply(mt, t, &o);
-                task_done(mt, t, started_boot);
+                task_end(mt, t, 0);
         }
 }
 
@@ -1225,7 +1210,7 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         (void)s;
         (void)usec;
         while ((t = scheduler_take_due(&mt->scheduler, now_boot())) >= 0)
-                start_task(mt, (TaskId)t, "interval", 0, mt->scheduler.task[t].last_start);
+                start_task(mt, (TaskId)t, "interval", 0);
         return arm_timer(mt);
 }
 
@@ -1329,7 +1314,7 @@ int maintenance_request(Maintenance *mt, TaskId task, int64_t arg, MaintenanceRe
         if (mt->pending[task].reply || !scheduler_begin(&mt->scheduler, task, now))
                 return -EBUSY;
         mt->pending[task] = (Request){ .reply = cb, .userdata = userdata };
-        start_task(mt, task, "admin", arg, now);
+        start_task(mt, task, "admin", arg);
         return 0;
 }
 

@@ -81,7 +81,7 @@ bool scheduler_begin(Scheduler *s, TaskId t, usec_t now) {
         return true;
 }
 
-void scheduler_done(Scheduler *s, TaskId t, usec_t started, usec_t now) {
+void scheduler_done(Scheduler *s, TaskId t, usec_t now) {
         TaskSchedule *ts = &s->task[t];
 
         ts->running = false;
@@ -91,7 +91,15 @@ void scheduler_done(Scheduler *s, TaskId t, usec_t started, usec_t now) {
         }
         /* Triggers are ignored while a task runs: the condition that caused
          * them is checked again when it is due next. */
-        ts->next = MAX(started + ts->interval, now);
+        ts->next = MAX(ts->last_start + ts->interval, now);
+}
+
+void scheduler_retry(Scheduler *s, TaskId t, usec_t now, usec_t delay) {
+        TaskSchedule *ts = &s->task[t];
+
+        ts->running = false;
+        if (ts->interval)
+                ts->next = now + MIN(delay, ts->interval);
 }
 
 void scheduler_trigger(Scheduler *s, TaskId t, usec_t now) {

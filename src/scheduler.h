@@ -66,8 +66,13 @@ int scheduler_take_due(Scheduler *s, usec_t now);
  * command or a trigger). Returns false if it is already running. */
 bool scheduler_begin(Scheduler *s, TaskId t, usec_t now);
 
-/* A run that began at started ended at now. */
-void scheduler_done(Scheduler *s, TaskId t, usec_t started, usec_t now);
+/* The run that began at last_start ended at now: the next is one interval
+ * after its start, or now if that has passed. */
+void scheduler_done(Scheduler *s, TaskId t, usec_t now);
+
+/* The run ended at now without getting the lock: the next comes after
+ * delay, or after one interval if that is shorter; an off task stays off. */
+void scheduler_retry(Scheduler *s, TaskId t, usec_t now, usec_t delay);
 
 /* Makes a task due at now (unless running or stopped), even one whose
  * interval is 0: a trigger is a condition that needs the task, not a

@@ -68,22 +68,22 @@ static void test_run_cycle(void) {
         CHECK_INT(scheduler_take_due(&s, first + 2), -1);
 
         /* A 5 s run: next one interval after its start. */
-        scheduler_done(&s, TASK_CHECKPOINT, first, first + 5 * S);
+        scheduler_done(&s, TASK_CHECKPOINT, first + 5 * S);
         CHECK_INT(s.task[TASK_CHECKPOINT].next, first + 60 * S);
         CHECK_INT(scheduler_next(&s), first + 60 * S);
 
         /* A run longer than the interval: the next is due at once. */
         CHECK_INT(scheduler_take_due(&s, first + 60 * S), TASK_CHECKPOINT);
-        scheduler_done(&s, TASK_CHECKPOINT, first + 60 * S, first + 200 * S);
+        scheduler_done(&s, TASK_CHECKPOINT, first + 200 * S);
         CHECK_INT(s.task[TASK_CHECKPOINT].next, first + 200 * S);
 
         /* A trigger makes it due now. */
         CHECK_INT(scheduler_take_due(&s, first + 200 * S), TASK_CHECKPOINT);
-        scheduler_done(&s, TASK_CHECKPOINT, first + 200 * S, first + 201 * S);
+        scheduler_done(&s, TASK_CHECKPOINT, first + 201 * S);
         scheduler_trigger(&s, TASK_CHECKPOINT, first + 210 * S);
         CHECK_INT(scheduler_next(&s), first + 210 * S);
         CHECK_INT(scheduler_take_due(&s, first + 210 * S), TASK_CHECKPOINT);
-        scheduler_done(&s, TASK_CHECKPOINT, first + 210 * S, first + 210 * S);
+        scheduler_done(&s, TASK_CHECKPOINT, first + 210 * S);
         CHECK_INT(s.task[TASK_CHECKPOINT].next, first + 270 * S);
 }
 
@@ -113,11 +113,24 @@ static void test_admin_begin(void) {
         scheduler_init(&s, intervals, 0, 9);
         CHECK(scheduler_begin(&s, TASK_ANALYZE, 5 * S)); /* off on a timer, still runnable by hand */
         CHECK(!scheduler_begin(&s, TASK_ANALYZE, 6 * S));
-        scheduler_done(&s, TASK_ANALYZE, 5 * S, 7 * S);
+        scheduler_done(&s, TASK_ANALYZE, 7 * S);
         CHECK_INT(s.task[TASK_ANALYZE].next, USEC_INFINITY);
         CHECK(scheduler_begin(&s, TASK_VACUUM, 5 * S));
-        scheduler_done(&s, TASK_VACUUM, 5 * S, 6 * S);
+        scheduler_done(&s, TASK_VACUUM, 6 * S);
         CHECK_INT(s.task[TASK_VACUUM].next, 65 * S); /* an admin run postpones the scheduled one */
+
+        /* A run that found the lock taken comes again after the delay, or
+         * after one interval if that is sooner; an off task stays off. */
+        CHECK(scheduler_begin(&s, TASK_VACUUM, 70 * S));
+        scheduler_retry(&s, TASK_VACUUM, 71 * S, 5 * S);
+        CHECK_INT(s.task[TASK_VACUUM].next, 76 * S);
+        CHECK(scheduler_begin(&s, TASK_VACUUM, 80 * S));
+        scheduler_retry(&s, TASK_VACUUM, 81 * S, 600 * S);
+        CHECK_INT(s.task[TASK_VACUUM].next, 141 * S);
+        CHECK(scheduler_begin(&s, TASK_ANALYZE, 90 * S));
+        scheduler_retry(&s, TASK_ANALYZE, 91 * S, 5 * S);
+        CHECK_INT(s.task[TASK_ANALYZE].next, USEC_INFINITY);
+        CHECK(!s.task[TASK_ANALYZE].running);
 }
 
 static void test_reload(void) {
@@ -147,7 +160,7 @@ static void test_reload(void) {
         s.task[TASK_CHECKPOINT].next = s.task[TASK_VACUUM].next = s.task[TASK_ANALYZE].next = 10000 * S;
         scheduler_trigger(&s, TASK_QUICK_CHECK, 800 * S);
         CHECK_INT(scheduler_take_due(&s, 800 * S), TASK_QUICK_CHECK);
-        scheduler_done(&s, TASK_QUICK_CHECK, 800 * S, 801 * S);
+        scheduler_done(&s, TASK_QUICK_CHECK, 801 * S);
         CHECK_INT(s.task[TASK_QUICK_CHECK].next, USEC_INFINITY);
 
         /* Off tasks are never due; a stopped scheduler has nothing due. */
