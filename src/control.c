@@ -103,6 +103,21 @@ static int client_write(Client *cl) {
         return 1;
 }
 
+/* Starts a new reply in cl->reply: {"ok": ok, and the caller's members. */
+static Json *reply_begin(Client *cl, bool ok) {
+        json_free(&cl->reply);
+        json_init(&cl->reply);
+        json_object_begin(&cl->reply);
+        json_kv_bool(&cl->reply, "ok", ok);
+        return &cl->reply;
+}
+
+/* What a failed reply says besides "ok": false. */
+static void reply_error_members(Json *j, const char *code, const char *msg) {
+        json_kv_string(j, "code", code);
+        json_kv_string(j, "error", msg);
+}
+
 /* Sends the reply that is in cl->reply (a complete object; we add "\n"). */
 static void client_send(Client *cl) {
         int r;
@@ -111,12 +126,7 @@ static void client_send(Client *cl) {
         cl->replying = true;
         if (!json_text(&cl->reply)) {
                 /* Out of memory while building: a short reply we can afford. */
-                json_free(&cl->reply);
-                json_init(&cl->reply);
-                json_object_begin(&cl->reply);
-                json_kv_bool(&cl->reply, "ok", false);
-                json_kv_string(&cl->reply, "code", "failed");
-                json_kv_string(&cl->reply, "error", "out of memory");
+                reply_error_members(reply_begin(cl, false), "failed", "out of memory");
                 json_object_end(&cl->reply);
         }
         /* One line: the JSON writer never emits a raw newline. */
@@ -155,12 +165,7 @@ static void reply_error(Client *cl, const char *code, const char *fmt, ...) {
         va_start(ap, fmt);
         (void)vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
-        json_free(&cl->reply);
-        json_init(&cl->reply);
-        json_object_begin(&cl->reply);
-        json_kv_bool(&cl->reply, "ok", false);
-        json_kv_string(&cl->reply, "code", code);
-        json_kv_string(&cl->reply, "error", msg);
+        reply_error_members(reply_begin(cl, false), code, msg);
         json_object_end(&cl->reply);
         client_send(cl);
 }
@@ -193,16 +198,10 @@ static void outcome_reply(void *userdata, const MaintenanceOutcome *o) {
         };
         const TaskRun *run = o->run && o->run->valid ? o->run : NULL;
         Client *cl = userdata;
-        Json *j = &cl->reply;
+        Json *j = reply_begin(cl, o->ok);
 
-        json_free(j);
-        json_init(j);
-        json_object_begin(j);
-        json_kv_bool(j, "ok", o->ok);
-        if (!o->ok) {
-                json_kv_string(j, "code", "failed");
-                json_kv_string(j, "error", o->error ? o->error : "failed");
-        }
+        if (!o->ok)
+                reply_error_members(j, "failed", o->error ? o->error : "failed");
         json_key(j, keys[o->task]);
         json_object_begin(j);
         if (o->mode)
@@ -252,15 +251,13 @@ static void reload_reply(void *userdata, bool applied, const char *error) {
                             error ? error : "?");
                 return;
         }
-        json_free(&cl->reply);
-        json_init(&cl->reply);
-        json_object_begin(&cl->reply);
-        json_kv_bool(&cl->reply, "ok", true);
-        json_key(&cl->reply, "reload");
-        json_object_begin(&cl->reply);
-        json_kv_string(&cl->reply, "result", "applied");
-        json_object_end(&cl->reply);
-        json_object_end(&cl->reply);
+        Json *j = reply_begin(cl, true);
+
+        json_key(j, "reload");
+        json_object_begin(j);
+        json_kv_string(j, "result", "applied");
+        json_object_end(j);
+        json_object_end(j);
         client_send(cl);
 }
 
@@ -270,11 +267,8 @@ static void handle_request(Client *cl, const Request *req) {
         int r;
 
         if (!request_is_admin(req->command)) {
-                Json *j = &cl->reply;
+                Json *j = reply_begin(cl, true);
 
-                json_init(j);
-                json_object_begin(j);
-                json_kv_bool(j, "ok", true);
                 switch (req->command) {
                 case REQUEST_HEALTH:
                         json_key(j, "health");
