@@ -190,21 +190,50 @@ static bool submit(Maintenance *mt, Job *job) {
         return true;
 }
 
+/* What the job of every task run carries besides its own figures. */
+typedef struct TaskJob {
+        Job job;
+        Maintenance *mt;
+        const char *trigger;
+        usec_t started_rt; /* for the last-run record */
+} TaskJob;
+
+/* A zeroed job of size bytes: a struct whose first member is a TaskJob. */
+static void *task_job_new(Maintenance *mt, size_t size, const char *name, const char *trigger,
+                          void (*run)(Db *db, Job *job), void (*done)(Job *job, bool ran)) {
+        TaskJob *t = calloc(1, size);
+
+        if (!t)
+                return NULL;
+        t->job = (Job){ .name = name, .cancellable = true, .run = run, .done = done };
+        t->mt = mt;
+        t->trigger = trigger;
+        t->started_rt = now_usec(CLOCK_REALTIME);
+        return t;
+}
+
+/* Hands the job to the database thread, or frees it when sqlvigil is
+ * stopping (-ESHUTDOWN). */
+static int task_job_submit(TaskJob *t) {
+        if (!submit(t->mt, &t->job)) {
+                free(t);
+                return -ESHUTDOWN;
+        }
+        return 0;
+}
+
 /* ---- Checkpoints ------------------------------------------------------ */
 
 typedef struct CheckpointJob {
-        Job job;
-        Maintenance *mt;
+        TaskJob task;
         CheckpointMode mode;
         usec_t max_wait;
-        const char *trigger;
-        usec_t started_rt;
         uint64_t wal_before, wal_after;
         DbCheckpoint passive, final;
 } CheckpointJob;
 
 static void checkpoint_run(Db *db, Job *j) {
-        CheckpointJob *c = container_of(j, CheckpointJob, job);
+        CheckpointJob *c = container_of(j, CheckpointJob, task.job);
 
         c->wal_before = db_wal_bytes(db);
         /* PASSIVE first, always: it copies what it can without blocking
@@ -276,8 +305,8 @@ static void update_starvation(Maintenance *mt, bool caught_up, uint64_t wal_byte
 }
 
 static void checkpoint_done(Job *j, bool ran) {
-        CheckpointJob *c = container_of(j, CheckpointJob, job);
-        Maintenance *mt = c->mt;
+        CheckpointJob *c = container_of(j, CheckpointJob, task.job);
+        Maintenance *mt = c->task.mt;
         const char *mode = checkpoint_mode_names[c->mode], *result;
         char before[32], after[32], took[32], summary[256];
         MaintenanceOutcome o = { .task = TASK_CHECKPOINT };
@@ -291,7 +320,7 @@ static void checkpoint_done(Job *j, bool ran) {
                 return;
         }
         if (!ran || c->passive.result == DB_E_CANCELLED) {
-                record_run(mt, TASK_CHECKPOINT, c->started_rt, 0, 0, "cancelled", c->trigger, "cancelled");
+                record_run(mt, TASK_CHECKPOINT, c->task.started_rt, 0, 0, "cancelled", c->task.trigger, "cancelled");
                 o.run = &mt->last[TASK_CHECKPOINT];
                 o.error = "cancelled: sqlvigil is stopping";
                 reply(mt, TASK_CHECKPOINT, &o);
@@ -364,7 +393,7 @@ static void checkpoint_done(Job *j, bool ran) {
                           before, after);
 
         log_field(&f, "SQLVIGIL_CHECKPOINT_MODE", "%s", mode);
-        log_field(&f, "SQLVIGIL_TRIGGER", "%s", c->trigger);
+        log_field(&f, "SQLVIGIL_TRIGGER", "%s", c->task.trigger);
         log_field(&f, "SQLVIGIL_RESULT", "%s", result);
         log_field(&f, "SQLVIGIL_WAL_FRAMES", "%d", frames);
         log_field(&f, "SQLVIGIL_PAGES", "%d", copied);
@@ -373,10 +402,10 @@ static void checkpoint_done(Job *j, bool ran) {
         log_field(&f, "SQLVIGIL_WAL_BYTES", "%" PRIu64, c->wal_after);
         log_field(&f, "SQLVIGIL_DURATION_USEC", "%" PRIu64, duration);
         log_field(&f, "SQLVIGIL_LOCK_USEC", "%" PRIu64, lock_usec);
-        log_event(prio, SQLVIGIL_MESSAGE_CHECKPOINT, "checkpoint", &f, "checkpoint (%s) %s in %s", c->trigger,
+        log_event(prio, SQLVIGIL_MESSAGE_CHECKPOINT, "checkpoint", &f, "checkpoint (%s) %s in %s", c->task.trigger,
                   summary, took);
 
-        record_run(mt, TASK_CHECKPOINT, c->started_rt, duration, lock_usec, result, c->trigger, summary);
+        record_run(mt, TASK_CHECKPOINT, c->task.started_rt, duration, lock_usec, result, c->task.trigger, summary);
         if (copied > 0)
                 mt->totals.frames_checkpointed += (uint64_t)copied;
 
@@ -410,12 +439,11 @@ static void checkpoint_done(Job *j, bool ran) {
 static int start_checkpoint(Maintenance *mt, CheckpointMode mode, const char *trigger) {
         const Config *cfg = mt->manager->config;
         CheckpointJob *c;
+        int r;
 
-        c = calloc(1, sizeof(*c));
+        c = task_job_new(mt, sizeof(*c), "checkpoint", trigger, checkpoint_run, checkpoint_done);
         if (!c)
                 return -ENOMEM;
-        c->job = (Job){ .name = "checkpoint", .cancellable = true, .run = checkpoint_run, .done = checkpoint_done };
-        c->mt = mt;
         c->mode = mode;
         /* A stronger mode holds the writer lock while it waits: bound that
          * by the same budget as a vacuum step. An admin asked for it and
@@ -423,12 +451,9 @@ static int start_checkpoint(Maintenance *mt, CheckpointMode mode, const char *tr
         c->max_wait = mt->pending[TASK_CHECKPOINT].reply
                               ? manager_busy_timeout(cfg)
                               : cfg->step_budget;
-        c->trigger = trigger;
-        c->started_rt = now_usec(CLOCK_REALTIME);
-        if (!submit(mt, &c->job)) {
-                free(c);
-                return -ESHUTDOWN;
-        }
+        r = task_job_submit(&c->task);
+        if (r < 0)
+                return r;
         log_debug("checkpoint: starting %s (%s)", checkpoint_mode_names[mode], trigger);
         return 0;
 }
@@ -554,10 +579,8 @@ typedef struct VacuumStepJob {
 } VacuumStepJob;
 
 typedef struct ConvertJob {
-        Job job;
-        Maintenance *mt;
+        TaskJob task;
         usec_t max_wait;
-        usec_t started_rt;
         uint64_t file_before, file_after;
         DbConvert convert;
 } ConvertJob;
@@ -741,7 +764,7 @@ static int on_step_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 }
 
 static void convert_run(Db *db, Job *j) {
-        ConvertJob *c = container_of(j, ConvertJob, job);
+        ConvertJob *c = container_of(j, ConvertJob, task.job);
 
         c->file_before = file_size(db->path);
         db_convert(db, c->max_wait, &c->convert);
@@ -749,8 +772,8 @@ static void convert_run(Db *db, Job *j) {
 }
 
 static void convert_done(Job *j, bool ran) {
-        ConvertJob *c = container_of(j, ConvertJob, job);
-        Maintenance *mt = c->mt;
+        ConvertJob *c = container_of(j, ConvertJob, task.job);
+        Maintenance *mt = c->task.mt;
         Manager *m = mt->manager;
         const DbConvert *cv = &c->convert;
         char took[32], fb[32], fa[32], summary[256];
@@ -798,7 +821,7 @@ static void convert_done(Job *j, bool ran) {
         log_field(&f, "SQLVIGIL_LOCK_USEC", "%" PRIu64, cv->duration);
         log_event(streq(result, "ok") ? LOG_NOTICE : LOG_ERR, SQLVIGIL_MESSAGE_VACUUM, "vacuum", &f, "vacuum: %s in %s",
                   summary, took);
-        record_run(mt, TASK_VACUUM, c->started_rt, cv->duration, cv->duration, result, "convert", summary);
+        record_run(mt, TASK_VACUUM, c->task.started_rt, cv->duration, cv->duration, result, c->task.trigger, summary);
         o.ok = streq(result, "ok");
         o.run = &mt->last[TASK_VACUUM];
         o.error = o.ok ? NULL : summary;
@@ -858,21 +881,14 @@ static int start_convert(Maintenance *mt, int64_t pages, int64_t freelist) {
                             format_bytes(have, sizeof(have), m->files.free_bytes));
                 return 1;
         }
-        c = calloc(1, sizeof(*c));
+        c = task_job_new(mt, sizeof(*c), "vacuum (convert)", "convert", convert_run, convert_done);
         if (!c)
                 return -ENOMEM;
-        c->job = (Job){ .name = "vacuum (convert)", .cancellable = true, .run = convert_run, .done = convert_done };
-        c->mt = mt;
         c->max_wait = manager_busy_timeout(cfg);
-        c->started_rt = now_usec(CLOCK_REALTIME);
         log_notice("vacuum: converting to auto_vacuum=incremental with a one-time full VACUUM "
                    "(%" PRIi64 " pages, %" PRIi64 " free; writers wait until it is done)",
                    pages, freelist);
-        if (!submit(mt, &c->job)) {
-                free(c);
-                return -ESHUTDOWN;
-        }
-        return 0;
+        return task_job_submit(&c->task);
 }
 
 /* Starts a vacuum run if the trigger says so (or an admin asked). Returns
@@ -958,25 +974,22 @@ static int start_vacuum(Maintenance *mt, const char *trigger, int64_t limit, cha
 /* ---- ANALYZE ---------------------------------------------------------- */
 
 typedef struct AnalyzeJob {
-        Job job;
-        Maintenance *mt;
+        TaskJob task;
         AnalyzeMode mode;
         uint64_t limit;
         usec_t max_wait;
-        const char *trigger;
-        usec_t started_rt;
         DbAnalyze result;
 } AnalyzeJob;
 
 static void analyze_run(Db *db, Job *j) {
-        AnalyzeJob *a = container_of(j, AnalyzeJob, job);
+        AnalyzeJob *a = container_of(j, AnalyzeJob, task.job);
 
         db_analyze(db, a->mode, a->limit, a->max_wait, &a->result);
 }
 
 static void analyze_done(Job *j, bool ran) {
-        AnalyzeJob *a = container_of(j, AnalyzeJob, job);
-        Maintenance *mt = a->mt;
+        AnalyzeJob *a = container_of(j, AnalyzeJob, task.job);
+        Maintenance *mt = a->task.mt;
         const DbAnalyze *r = &a->result;
         MaintenanceOutcome o = { .task = TASK_ANALYZE };
         char took[32], lock[32], summary[256];
@@ -1003,7 +1016,7 @@ static void analyze_done(Job *j, bool ran) {
                   analyze_mode_names[a->mode], r->analyzed, r->considered, r->analyzed ? " (" : "", r->tables,
                   r->analyzed ? ")" : "", lock, r->result && ran ? "; " : "", r->result && ran ? r->error : "");
 
-        log_field(&f, "SQLVIGIL_TRIGGER", "%s", a->trigger);
+        log_field(&f, "SQLVIGIL_TRIGGER", "%s", a->task.trigger);
         log_field(&f, "SQLVIGIL_RESULT", "%s", result);
         log_field(&f, "SQLVIGIL_ANALYZE_MODE", "%s", analyze_mode_names[a->mode]);
         log_field(&f, "SQLVIGIL_TABLES", "%u", r->analyzed);
@@ -1012,9 +1025,9 @@ static void analyze_done(Job *j, bool ran) {
         log_field(&f, "SQLVIGIL_SQLITE_OPTIMIZE", "%d", r->sqlite_optimize);
         log_field(&f, "SQLVIGIL_DURATION_USEC", "%" PRIu64, r->duration);
         log_field(&f, "SQLVIGIL_LOCK_USEC", "%" PRIu64, r->lock_max);
-        log_event(prio, SQLVIGIL_MESSAGE_ANALYZE, "analyze", &f, "analyze (%s) %s in %s", a->trigger, summary, took);
+        log_event(prio, SQLVIGIL_MESSAGE_ANALYZE, "analyze", &f, "analyze (%s) %s in %s", a->task.trigger, summary, took);
 
-        record_run(mt, TASK_ANALYZE, a->started_rt, r->duration, r->lock_max, result, a->trigger, summary);
+        record_run(mt, TASK_ANALYZE, a->task.started_rt, r->duration, r->lock_max, result, a->task.trigger, summary);
         mt->totals.tables_analyzed += r->analyzed;
         o.ok = streq(result, "ok");
         o.mode = analyze_mode_names[a->mode];
@@ -1033,23 +1046,19 @@ static void analyze_done(Job *j, bool ran) {
 static int start_analyze(Maintenance *mt, AnalyzeMode mode, const char *trigger) {
         const Config *cfg = mt->manager->config;
         AnalyzeJob *a;
+        int r;
 
-        a = calloc(1, sizeof(*a));
+        a = task_job_new(mt, sizeof(*a), "analyze", trigger, analyze_run, analyze_done);
         if (!a)
                 return -ENOMEM;
-        a->job = (Job){ .name = "analyze", .cancellable = true, .run = analyze_run, .done = analyze_done };
-        a->mt = mt;
         a->mode = mode;
         a->limit = cfg->analysis_limit;
         /* Waiting for the lock blocks no one; holding it does, and each
          * table's ANALYZE holds it only for its bounded sample. */
         a->max_wait = USEC_PER_SEC;
-        a->trigger = trigger;
-        a->started_rt = now_usec(CLOCK_REALTIME);
-        if (!submit(mt, &a->job)) {
-                free(a);
-                return -ESHUTDOWN;
-        }
+        r = task_job_submit(&a->task);
+        if (r < 0)
+                return r;
         log_debug("analyze: starting %s (%s)", analyze_mode_names[mode], trigger);
         return 0;
 }
@@ -1057,23 +1066,20 @@ static int start_analyze(Maintenance *mt, AnalyzeMode mode, const char *trigger)
 /* ---- quick_check -------------------------------------------------------- */
 
 typedef struct CheckJob {
-        Job job;
-        Maintenance *mt;
+        TaskJob task;
         bool integrity;
-        const char *trigger;
-        usec_t started_rt;
         DbCheck result;
 } CheckJob;
 
 static void check_run(Db *db, Job *j) {
-        CheckJob *c = container_of(j, CheckJob, job);
+        CheckJob *c = container_of(j, CheckJob, task.job);
 
         db_check(db, c->integrity, &c->result);
 }
 
 static void check_done(Job *j, bool ran) {
-        CheckJob *c = container_of(j, CheckJob, job);
-        Maintenance *mt = c->mt;
+        CheckJob *c = container_of(j, CheckJob, task.job);
+        Maintenance *mt = c->task.mt;
         const DbCheck *r = &c->result;
         const char *kind = c->integrity ? "integrity_check" : "quick_check", *result;
         MaintenanceOutcome o = { .task = TASK_QUICK_CHECK };
@@ -1110,7 +1116,7 @@ static void check_done(Job *j, bool ran) {
                 bufprintf(mt->corruption, sizeof(mt->corruption), "%s", r->first);
                 mt->totals.checks_failed++;
         }
-        log_field(&f, "SQLVIGIL_TRIGGER", "%s", c->trigger);
+        log_field(&f, "SQLVIGIL_TRIGGER", "%s", c->task.trigger);
         log_field(&f, "SQLVIGIL_CHECK", "%s", c->integrity ? "integrity" : "quick");
         log_field(&f, "SQLVIGIL_RESULT", "%s", result);
         log_field(&f, "SQLVIGIL_PROBLEMS", "%u", r->problems);
@@ -1120,7 +1126,7 @@ static void check_done(Job *j, bool ran) {
         log_field(&f, "SQLVIGIL_LOCK_USEC", "0");
         log_event(prio, SQLVIGIL_MESSAGE_INTEGRITY, "integrity", &f, "%s in %s", summary, took);
 
-        record_run(mt, TASK_QUICK_CHECK, c->started_rt, r->duration, 0, result, c->trigger, summary);
+        record_run(mt, TASK_QUICK_CHECK, c->task.started_rt, r->duration, 0, result, c->task.trigger, summary);
         if (mt->corrupt != was_corrupt)
                 manager_reevaluate(mt->manager);
         o.ok = streq(result, "ok");
@@ -1135,22 +1141,18 @@ static void check_done(Job *j, bool ran) {
 }
 
 static int start_check(Maintenance *mt, bool integrity, const char *trigger) {
+        const char *name = integrity ? "integrity_check" : "quick_check";
         CheckJob *c;
+        int r;
 
-        c = calloc(1, sizeof(*c));
+        c = task_job_new(mt, sizeof(*c), name, trigger, check_run, check_done);
         if (!c)
                 return -ENOMEM;
-        c->job = (Job){ .name = integrity ? "integrity_check" : "quick_check", .cancellable = true, .run = check_run,
-                        .done = check_done };
-        c->mt = mt;
         c->integrity = integrity;
-        c->trigger = trigger;
-        c->started_rt = now_usec(CLOCK_REALTIME);
-        if (!submit(mt, &c->job)) {
-                free(c);
-                return -ESHUTDOWN;
-        }
-        log_debug("%s: starting (%s)", c->job.name, trigger);
+        r = task_job_submit(&c->task);
+        if (r < 0)
+                return r;
+        log_debug("%s: starting (%s)", name, trigger);
         return 0;
 }
 
