@@ -54,7 +54,6 @@ typedef struct Request {
 typedef struct VacuumRun {
         bool active;
         const char *trigger;
-        Request request;
         int64_t floor;          /* stop when the freelist is this small */
         int64_t limit;          /* pages to free at most, 0: no limit */
         int64_t freelist_before, page_count_before;
@@ -72,7 +71,6 @@ struct Maintenance {
         sd_event_source *timer;      /* the scheduler's next task */
         sd_event_source *wal_timer;  /* the WAL watch */
         sd_event_source *step_timer; /* the pause between vacuum steps */
-        bool stopped;
 
         TaskRun last[_TASK_MAX];
         MaintenanceTotals totals;
@@ -133,6 +131,15 @@ static uint64_t random_seed(void) {
         return seed;
 }
 
+/* Reads the WAL index into mt->wal; 0, or what walindex_read() says. */
+static int refresh_wal(Maintenance *mt) {
+        int r = walindex_read(mt->manager->db->shm_fd, &mt->wal);
+
+        if (r == 0)
+                mt->wal_valid = true;
+        return r;
+}
+
 /* Frames committed since our last checkpoint ended. */
 static uint32_t new_frames(const Maintenance *mt) {
         if (!mt->wal_valid)
@@ -184,7 +191,7 @@ static void task_end(Maintenance *mt, TaskId t, usec_t retry) {
 }
 
 static bool submit(Maintenance *mt, Job *job) {
-        if (mt->stopped || mt->manager->stopping)
+        if (mt->scheduler.stopped || mt->manager->stopping)
                 return false;
         worker_submit(mt->manager->worker, job);
         return true;
@@ -308,6 +315,8 @@ static void checkpoint_done(Job *j, bool ran) {
         CheckpointJob *c = container_of(j, CheckpointJob, task.job);
         Maintenance *mt = c->task.mt;
         const char *mode = checkpoint_mode_names[c->mode], *result;
+        /* The pass that decides the outcome: the stronger mode's, if any. */
+        const DbCheckpoint *last = c->mode == CHECKPOINT_PASSIVE ? &c->passive : &c->final;
         char before[32], after[32], took[32], summary[256];
         MaintenanceOutcome o = { .task = TASK_CHECKPOINT };
         LogFields f = { 0 };
@@ -335,15 +344,14 @@ static void checkpoint_done(Job *j, bool ran) {
                          ? c->passive.log_frames
                          : MAX(c->passive.log_frames, c->final.log_frames);
         copied = c->passive.checkpointed;
-        busy = (c->mode == CHECKPOINT_PASSIVE ? c->passive.result : c->final.result) == DB_E_BUSY;
+        busy = last->result == DB_E_BUSY;
         duration = c->passive.duration + c->final.duration;
         /* PASSIVE never takes the writer lock; the other modes hold it while
          * they wait for readers, which is what writers feel. */
         lock_usec = c->mode == CHECKPOINT_PASSIVE ? 0 : c->final.duration - c->final.ckpt_lock_wait;
         /* Both counts stay -1 when another connection held the checkpoint
          * lock all along (an application's autocheckpoint, usually). */
-        lock_taken = c->mode == CHECKPOINT_PASSIVE ? c->passive.result == DB_E_BUSY && c->passive.log_frames == -1
-                                                   : c->final.result == DB_E_BUSY && c->final.log_frames == -1;
+        lock_taken = busy && last->log_frames == -1;
 
         if (c->mode == CHECKPOINT_PASSIVE) {
                 caught_up = c->passive.result == 0 && copied >= frames;
@@ -357,8 +365,7 @@ static void checkpoint_done(Job *j, bool ran) {
          * long as the copying moves on (nBackfill grows) or the WAL gets
          * reset now and then (its salt changes). Starvation is a reader that
          * holds the copying at one frame, round after round. */
-        if (walindex_read(mt->manager->db->shm_fd, &mt->wal) == 0)
-                mt->wal_valid = true;
+        (void)refresh_wal(mt);
         reset_since = mt->wal_valid && mt->have_ckpt_mark && mt->wal.salt != mt->ckpt_salt;
         progress = mt->wal_valid && mt->have_ckpt_mark && mt->wal.n_backfill > mt->ckpt_backfill;
 
@@ -483,6 +490,7 @@ static bool choose_checkpoint(Maintenance *mt, uint64_t wal_bytes, bool interval
                               const char **ret_trigger) {
         const Config *cfg = mt->manager->config;
         bool may_reset = now_boot() >= mt->reset_not_before;
+        uint32_t frames;
 
         if (cfg->truncate_wal_size && wal_bytes > cfg->truncate_wal_size && may_reset) {
                 *ret_mode = CHECKPOINT_TRUNCATE;
@@ -496,8 +504,8 @@ static bool choose_checkpoint(Maintenance *mt, uint64_t wal_bytes, bool interval
                 *ret_trigger = "wal-restart";
                 return true;
         }
-        if (new_frames(mt) >= cfg->min_wal_pages ||
-            (interval && (new_frames(mt) > 0 || walindex_pending(&mt->wal) > 0))) {
+        frames = new_frames(mt);
+        if (frames >= cfg->min_wal_pages || (interval && (frames > 0 || walindex_pending(&mt->wal) > 0))) {
                 *ret_mode = CHECKPOINT_PASSIVE;
                 *ret_trigger = interval ? "interval" : "wal-pages";
                 return true;
@@ -510,8 +518,7 @@ static void scheduled_checkpoint(Maintenance *mt) {
         CheckpointMode mode;
         const char *trigger;
 
-        if (walindex_read(mt->manager->db->shm_fd, &mt->wal) == 0)
-                mt->wal_valid = true;
+        (void)refresh_wal(mt);
         if (!choose_checkpoint(mt, db_wal_bytes(mt->manager->db), true, &mode, &trigger) ||
             start_checkpoint(mt, mode, trigger) < 0)
                 task_end(mt, TASK_CHECKPOINT, 0);
@@ -539,7 +546,7 @@ static void wal_check(Maintenance *mt) {
         CheckpointMode mode;
         const char *trigger;
 
-        if (mt->stopped || !mt->wal_valid || mt->scheduler.task[TASK_CHECKPOINT].running)
+        if (mt->scheduler.stopped || !mt->wal_valid || mt->scheduler.task[TASK_CHECKPOINT].running)
                 return;
         if (choose_checkpoint(mt, db_wal_bytes(mt->manager->db), false, &mode, &trigger) &&
             scheduler_begin(&mt->scheduler, TASK_CHECKPOINT, now_boot()) && start_checkpoint(mt, mode, trigger) < 0)
@@ -550,13 +557,11 @@ static int on_wal_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Maintenance *mt = userdata;
         int r;
 
-        if (mt->stopped)
+        if (mt->scheduler.stopped)
                 return 0;
-        r = walindex_read(mt->manager->db->shm_fd, &mt->wal);
-        if (r == 0) {
-                mt->wal_valid = true;
+        if (refresh_wal(mt) == 0)
                 adapt_wal_poll(mt);
-        } else
+        else
                 mt->wal_poll = WAL_POLL_MAX;
         r = sd_event_source_set_time(s, usec + mt->wal_poll);
         if (r >= 0)
@@ -647,11 +652,7 @@ static void vacuum_finish(Maintenance *mt, const char *result, const char *error
         o.pages = (int64_t)v->freed;
         o.freelist_after = v->freelist;
         o.busy = streq(result, "busy");
-        if (v->request.reply) {
-                mt->pending[TASK_VACUUM] = v->request;
-                v->request = (Request){ 0 };
-                reply(mt, TASK_VACUUM, &o);
-        }
+        reply(mt, TASK_VACUUM, &o);
 
         if (streq(result, "busy"))
                 task_end(mt, TASK_VACUUM, BUSY_RETRY);
@@ -702,10 +703,8 @@ static void vacuum_step_done(Job *j, bool ran) {
                  * stay small. Measured: between 100 ms polls the WAL grew by
                  * 5,000-17,000 frames, and the RESTART that followed held the
                  * writer lock for up to 70 ms. */
-                if (walindex_read(mt->manager->db->shm_fd, &mt->wal) == 0) {
-                        mt->wal_valid = true;
+                if (refresh_wal(mt) == 0)
                         wal_check(mt);
-                }
                 log_debug("vacuum step %u: freed %" PRIu32 " pages holding the lock %" PRIu64 " us; next %" PRIu32
                           " pages (%.1f us/page)",
                           v->steps, st.freed, st.lock_held, v->budget.pages, v->budget.usec_per_page);
@@ -714,7 +713,7 @@ static void vacuum_step_done(Job *j, bool ran) {
                         return;
                 }
         }
-        if (mt->stopped) {
+        if (mt->scheduler.stopped) {
                 vacuum_finish(mt, "cancelled", "sqlvigil is stopping");
                 return;
         }
@@ -826,11 +825,11 @@ static void convert_done(Job *j, bool ran) {
         o.run = &mt->last[TASK_VACUUM];
         o.error = o.ok ? NULL : summary;
         reply(mt, TASK_VACUUM, &o);
-        task_end(mt, TASK_VACUUM, 0);
-        /* The whole database went through the WAL; shrink it now. */
+        /* The whole database went through the WAL; shrink it now (task_end()
+         * arms the timer for it). */
         if (o.ok)
                 scheduler_trigger(&mt->scheduler, TASK_CHECKPOINT, now_boot());
-        (void)arm_timer(mt);
+        task_end(mt, TASK_VACUUM, 0);
         free(c);
 }
 
@@ -960,10 +959,6 @@ static int start_vacuum(Maintenance *mt, const char *trigger, int64_t limit, cha
                 .page_count = pages,
                 .started_rt = now_usec(CLOCK_REALTIME),
         };
-        if (admin) {
-                v->request = mt->pending[TASK_VACUUM];
-                mt->pending[TASK_VACUUM] = (Request){ 0 };
-        }
         budget_init(&v->budget, cfg->step_budget, mt->learned_usec_per_page, cache_pages(m));
         mt->vacuum_note[0] = '\0';
         log_debug("vacuum: starting (%s), %" PRIi64 " free pages", trigger, freelist);
@@ -1220,7 +1215,7 @@ static int arm_timer(Maintenance *mt) {
         usec_t next = scheduler_next(&mt->scheduler), smallest = USEC_INFINITY;
         int r;
 
-        if (mt->stopped || next == USEC_INFINITY)
+        if (mt->scheduler.stopped || next == USEC_INFINITY)
                 return sd_event_source_set_enabled(mt->timer, SD_EVENT_OFF);
         for (int t = 0; t < _TASK_MAX; t++)
                 if (mt->scheduler.task[t].interval)
@@ -1299,7 +1294,6 @@ void maintenance_reload(Maintenance *mt) {
 }
 
 void maintenance_stop(Maintenance *mt) {
-        mt->stopped = true;
         scheduler_stop(&mt->scheduler);
         (void)sd_event_source_set_enabled(mt->timer, SD_EVENT_OFF);
         (void)sd_event_source_set_enabled(mt->wal_timer, SD_EVENT_OFF);
@@ -1311,7 +1305,7 @@ void maintenance_stop(Maintenance *mt) {
 int maintenance_request(Maintenance *mt, TaskId task, int64_t arg, MaintenanceReply cb, void *userdata) {
         usec_t now = now_boot();
 
-        if (mt->stopped)
+        if (mt->scheduler.stopped)
                 return -ESHUTDOWN;
         if (mt->pending[task].reply || !scheduler_begin(&mt->scheduler, task, now))
                 return -EBUSY;
@@ -1324,8 +1318,6 @@ void maintenance_forget_reply(Maintenance *mt, void *userdata) {
         for (int t = 0; t < _TASK_MAX; t++)
                 if (mt->pending[t].userdata == userdata)
                         mt->pending[t] = (Request){ 0 };
-        if (mt->vacuum.request.userdata == userdata)
-                mt->vacuum.request = (Request){ 0 };
 }
 
 const char *maintenance_corruption(const Maintenance *mt) {
