@@ -89,6 +89,18 @@ static void *worker_main(void *userdata) {
 }
 
 /* Loop thread: hands finished jobs to their owners. */
+/* Gives each job of the list back to its owner through done(); ran says
+ * whether it ran (a queued job's finished_at is still 0). */
+static void hand_back(Job *list) {
+        while (list) {
+                Job *job = list;
+
+                list = job->next;
+                job->next = NULL;
+                job->done(job, job->finished_at != 0);
+        }
+}
+
 static int on_worker_event(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         Worker *w = userdata;
         uint64_t n;
@@ -104,13 +116,7 @@ static int on_worker_event(sd_event_source *s, int fd, uint32_t revents, void *u
         w->done = NULL;
         pthread_mutex_unlock(&w->lock);
 
-        while (list) {
-                Job *job = list;
-
-                list = job->next;
-                job->next = NULL;
-                job->done(job, job->finished_at != 0);
-        }
+        hand_back(list);
         return 0;
 }
 
@@ -169,8 +175,6 @@ fail:
 }
 
 Worker *worker_free(Worker *w) {
-        Job *list;
-
         if (!w)
                 return NULL;
         if (w->thread_started) {
@@ -183,20 +187,8 @@ Worker *worker_free(Worker *w) {
         }
         /* Whatever is left never ran, or finished without the loop seeing it;
          * its owner still frees it. */
-        list = w->done;
-        while (list) {
-                Job *job = list;
-
-                list = job->next;
-                job->done(job, job->finished_at != 0);
-        }
-        list = w->queue;
-        while (list) {
-                Job *job = list;
-
-                list = job->next;
-                job->done(job, false);
-        }
+        hand_back(w->done);
+        hand_back(w->queue);
         sd_event_source_disable_unref(w->source);
         if (w->event_fd >= 0)
                 close(w->event_fd);
