@@ -26,6 +26,11 @@
         "SELECT (SELECT 1 FROM sqlite_schema LIMIT 1), (SELECT journal_mode FROM pragma_journal_mode), " \
         "(SELECT page_count FROM pragma_page_count), (SELECT freelist_count FROM pragma_freelist_count)"
 
+/* The counts a vacuum step reads after itself, in one statement for the
+ * same reason. */
+#define COUNTS_SQL                                                                                 \
+        "SELECT (SELECT freelist_count FROM pragma_freelist_count), (SELECT page_count FROM pragma_page_count)"
+
 static void set_error(char *buf, size_t size, sqlite3 *s, int rc, const char *what) {
         const char *msg = s ? sqlite3_errmsg(s) : sqlite3_errstr(rc);
         int sys = s ? sqlite3_system_errno(s) : 0;
@@ -123,16 +128,14 @@ static int exec_sql(Db *db, const char *sql) {
 }
 
 /* Runs a one-row query and copies the first column as text. */
-static int query_text(Db *db, sqlite3_stmt *cached, const char *sql, char *out, size_t out_size) {
-        sqlite3_stmt *stmt = cached;
+static int query_text(Db *db, const char *sql, char *out, size_t out_size) {
+        sqlite3_stmt *stmt;
         int rc;
 
-        if (!stmt) {
-                rc = sqlite3_prepare_v2(db->sqlite, sql, -1, &stmt, NULL);
-                if (rc != SQLITE_OK) {
-                        set_error(db->error, sizeof(db->error), db->sqlite, rc, sql);
-                        return DB_E_SQLITE;
-                }
+        rc = sqlite3_prepare_v2(db->sqlite, sql, -1, &stmt, NULL);
+        if (rc != SQLITE_OK) {
+                set_error(db->error, sizeof(db->error), db->sqlite, rc, sql);
+                return DB_E_SQLITE;
         }
         rc = sqlite3_step(stmt);
         if (rc == SQLITE_ROW) {
@@ -146,22 +149,17 @@ static int query_text(Db *db, sqlite3_stmt *cached, const char *sql, char *out, 
         } else {
                 set_error(db->error, sizeof(db->error), db->sqlite, rc, sql);
         }
-        /* Reset at once: a statement left on a row keeps its read transaction
-         * open, and an open read transaction starves checkpoints. */
-        if (cached)
-                sqlite3_reset(stmt);
-        else
-                sqlite3_finalize(stmt);
+        sqlite3_finalize(stmt);
         if (rc == SQLITE_OK)
                 return 0;
         return (rc & 0xff) == SQLITE_BUSY ? DB_E_BUSY : DB_E_SQLITE;
 }
 
-static int query_int(Db *db, sqlite3_stmt *cached, const char *sql, int64_t *ret) {
+static int query_int(Db *db, const char *sql, int64_t *ret) {
         char buf[64];
         int r;
 
-        r = query_text(db, cached, sql, buf, sizeof(buf));
+        r = query_text(db, sql, buf, sizeof(buf));
         if (r != 0)
                 return r;
         if (sscanf(buf, "%" SCNd64, ret) != 1) {
@@ -187,8 +185,7 @@ Db *db_free(Db *db) {
         if (!db)
                 return NULL;
         sqlite3_finalize(db->stmt_probe);
-        sqlite3_finalize(db->stmt_page_count);
-        sqlite3_finalize(db->stmt_freelist);
+        sqlite3_finalize(db->stmt_counts);
         sqlite3_finalize(db->stmt_begin);
         sqlite3_finalize(db->stmt_rollback);
         /* sqlite3_close() fails only with unfinalized statements, which we
@@ -286,7 +283,7 @@ int db_open(const char *path, bool create, Db **ret, char *error, size_t error_s
 
         /* The first read: a file that is no database fails here, not later. */
         set_wait(db, 5 * USEC_PER_SEC);
-        r = query_int(db, NULL, "PRAGMA page_size", &db->page_size);
+        r = query_int(db, "PRAGMA page_size", &db->page_size);
         if (r != 0) {
                 bufprintf(error, error_size, "%s: %s", path, db->error);
                 return DB_E_SQLITE;
@@ -300,8 +297,7 @@ int db_open(const char *path, bool create, Db **ret, char *error, size_t error_s
         db->ino = st.st_ino;
 
         if (prepare_cached(db, PROBE_SQL, &db->stmt_probe) ||
-            prepare_cached(db, "PRAGMA page_count", &db->stmt_page_count) ||
-            prepare_cached(db, "PRAGMA freelist_count", &db->stmt_freelist) ||
+            prepare_cached(db, COUNTS_SQL, &db->stmt_counts) ||
             prepare_cached(db, "BEGIN IMMEDIATE", &db->stmt_begin) ||
             prepare_cached(db, "ROLLBACK", &db->stmt_rollback)) {
                 bufprintf(error, error_size, "%s: %s", path, db->error);
@@ -338,7 +334,7 @@ int db_apply_pragmas(Db *db, const PragmaRequest requests[_PRAGMA_MAX], usec_t m
         int r;
 
         set_wait(db, max_wait);
-        r = query_int(db, NULL, "PRAGMA page_count", &page_count);
+        r = query_int(db, "PRAGMA page_count", &page_count);
         if (r != 0)
                 return r;
         /* A database without a single page takes page_size and auto_vacuum
@@ -369,7 +365,7 @@ int db_apply_pragmas(Db *db, const PragmaRequest requests[_PRAGMA_MAX], usec_t m
                                 return r;
                 }
                 bufprintf(sql, sizeof(sql), "PRAGMA %s", info->name);
-                r = query_text(db, NULL, sql, text, sizeof(text));
+                r = query_text(db, sql, text, sizeof(text));
                 if (r != 0)
                         return r;
                 format_effective(id, text, st, &effective, &known);
@@ -397,7 +393,7 @@ int db_apply_pragmas(Db *db, const PragmaRequest requests[_PRAGMA_MAX], usec_t m
                 set_error(db->error, sizeof(db->error), db->sqlite, SQLITE_ERROR, "sqlite3_busy_handler");
                 return DB_E_SQLITE;
         }
-        r = query_int(db, NULL, "PRAGMA page_size", &db->page_size);
+        r = query_int(db, "PRAGMA page_size", &db->page_size);
         if (r != 0)
                 return r;
         return 0;
@@ -546,7 +542,7 @@ void db_vacuum_step(Db *db, uint32_t pages, usec_t max_wait, usec_t hold, DbVacu
         sqlite3_stmt *stmt = NULL;
         char sql[64];
         usec_t start, now;
-        int rc, r;
+        int rc;
 
         *v = (DbVacuumStep){ 0 };
         /* Writers that a checkpoint held up are sleeping in their busy
@@ -591,13 +587,16 @@ void db_vacuum_step(Db *db, uint32_t pages, usec_t max_wait, usec_t hold, DbVacu
                 v->lock_held = 0;
                 return;
         }
-        r = query_int(db, db->stmt_freelist, "PRAGMA freelist_count", &v->freelist_count);
-        if (r == 0)
-                r = query_int(db, db->stmt_page_count, "PRAGMA page_count", &v->page_count);
-        if (r != 0) {
-                v->result = r;
-                bufprintf(v->error, sizeof(v->error), "%s", db->error);
+        rc = sqlite3_step(db->stmt_counts);
+        if (rc == SQLITE_ROW) {
+                v->freelist_count = sqlite3_column_int64(db->stmt_counts, 0);
+                v->page_count = sqlite3_column_int64(db->stmt_counts, 1);
+        } else {
+                set_error(v->error, sizeof(v->error), db->sqlite, rc, "PRAGMA freelist_count and page_count");
+                v->result = (rc & 0xff) == SQLITE_BUSY ? DB_E_BUSY : DB_E_SQLITE;
         }
+        /* At once: a statement left on a row keeps its read transaction. */
+        sqlite3_reset(db->stmt_counts);
 }
 
 void db_convert(Db *db, usec_t max_wait, DbConvert *c) {
@@ -607,9 +606,9 @@ void db_convert(Db *db, usec_t max_wait, DbConvert *c) {
 
         *c = (DbConvert){ 0 };
         set_wait(db, max_wait);
-        r = query_int(db, NULL, "PRAGMA page_count", &c->page_count_before);
+        r = query_int(db, "PRAGMA page_count", &c->page_count_before);
         if (r == 0)
-                r = query_int(db, NULL, "PRAGMA freelist_count", &c->freelist_before);
+                r = query_int(db, "PRAGMA freelist_count", &c->freelist_before);
         /* auto_vacuum=incremental is remembered by the connection and written
          * into the new file VACUUM builds; it works in WAL mode. */
         if (r == 0)
@@ -617,11 +616,11 @@ void db_convert(Db *db, usec_t max_wait, DbConvert *c) {
         if (r == 0)
                 r = exec_sql(db, "VACUUM");
         if (r == 0)
-                r = query_int(db, NULL, "PRAGMA auto_vacuum", &av);
+                r = query_int(db, "PRAGMA auto_vacuum", &av);
         if (r == 0)
-                r = query_int(db, NULL, "PRAGMA page_count", &c->page_count_after);
+                r = query_int(db, "PRAGMA page_count", &c->page_count_after);
         if (r == 0)
-                r = query_int(db, NULL, "PRAGMA freelist_count", &c->freelist_after);
+                r = query_int(db, "PRAGMA freelist_count", &c->freelist_after);
         c->duration = now_usec(CLOCK_MONOTONIC) - start;
         c->incremental = av == 2;
         if (r != 0) {

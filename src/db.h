@@ -74,8 +74,7 @@ typedef struct Db {
         _Atomic usec_t heartbeat;
 
         sqlite3_stmt *stmt_probe; /* cached: the health probe runs often */
-        sqlite3_stmt *stmt_page_count;
-        sqlite3_stmt *stmt_freelist;
+        sqlite3_stmt *stmt_counts;
         sqlite3_stmt *stmt_begin;
         sqlite3_stmt *stmt_rollback;
 
