@@ -372,6 +372,7 @@ static void client_drain(Client *cl) {
 static int on_client_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         Client *cl = userdata;
         ssize_t n;
+        char *nl;
         int r;
 
         (void)s;
@@ -395,13 +396,8 @@ static int on_client_io(sd_event_source *s, int fd, uint32_t revents, void *user
                         client_drain(cl);
                 return 0;
         }
-        if (cl->waiting) {
-                /* Only hang-ups arrive here while an operation runs. */
-                if (revents & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-                        client_free(cl);
-                return 0;
-        }
-
+        /* While an operation runs on its behalf the client's source is off
+         * (client_process()): nothing arrives here until the reply. */
         n = recv(fd, cl->in + cl->in_len, sizeof(cl->in) - cl->in_len, MSG_DONTWAIT);
         if (n < 0) {
                 if (errno == EAGAIN || errno == EINTR)
@@ -417,11 +413,10 @@ static int on_client_io(sd_event_source *s, int fd, uint32_t revents, void *user
                         client_process(cl);
                 return 0;
         }
-        if (memchr(cl->in + cl->in_len, '\n', (size_t)n)) {
-                char *nl;
-
-                cl->in_len += (size_t)n;
-                nl = memchr(cl->in, '\n', cl->in_len);
+        /* Earlier reads held no newline (a line is processed as soon as it
+         * is complete), so only the new bytes can end it. */
+        nl = memchr(cl->in + cl->in_len, '\n', (size_t)n);
+        if (nl) {
                 cl->in_len = (size_t)(nl - cl->in) + 1; /* anything after the line is ignored */
                 client_process(cl);
                 return 0;

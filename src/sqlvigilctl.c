@@ -23,6 +23,7 @@
 #include "config.h"
 #include "json.h"
 #include "request.h"
+#include "scheduler.h"
 #include "util.h"
 
 enum {
@@ -327,7 +328,6 @@ static const char *str(const JsonValue *v, const char *path) {
 }
 
 static void show_status(const JsonValue *r) {
-        static const char *const tasks[] = { "checkpoint", "vacuum", "analyze", "quick_check" };
         const char *state = str(r, "health.state");
         char b1[32], b2[32], b3[64];
         double since = 0, at;
@@ -364,20 +364,20 @@ static void show_status(const JsonValue *r) {
         if (!differ)
                 printf("  pragmas     as configured\n");
 
-        for (size_t i = 0; i < ELEMENTSOF(tasks); i++) {
+        for (size_t i = 0; i < _TASK_MAX; i++) {
                 char path[64];
                 const JsonValue *t;
 
-                bufprintf(path, sizeof(path), "maintenance.last.%s", tasks[i]);
+                bufprintf(path, sizeof(path), "maintenance.last.%s", task_names[i]);
                 t = json_get(r, path);
                 printf("  %-11s ", i == 0 ? "last runs" : "");
                 if (!t || t->type != JSON_OBJECT) {
-                        printf("%-12s never\n", tasks[i]);
+                        printf("%-12s never\n", task_names[i]);
                         continue;
                 }
                 at = 0;
                 (void)json_get_number(t, "at", &at);
-                printf("%-12s %-12s %-10s %s (%s, lock %s)\n", tasks[i], ago(at, b3, sizeof(b3)), str(t, "result"),
+                printf("%-12s %-12s %-10s %s (%s, lock %s)\n", task_names[i], ago(at, b3, sizeof(b3)), str(t, "result"),
                        str(t, "summary"), format_elapsed(b1, sizeof(b1), (usec_t)MAX(num(t, "duration_usec"), 0)),
                        format_elapsed(b2, sizeof(b2), (usec_t)MAX(num(t, "lock_usec"), 0)));
         }
