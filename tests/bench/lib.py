@@ -182,11 +182,7 @@ def rows_by_writer(path):
         con.close()
 
 
-def file_size(path):
-    try:
-        return os.path.getsize(path)
-    except FileNotFoundError:
-        return 0
+file_size = harness.file_size
 
 
 # ---- the daemon -------------------------------------------------------------
@@ -195,7 +191,7 @@ class Sqlvigil:
     """sqlvigil under the emulated systemd of the integration harness, with
     its stderr captured line by line (with arrival times)."""
 
-    def __init__(self, tmp, db, conf, name, debug=False, watchdog_usec=None, wait_ready=True):
+    def __init__(self, tmp, db, conf, name, debug=False, watchdog_usec=None):
         self.conf = os.path.join(tmp, f"{name}.conf")
         with open(self.conf, "w") as f:
             f.write(f"[database]\npath = {db}\n{conf}")
@@ -203,11 +199,8 @@ class Sqlvigil:
         os.mkdir(sockdir)
         self.notify = harness.Notify(sockdir)
         env = {"SQLVIGIL_DEBUG": "1"} if debug else None
-        self.exec_at = time.monotonic()
         self.d = harness.Daemon(["--config", self.conf], notify=self.notify, watchdog_usec=watchdog_usec, env=env)
-        self.ready_at = None
-        if wait_ready:
-            self.wait_ready()
+        self.wait_ready()
 
     def wait_ready(self, timeout=60):
         try:
@@ -215,7 +208,6 @@ class Sqlvigil:
         except harness.Failure:
             self.kill()
             raise BenchError("sqlvigil did not become ready:\n" + self.d.dump())
-        self.ready_at = t
         return t
 
     @property

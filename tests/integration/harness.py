@@ -123,8 +123,6 @@ class Daemon:
         e["RUNTIME_DIRECTORY"] = tempfile.mkdtemp(prefix="sqlvigil-run-")
         if env:
             e.update(env)
-        self.runtime_directory = e["RUNTIME_DIRECTORY"]
-        self.started = time.monotonic()
         self.proc = subprocess.Popen([SQLVIGIL] + list(args), env=e, cwd=cwd,
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE)
@@ -132,19 +130,17 @@ class Daemon:
         self.lock = threading.Lock()
         self.readers = [threading.Thread(target=self._read, args=(self.proc.stderr, True), daemon=True),
                         threading.Thread(target=self._read, args=(self.proc.stdout, False), daemon=True)]
-        self.stdout = []
         for r in self.readers:
             r.start()
 
     def _read(self, stream, is_stderr):
         for raw in stream:
             line = raw.decode("utf-8", "replace").rstrip("\n")
+            if not is_stderr:
+                continue  # drained, so that the daemon never blocks on a full pipe
             with self.lock:
-                if is_stderr:
-                    self.lines.append((time.monotonic(), line))
-                else:
-                    self.stdout.append(line)
-            if is_stderr and os.environ.get("SQLVIGIL_TEST_VERBOSE"):
+                self.lines.append((time.monotonic(), line))
+            if os.environ.get("SQLVIGIL_TEST_VERBOSE"):
                 print(f"  [sqlvigil] {line}", flush=True)
 
     @property
@@ -235,10 +231,12 @@ def integrity(path):
 
 
 def file_size(path):
+    """Its size in bytes; 0 when it does not exist (an absent -wal is an
+    empty one)."""
     try:
         return os.path.getsize(path)
     except FileNotFoundError:
-        return None
+        return 0
 
 
 def write_config(path, text):

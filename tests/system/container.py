@@ -27,7 +27,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BUILD = os.environ.get("SQLVIGIL_BUILD_ROOT", "build")
@@ -190,7 +189,6 @@ class Container:
         argv = ["systemd-nspawn", "--quiet", "-D", self.root, f"--machine={self.machine}",
                 "--register=no", "--keep-unit", "--private-network", "-b", "--console=pipe",
                 "--", "systemd.unit=sqlvigil-test-driver.service"]
-        start = time.monotonic()
         with open(console, "w") as out:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
             try:
@@ -205,7 +203,6 @@ class Container:
                     proc.wait()
                 raise ContainerError(f"the container did not power off within {timeout + 30}s"
                                      + self.diagnostics(console))
-        self.boot_seconds = time.monotonic() - start
         try:
             result = json.loads(self.read(os.path.join(TEST_DIR, "result.json")))
         except (OSError, ValueError) as e:

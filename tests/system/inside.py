@@ -248,7 +248,7 @@ class Session:
 
     # ---- set-up -----------------------------------------------------------
 
-    def instance(self, name, config="", rows=0, wal=True, create_db=True, user=None, directory=None):
+    def instance(self, name, config="", rows=0, wal=True, user=None, directory=None):
         """By the unit's convention: a user and group NAME, owning
         /var/lib/NAME and its database NAME.db (with table t), and
         /etc/sqlvigil/NAME.conf. user= and directory= put the database
@@ -257,15 +257,14 @@ class Session:
         self.run("useradd", "--system", "--user-group", "--home-dir", inst.dir, "--no-create-home",
                  "--shell", "/usr/sbin/nologin", inst.user)
         os.makedirs(inst.dir, exist_ok=True)
-        if create_db:
-            con = sqlite3.connect(inst.db, isolation_level=None)
-            con.execute(f"PRAGMA journal_mode={'wal' if wal else 'delete'}")
-            con.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
-            if rows:
-                con.execute("BEGIN")
-                con.executemany("INSERT INTO t(v) VALUES (?)", ((f"row {i}",) for i in range(rows)))
-                con.execute("COMMIT")
-            con.close()
+        con = sqlite3.connect(inst.db, isolation_level=None)
+        con.execute(f"PRAGMA journal_mode={'wal' if wal else 'delete'}")
+        con.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+        if rows:
+            con.execute("BEGIN")
+            con.executemany("INSERT INTO t(v) VALUES (?)", ((f"row {i}",) for i in range(rows)))
+            con.execute("COMMIT")
+        con.close()
         self.run("chown", "-R", f"{inst.user}:{inst.user}", inst.dir)
         self.write_config(inst, f"[database]\npath = {inst.db}\n\n{config}")
         return inst
