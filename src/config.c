@@ -304,12 +304,10 @@ static int key_set(Config *c, const ConfigKey *k, const char *value, char *why, 
                 PragmaRequest *p = &c->pragmas[k->offset];
                 int64_t v;
 
-                if (!*value && k->offset == PRAGMA_JOURNAL_MODE) {
-                        bufprintf(why, why_size, "expected wal (sqlvigil supervises databases in WAL mode only)");
-                        return -EINVAL;
-                }
-                if (!*value) {
-                        /* "cache_size =" explicitly leaves the pragma alone. */
+                if (!*value && k->offset != PRAGMA_JOURNAL_MODE) {
+                        /* "cache_size =" explicitly leaves the pragma alone;
+                         * journal_mode cannot be left alone, and parsing the
+                         * empty value says so. */
                         p->set = false;
                         return 0;
                 }
