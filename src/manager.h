@@ -44,7 +44,7 @@ typedef struct Manager {
 
         Db *db;                 /* after start-up, used only on the worker thread */
         Worker *worker;
-        Maintenance *maintenance;
+        Maintenance *maintenance; /* set before the control socket and the first metrics, which rely on it */
         Control *control;
         char *instance;         /* NAME: for the control socket and metrics */
         PragmaStatus pragmas[_PRAGMA_MAX]; /* the loop's copy of db->pragmas */

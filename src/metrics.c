@@ -52,7 +52,7 @@ static void counter(Out *o, const char *name, const char *help, double v) {
 }
 
 char *metrics_render(Manager *m) {
-        const MaintenanceTotals *t = m->maintenance ? maintenance_totals(m->maintenance) : NULL;
+        const MaintenanceTotals *t = maintenance_totals(m->maintenance);
         char *text = NULL, *labels = NULL, extra[256];
         size_t len = 0, llen = 0;
         WalIndex wi;
@@ -97,7 +97,7 @@ char *metrics_render(Manager *m) {
 
         gauge(&o, "sqlvigil_database_size_bytes", "Size of the database file.", (double)m->files.db_bytes);
         gauge(&o, "sqlvigil_wal_size_bytes", "Size of the -wal file.", (double)m->files.wal_bytes);
-        if (m->maintenance && maintenance_wal_index(m->maintenance, &wi)) {
+        if (maintenance_wal_index(m->maintenance, &wi)) {
                 gauge(&o, "sqlvigil_wal_frames", "Frames in the WAL.", wi.mx_frame);
                 gauge(&o, "sqlvigil_wal_pending_frames", "WAL frames not yet copied into the database.",
                       walindex_pending(&wi));
@@ -109,13 +109,13 @@ char *metrics_render(Manager *m) {
         gauge(&o, "sqlvigil_page_size_bytes", "The database's page size.", (double)m->page_size);
         gauge(&o, "sqlvigil_free_disk_bytes", "Free space on the database's file system.", (double)m->files.free_bytes);
         gauge(&o, "sqlvigil_checkpoint_starved", "1 while checkpoints cannot catch up because readers never leave.",
-              m->maintenance && maintenance_starvation(m->maintenance));
+              maintenance_starvation(m->maintenance) != NULL);
         gauge(&o, "sqlvigil_resident_memory_bytes", "sqlvigil's resident set size.", (double)report_rss_bytes());
 
         family(&o, "sqlvigil_task_runs_total", "counter", "Maintenance runs, by task.");
         for (int k = 0; k < _TASK_MAX; k++) {
                 bufprintf(extra, sizeof(extra), "task=\"%s\"", task_names[k]);
-                sample(&o, "sqlvigil_task_runs_total", extra, t ? (double)t->runs[k] : 0);
+                sample(&o, "sqlvigil_task_runs_total", extra, (double)t->runs[k]);
         }
         {
                 static const struct {
@@ -129,7 +129,7 @@ char *metrics_render(Manager *m) {
 
                 for (size_t i = 0; i < ELEMENTSOF(last); i++) {
                         family(&o, last[i].name, "gauge", last[i].help);
-                        for (int k = 0; k < _TASK_MAX && m->maintenance; k++) {
+                        for (int k = 0; k < _TASK_MAX; k++) {
                                 const TaskRun *r = maintenance_last(m->maintenance, (TaskId)k);
                                 double v;
 
@@ -145,12 +145,12 @@ char *metrics_render(Manager *m) {
                 }
         }
         counter(&o, "sqlvigil_checkpoint_frames_total", "WAL frames copied into the database by sqlvigil's checkpoints.",
-                t ? (double)t->frames_checkpointed : 0);
+                (double)t->frames_checkpointed);
         counter(&o, "sqlvigil_vacuum_pages_reclaimed_total", "Pages given back to the file system by incremental vacuum.",
-                t ? (double)t->pages_reclaimed : 0);
-        counter(&o, "sqlvigil_analyze_tables_total", "Tables analyzed.", t ? (double)t->tables_analyzed : 0);
+                (double)t->pages_reclaimed);
+        counter(&o, "sqlvigil_analyze_tables_total", "Tables analyzed.", (double)t->tables_analyzed);
         counter(&o, "sqlvigil_integrity_failures_total", "quick_check or integrity_check runs that found problems.",
-                t ? (double)t->checks_failed : 0);
+                (double)t->checks_failed);
 
         free(labels);
         if (fclose(o.f) != 0) {

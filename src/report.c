@@ -86,10 +86,10 @@ static void run_object(Json *j, const TaskRun *r) {
 }
 
 void report_stats_members(Manager *m, Json *j) {
-        const MaintenanceTotals *t = m->maintenance ? maintenance_totals(m->maintenance) : NULL;
+        const MaintenanceTotals *t = maintenance_totals(m->maintenance);
         usec_t p50, p99;
         WalIndex wi;
-        bool have_wi = m->maintenance && maintenance_wal_index(m->maintenance, &wi);
+        bool have_wi = maintenance_wal_index(m->maintenance, &wi);
 
         json_key(j, "health");
         json_object_begin(j);
@@ -138,25 +138,25 @@ void report_stats_members(Manager *m, Json *j) {
 
         json_key(j, "maintenance");
         json_object_begin(j);
-        json_kv_string(j, "running", m->maintenance ? maintenance_running(m->maintenance) : NULL);
-        json_kv_bool(j, "starved", m->maintenance && maintenance_starvation(m->maintenance));
+        json_kv_string(j, "running", maintenance_running(m->maintenance));
+        json_kv_bool(j, "starved", maintenance_starvation(m->maintenance) != NULL);
         json_key(j, "last");
         json_object_begin(j);
         for (int task = 0; task < _TASK_MAX; task++) {
                 json_key(j, task_names[task]);
-                run_object(j, m->maintenance ? maintenance_last(m->maintenance, (TaskId)task) : NULL);
+                run_object(j, maintenance_last(m->maintenance, (TaskId)task));
         }
         json_object_end(j);
         json_key(j, "totals");
         json_object_begin(j);
-        json_kv_uint(j, "checkpoints", t ? t->runs[TASK_CHECKPOINT] : 0);
-        json_kv_uint(j, "frames_checkpointed", t ? t->frames_checkpointed : 0);
-        json_kv_uint(j, "vacuums", t ? t->runs[TASK_VACUUM] : 0);
-        json_kv_uint(j, "pages_reclaimed", t ? t->pages_reclaimed : 0);
-        json_kv_uint(j, "analyzes", t ? t->runs[TASK_ANALYZE] : 0);
-        json_kv_uint(j, "tables_analyzed", t ? t->tables_analyzed : 0);
-        json_kv_uint(j, "quick_checks", t ? t->runs[TASK_QUICK_CHECK] : 0);
-        json_kv_uint(j, "checks_failed", t ? t->checks_failed : 0);
+        json_kv_uint(j, "checkpoints", t->runs[TASK_CHECKPOINT]);
+        json_kv_uint(j, "frames_checkpointed", t->frames_checkpointed);
+        json_kv_uint(j, "vacuums", t->runs[TASK_VACUUM]);
+        json_kv_uint(j, "pages_reclaimed", t->pages_reclaimed);
+        json_kv_uint(j, "analyzes", t->runs[TASK_ANALYZE]);
+        json_kv_uint(j, "tables_analyzed", t->tables_analyzed);
+        json_kv_uint(j, "quick_checks", t->runs[TASK_QUICK_CHECK]);
+        json_kv_uint(j, "checks_failed", t->checks_failed);
         json_object_end(j);
         json_object_end(j);
 
