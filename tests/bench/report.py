@@ -155,7 +155,7 @@ def write(ctx, out, only):
         add(f"| {k} | {v} |")
     add("")
     add("The machine is shared: other work ran beside the benchmark. Each section says how busy the "
-        "machine's two CPUs were while it ran (all processes) and how much of that was the benchmark's own "
+        f"machine's {os.cpu_count()} CPUs were while it ran (all processes) and how much of that was the benchmark's own "
         "processes, so a noisy figure can be recognised.\n")
 
     summary = []
@@ -305,7 +305,7 @@ def b1_section(ctx, b1, out):
                   f"needed {s['runs'][0].get('checkpoint_after_s', 0):.2f} s for the TRUNCATE checkpoint that "
                   "shrinks the file.\n")
         md.append(b1_stalls(s))
-    err = b1_plot_error = plot_b1(b1, os.path.join(out, "bench-b1-latency.png"))
+    err = plot_b1(b1, os.path.join(out, "bench-b1-latency.png"))
     md.append("![B1: writer latency over time, full VACUUM vs budgeted incremental vacuum](bench-b1-latency.png)\n"
               if not err else f"(picture not drawn: {err})\n")
     md.append(b1_notes(b1))
@@ -435,11 +435,6 @@ build. The same applies to any other
 """
 
 
-def b1_describe(t):
-    what = [f"{mode} checkpoint {d * 1000:.0f} ms" for mode, d in t["checkpoints"]]
-    return ", ".join(what) if what else "no vacuum step or checkpoint overlapped it (the machine, or an fsync)."
-
-
 # ---- B2 ---------------------------------------------------------------------------
 
 def b2_summary(b2):
@@ -560,7 +555,7 @@ def b3_section(ctx, b3):
         return failed_section("B3 health check cost", b3)
     md = ["## B3 health check cost\n", load_line(ctx, "B3")]
     md.append("sqlvigil with `[health] interval = 50ms` on a 1 MiB database and on the "
-              f"{b3['big_label']} one, for 10 s each; the figures are the daemon's own timing of its cheap "
+              f"{b3['big_label']} one, for {b3.get('seconds', 10)} s each; the figures are the daemon's own timing of its cheap "
               "health check (`stats` on the control socket: `health.check_usec_p50`, `check_usec_p99`, see "
               "docs/control.md).\n")
     for k, lbl in (("1M", "1 MiB"), ("big", b3["big_label"])):
@@ -582,8 +577,8 @@ def b3_section(ctx, b3):
                   "all. Run back to back with sqlvigil's own functions (`tests/bench/probe-loop.c`, figures "
                   "above) it costs a fraction of the target. In the daemon each check runs alone, after 50 ms asleep, on a thread "
                   "the scheduler may have moved: cold caches and TLB, and on this shared virtual machine "
-                  "each system call several times slower (the same check measured 84 µs in one minute and "
-                  "165 µs the next). The remaining cost is the system calls themselves; SQLite takes and "
+                  "each system call several times slower (measured while writing this, at git f0b0c11: the "
+                  "same check took 84 µs in one minute and 165 µs the next). The remaining cost is the system calls themselves; SQLite takes and "
                   "drops the WAL locks with fcntl() and needs them.\n")
     md.append("")
     return "\n".join(md)
