@@ -915,7 +915,7 @@ static int start_vacuum(Maintenance *mt, const char *trigger, int64_t limit, cha
                           av);
                 return 2;
         }
-        if (!admin && (!m->have_probe || m->probe_at <= mt->vacuum_ended))
+        if (!admin && m->probe_at <= mt->vacuum_ended)
                 return 1;
 
         if (streq(av, "none")) {

@@ -106,13 +106,9 @@ static void format_status(Manager *m, char *buf, size_t size) {
                 off += (size_t)n;
         }
         format_bytes(wal, sizeof(wal), m->files.wal_bytes);
-        if (m->health.state == HEALTH_OK)
-                bufprintf(buf, size, "ok; WAL %s; %" PRIi64 " free pages%s", wal,
-                          m->have_probe ? m->probe.freelist_count : 0, last);
-        else
-                bufprintf(buf, size, "%s: %s; WAL %s; %" PRIi64 " free pages%s",
-                          health_state_names[m->health.state], m->health.reason, wal,
-                          m->have_probe ? m->probe.freelist_count : 0, last);
+        bufprintf(buf, size, "%s%s%s; WAL %s; %" PRIi64 " free pages%s", health_state_names[m->health.state],
+                  m->health.state == HEALTH_OK ? "" : ": ", m->health.state == HEALTH_OK ? "" : m->health.reason, wal,
+                  m->probe.freelist_count, last);
 }
 
 static void update_status(Manager *m) {
@@ -214,7 +210,7 @@ static void manager_evaluate(Manager *m) {
                 .files = m->files,
                 .open_dev = m->db->dev,
                 .open_ino = m->db->ino,
-                .probe = m->have_probe ? &m->probe : NULL,
+                .probe = &m->probe, /* manager_start() takes the first before anything evaluates */
                 .lock_busy_for = m->lock_busy_for,
                 .corruption = maintenance_corruption(m->maintenance),
                 .starvation = maintenance_starvation(m->maintenance),
@@ -271,16 +267,14 @@ static void record_check_cost(Manager *m, usec_t usec) {
 
 static void manager_take_probe(Manager *m, const DbProbe *probe, usec_t at) {
         m->probe = *probe;
-        m->have_probe = true;
         m->probe_at = at;
         m->page_size = probe->page_size;
         if (probe->result == 0) {
                 record_check_cost(m, m->round_files_usec + probe->duration);
                 log_debug("health check: files %" PRIu64 " us, probe %" PRIu64 " us", m->round_files_usec,
                           probe->duration);
-        }
-        if (probe->result == 0)
                 m->lock_busy_for = health_lock_update(&m->lock, probe->lock_busy, at, probe->lock_wait);
+        }
 }
 
 static void probe_done(Job *j, bool ran) {

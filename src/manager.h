@@ -60,8 +60,7 @@ typedef struct Manager {
         bool round_open;
         bool probe_pending;
         HealthFiles files;
-        DbProbe probe;
-        bool have_probe;
+        DbProbe probe;          /* the latest; manager_start() takes the first */
         usec_t probe_at;        /* CLOCK_MONOTONIC of the latest probe */
         HealthLock lock;
         usec_t lock_busy_for;
