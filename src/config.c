@@ -140,16 +140,12 @@ void config_errors_clear(ConfigErrors *errors) {
         *errors = (ConfigErrors){ 0 };
 }
 
-int config_errors_add(ConfigErrors *errors, const char *fmt, ...) {
+static int config_errors_addv(ConfigErrors *errors, const char *fmt, va_list ap) _printf_(2, 0);
+static int config_errors_addv(ConfigErrors *errors, const char *fmt, va_list ap) {
         char **m;
         char *s;
-        va_list ap;
-        int r;
 
-        va_start(ap, fmt);
-        r = vasprintf(&s, fmt, ap);
-        va_end(ap);
-        if (r < 0)
+        if (vasprintf(&s, fmt, ap) < 0)
                 return -ENOMEM;
         m = realloc(errors->messages, (errors->n + 1) * sizeof(*m));
         if (!m) {
@@ -159,6 +155,16 @@ int config_errors_add(ConfigErrors *errors, const char *fmt, ...) {
         errors->messages = m;
         errors->messages[errors->n++] = s;
         return 0;
+}
+
+int config_errors_add(ConfigErrors *errors, const char *fmt, ...) {
+        va_list ap;
+        int r;
+
+        va_start(ap, fmt);
+        r = config_errors_addv(errors, fmt, ap);
+        va_end(ap);
+        return r;
 }
 
 Config *config_free(Config *c) {
@@ -389,16 +395,11 @@ static char *trim(char *s) {
 static void loader_error(Loader *l, const char *fmt, ...) _printf_(2, 3);
 static void loader_error(Loader *l, const char *fmt, ...) {
         va_list ap;
-        char *s;
-        int r;
 
         va_start(ap, fmt);
-        r = vasprintf(&s, fmt, ap);
-        va_end(ap);
-        if (r < 0 || config_errors_add(l->errors, "%s", s) < 0)
+        if (config_errors_addv(l->errors, fmt, ap) < 0)
                 l->oom = 1;
-        if (r >= 0)
-                free(s);
+        va_end(ap);
 }
 
 /*
@@ -590,9 +591,11 @@ static int config_load_stream(FILE *f, const char *name, Config **ret, ConfigErr
                 config_errors_add(errors, "cannot read %s: %s", name, strerror(errno));
                 return -EIO;
         }
-        if (r > 0 && errors->n == 0)
+        if (r > 0 && errors->n == 0) {
                 /* inih found something our reader let through; should not happen. */
-                config_errors_add(errors, "syntax error at %s:%d", name, r);
+                if (config_errors_add(errors, "syntax error at %s:%d", name, r) < 0)
+                        return -ENOMEM;
+        }
         if (errors->n > 0)
                 return CONFIG_E_INVALID;
 
