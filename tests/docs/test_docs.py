@@ -418,14 +418,29 @@ def case_example_config(tmp):
     check(not unknown, "the example shows keys sqlvigil does not have: " + ", ".join(unknown))
 
 
-CASES = {
-    "catalog": case_catalog,
-    "man_render": case_man_render,
-    "man_conf_keys": case_man_conf_keys,
-    "man_daemon": case_man_daemon,
-    "man_ctl": case_man_ctl,
-    "example_config": case_example_config,
-}
+def case_test_lists(tmp):
+    """Every case a test script defines is registered in tests/meson.build,
+    and every registered one exists: a case missing there would never run."""
+    build = read(src("tests", "meson.build"))
+    scripts = (
+        ("daemon_cases", ("tests", "integration", "test_daemon.py"), r"^def case_(\w+)\("),
+        ("control_cases", ("tests", "integration", "test_control.py"), r"^def case_(\w+)\("),
+        ("maintenance_cases", ("tests", "integration", "test_maintenance.py"), r"^def case_(\w+)\("),
+        ("docs_cases", ("tests", "docs", "test_docs.py"), r"^def case_(\w+)\("),
+        ("system_cases", ("tests", "system", "test_system.py"), r"^@(?:static|booted)\ndef (\w+)\("),
+    )
+    for var, path, pattern in scripts:
+        m = re.search(rf"^{var} = \[(.*?)\]", build, re.M | re.S)
+        check(m, f"tests/meson.build has no {var} list")
+        registered = set(re.findall(r"'(\w+)'", m.group(1)))
+        defined = set(re.findall(pattern, read(src(*path)), re.M))
+        check(defined, f"no cases found in {'/'.join(path)}")
+        check(registered == defined,
+              f"{var} in tests/meson.build and {path[-1]} differ: only registered {sorted(registered - defined)}, "
+              f"only defined {sorted(defined - registered)}")
+
+
+CASES = {name[5:]: func for name, func in sorted(globals().items()) if name.startswith("case_")}
 
 
 def main():
