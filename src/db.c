@@ -204,6 +204,7 @@ Db *db_free(Db *db) {
 int db_open(const char *path, bool create, Db **ret, char *error, size_t error_size) {
         _cleanup_(db_freep) Db *db = NULL;
         struct stat st;
+        bool exists = true;
         int rc, r;
 
         /* Look before opening: sqlite3_open_v2() without SQLITE_OPEN_CREATE
@@ -222,6 +223,7 @@ int db_open(const char *path, bool create, Db **ret, char *error, size_t error_s
                                   path);
                         return DB_E_MISSING;
                 }
+                exists = false;
         } else if (!S_ISREG(st.st_mode)) {
                 bufprintf(error, error_size, "database %s is not a regular file", path);
                 return -EINVAL;
@@ -242,7 +244,7 @@ int db_open(const char *path, bool create, Db **ret, char *error, size_t error_s
                                   path, (unsigned)geteuid(), strerror(errno));
                         return r;
                 }
-                if (access(path, F_OK) == 0 && faccessat(AT_FDCWD, path, R_OK | W_OK, AT_EACCESS) < 0) {
+                if (exists && faccessat(AT_FDCWD, path, R_OK | W_OK, AT_EACCESS) < 0) {
                         r = -errno;
                         bufprintf(error, error_size, "cannot open %s for reading and writing as uid %u: %s", path,
                                   (unsigned)geteuid(), strerror(errno));
@@ -860,7 +862,9 @@ void db_analyze(Db *db, AnalyzeMode mode, uint64_t analysis_limit, usec_t max_wa
         if (r != 0)
                 goto finish;
 
-        have_stat1 = query_param_int(db, "SELECT count(*) FROM sqlite_schema WHERE name = 'sqlite_stat1'", NULL) > 0;
+        /* Only our own staleness test (SQLite before 3.46) asks. */
+        have_stat1 = mode == ANALYZE_MODE_OPTIMIZE && !a->sqlite_optimize &&
+                     query_param_int(db, "SELECT count(*) FROM sqlite_schema WHERE name = 'sqlite_stat1'", NULL) > 0;
         for (size_t i = 0; i < n; i++) {
                 int64_t estimate = -1, *memo;
                 char *stmt;
