@@ -158,29 +158,22 @@ def write(ctx, out, only):
         f"machine's {os.cpu_count()} CPUs were while it ran (all processes) and how much of that was the benchmark's own "
         "processes, so a noisy figure can be recognised.\n")
 
+    # Each benchmark's summary rows and section; B1 and B2 also draw a picture into out.
+    parts = (
+        ("B1", b1_summary, lambda r: b1_section(ctx, r, out)),
+        ("B2", b2_summary, lambda r: b2_section(ctx, r, out)),
+        ("B3", b3_summary, lambda r: b3_section(ctx, r)),
+        ("B4", b4_summary, lambda r: b4_section(ctx, r)),
+        ("B5", b5_summary, lambda r: b5_section(ctx, r)),
+        ("B6", b6_summary, lambda r: b6_section(ctx, r)),
+        ("B7", b7_summary, lambda r: b7_section(ctx, r)),
+    )
     summary = []
     sections = []
-    if "B1" in only:
-        summary += b1_summary(R["B1"])
-        sections.append(b1_section(ctx, R["B1"], out))
-    if "B2" in only:
-        summary += b2_summary(R["B2"])
-        sections.append(b2_section(ctx, R["B2"], out))
-    if "B3" in only:
-        summary += b3_summary(R["B3"])
-        sections.append(b3_section(ctx, R["B3"]))
-    if "B4" in only:
-        summary += b4_summary(R["B4"])
-        sections.append(b4_section(ctx, R["B4"]))
-    if "B5" in only:
-        summary += b5_summary(R["B5"])
-        sections.append(b5_section(ctx, R["B5"]))
-    if "B6" in only:
-        summary += b6_summary(R["B6"])
-        sections.append(b6_section(ctx, R["B6"]))
-    if "B7" in only:
-        summary += b7_summary(R["B7"])
-        sections.append(b7_section(ctx, R["B7"]))
+    for name, summarize, section in parts:
+        if name in only:
+            summary += summarize(R[name])
+            sections.append(section(R[name]))
 
     add("## Summary\n")
     add("| | sqlvigil | alternative | target | |")
