@@ -291,6 +291,25 @@ static void probe_done(Job *j, bool ran) {
         free(p);
 }
 
+/* The file half of a check: stat() of the database and its WAL, timed. */
+static void read_files(Manager *m) {
+        usec_t t0 = now_usec(CLOCK_MONOTONIC);
+
+        health_read_files(m->db->path, m->db->wal_path, &m->files);
+        m->round_files_usec = now_usec(CLOCK_MONOTONIC) - t0;
+}
+
+/* How long the probe may wait for the write lock: short against the period. */
+static usec_t probe_lock_wait(const Manager *m) {
+        return MIN(PROBE_LOCK_WAIT, m->health_period / 4);
+}
+
+/* The end of a check: the verdict, and when it was reached. */
+static void judge_check(Manager *m) {
+        manager_evaluate(m);
+        m->last_check_at = now_usec(CLOCK_REALTIME);
+}
+
 static int submit_probe(Manager *m) {
         ProbeJob *p;
 
@@ -299,24 +318,21 @@ static int submit_probe(Manager *m) {
                 return -ENOMEM;
         p->job = (Job){ .name = "probe", .urgent = true, .cancellable = true, .run = probe_run, .done = probe_done };
         p->manager = m;
-        p->lock_wait = MIN(PROBE_LOCK_WAIT, m->health_period / 4);
+        p->lock_wait = probe_lock_wait(m);
         m->probe_pending = true;
         worker_submit(m->worker, &p->job);
         return 0;
 }
 
 static void manager_finish_round(Manager *m) {
-
         m->round_open = false;
         (void)sd_event_source_set_enabled(m->round_timer, SD_EVENT_OFF);
         if (m->stopping)
                 return;
-        manager_evaluate(m);
-        m->last_check_at = now_usec(CLOCK_REALTIME);
+        judge_check(m);
         update_status(m);
-        if (m->watchdog_usec && m->health.state != HEALTH_FAILED) {
+        if (m->watchdog_usec && m->health.state != HEALTH_FAILED)
                 log_notify_failure(notify_watchdog(), "WATCHDOG=1");
-        }
         manager_publish(m);
 }
 
@@ -336,8 +352,7 @@ static void manager_start_round(Manager *m) {
 
         if (m->stopping)
                 return;
-        health_read_files(m->db->path, m->db->wal_path, &m->files);
-        m->round_files_usec = now_usec(CLOCK_MONOTONIC) - now;
+        read_files(m);
         if (!m->probe_pending) {
                 r = submit_probe(m);
                 if (r < 0)
@@ -883,18 +898,12 @@ int manager_start(Manager *m) {
                            m->config->health_interval / USEC_PER_MSEC, m->health_period / USEC_PER_MSEC);
 
         /* The first health check, before READY=1: a database that is not
-         * healthy now is not one we claim to supervise. */
-        {
-                usec_t t0 = now_usec(CLOCK_MONOTONIC);
-
-                health_read_files(m->db->path, m->db->wal_path, &m->files);
-                m->round_files_usec = now_usec(CLOCK_MONOTONIC) - t0;
-        }
-        db_set_cancellable(m->db, false);
-        db_probe(m->db, MIN(PROBE_LOCK_WAIT, m->health_period / 4), &probe);
+         * healthy now is not one we claim to supervise. It runs here, on this
+         * thread; the worker does not exist yet. */
+        read_files(m);
+        db_probe(m->db, probe_lock_wait(m), &probe);
         manager_take_probe(m, &probe, now_usec(CLOCK_MONOTONIC));
-        manager_evaluate(m);
-        m->last_check_at = now_usec(CLOCK_REALTIME);
+        judge_check(m);
         if (m->health.state == HEALTH_FAILED)
                 return start_failed(EXIT_FAILURE_OTHER, "not starting: health check failed: %s", m->health.reason);
 
