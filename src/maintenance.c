@@ -12,7 +12,6 @@
 #include "manager.h"
 #include "messages.h"
 
-
 /* How often the WAL index is read. Other processes' commits fire no hooks of
  * ours, so "as soon as the WAL reaches min_wal_pages" means "at the next
  * look", and how far the WAL grows past that depends on how fast it grows

@@ -15,7 +15,6 @@
 #include "metrics.h"
 #include "notify.h"
 
-
 /* The longest the health probe waits for the write lock. Lock holders are
  * application transactions; 100 ms is longer than nearly all of them, and
  * since the probe runs on the worker it delays only queued maintenance. */

@@ -53,7 +53,6 @@ void worker_submit(Worker *w, Job *job);
  * final checkpoint (not cancellable) runs. */
 void worker_cancel(Worker *w);
 
-
 /* Name of the running job, NULL when idle. */
 const char *worker_current(Worker *w);
 
