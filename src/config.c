@@ -347,6 +347,13 @@ int config_new_defaults(Config **ret) {
         return 0;
 }
 
+usec_t config_busy_timeout(const Config *c) {
+        /* Unset ("busy_timeout =") means SQLite's own default: no waiting. */
+        if (!c->pragmas[PRAGMA_BUSY_TIMEOUT].set)
+                return 0;
+        return (usec_t)c->pragmas[PRAGMA_BUSY_TIMEOUT].value * USEC_PER_MSEC;
+}
+
 int config_set_db_path(Config *c, const char *path) {
         char *s = strdup(path);
 

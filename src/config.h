@@ -115,6 +115,10 @@ static inline void config_freep(Config **c) {
         config_free(*c);
 }
 
+/* The longest wait for a lock at start-up, reload and for admin commands:
+ * [pragmas] busy_timeout, or 0 when it is unset (SQLite's default). */
+usec_t config_busy_timeout(const Config *c);
+
 /* Replaces db_path (for --database). */
 int config_set_db_path(Config *c, const char *path);
 

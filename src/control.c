@@ -10,12 +10,10 @@
 
 #include <systemd/sd-event.h>
 
+#include "config.h"
 #include "control.h"
 #include "json.h"
 #include "log.h"
-#include "maintenance.h"
-#include "manager.h"
-#include "report.h"
 #include "request.h"
 #include "util.h"
 
@@ -24,14 +22,13 @@
 /* A client that does not send its request, or read its reply, this long is
  * cut off: it holds a slot. */
 #define CLIENT_TIMEOUT (5 * USEC_PER_SEC)
-#define MAX_GROUPS 256
 
-typedef struct Client Client;
+typedef struct ControlClient Client;
 
 static void client_drain(Client *cl);
 
 struct Control {
-        Manager *manager;
+        ControlEnv env;
         char *path;
         int fd;
         dev_t dev;
@@ -41,7 +38,7 @@ struct Control {
         unsigned n_clients;
 };
 
-struct Client {
+struct ControlClient {
         Control *control;
         int fd;
         sd_event_source *io;
@@ -53,21 +50,17 @@ struct Client {
         bool draining;    /* reply sent; reading until the client closes */
         Json reply;
         size_t reply_off;
-        struct ucred cred;
-        gid_t groups[MAX_GROUPS];
-        int n_groups;
+        ControlPeer peer;
         Client *prev, *next;
 };
 
 static void client_free(Client *cl) {
         Control *c = cl->control;
 
-        if (cl->waiting) {
+        if (cl->waiting && c->env.gone)
                 /* Gone before its operation finished: the operation goes on,
                  * nobody is told. */
-                maintenance_forget_reply(c->manager->maintenance, cl);
-                manager_forget_reload(c->manager, cl);
-        }
+                c->env.gone(c->env.userdata, cl);
         sd_event_source_disable_unref(cl->io);
         sd_event_source_disable_unref(cl->timer);
         if (cl->fd >= 0)
@@ -103,8 +96,7 @@ static int client_write(Client *cl) {
         return 1;
 }
 
-/* Starts a new reply in cl->reply: {"ok": ok, and the caller's members. */
-static Json *reply_begin(Client *cl, bool ok) {
+Json *control_reply_begin(Client *cl, bool ok) {
         json_free(&cl->reply);
         json_init(&cl->reply);
         json_object_begin(&cl->reply);
@@ -118,15 +110,15 @@ static void reply_error_members(Json *j, const char *code, const char *msg) {
         json_kv_string(j, "error", msg);
 }
 
-/* Sends the reply that is in cl->reply (a complete object; we add "\n"). */
-static void client_send(Client *cl) {
+void control_reply_send(Client *cl) {
         int r;
 
         cl->waiting = false;
         cl->replying = true;
+        json_object_end(&cl->reply); /* the object control_reply_begin() opened */
         if (!json_text(&cl->reply)) {
                 /* Out of memory while building: a short reply we can afford. */
-                reply_error_members(reply_begin(cl, false), "failed", "out of memory");
+                reply_error_members(control_reply_begin(cl, false), "failed", "out of memory");
                 json_object_end(&cl->reply);
         }
         /* One line: the JSON writer never emits a raw newline. */
@@ -157,183 +149,23 @@ static void client_send(Client *cl) {
                 client_free(cl);
 }
 
-static void reply_error(Client *cl, const char *code, const char *fmt, ...) _printf_(3, 4);
-static void reply_error(Client *cl, const char *code, const char *fmt, ...) {
+void control_reply_error(Client *cl, const char *code, const char *fmt, ...) {
         char msg[1024];
         va_list ap;
 
         va_start(ap, fmt);
         (void)vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
-        reply_error_members(reply_begin(cl, false), code, msg);
-        json_object_end(&cl->reply);
-        client_send(cl);
+        reply_error_members(control_reply_begin(cl, false), code, msg);
+        control_reply_send(cl);
 }
 
-static bool peer_is_admin(Client *cl, char *why, size_t why_size) {
-        const Config *cfg = cl->control->manager->config;
-
-        if (cl->cred.uid == 0 || cl->cred.uid == geteuid())
-                return true;
-        if (cfg->admin_group) {
-                if (cl->cred.gid == cfg->admin_gid)
-                        return true;
-                for (int i = 0; i < cl->n_groups; i++)
-                        if (cl->groups[i] == cfg->admin_gid)
-                                return true;
-        }
-        if (cfg->admin_group)
-                bufprintf(why, why_size, "root, uid %u or members of group %s", (unsigned)geteuid(), cfg->admin_group);
-        else
-                bufprintf(why, why_size, "root or uid %u", (unsigned)geteuid());
-        return false;
-}
-
-static void outcome_reply(void *userdata, const MaintenanceOutcome *o) {
-        static const char *const keys[_TASK_MAX] = {
-                [TASK_CHECKPOINT] = "checkpoint",
-                [TASK_VACUUM] = "vacuum",
-                [TASK_ANALYZE] = "analyze",
-                [TASK_QUICK_CHECK] = "check",
-        };
-        const TaskRun *run = o->run && o->run->valid ? o->run : NULL;
-        Client *cl = userdata;
-        Json *j = reply_begin(cl, o->ok);
-
-        if (!o->ok)
-                reply_error_members(j, "failed", o->error ? o->error : "failed");
-        json_key(j, keys[o->task]);
-        json_object_begin(j);
-        if (o->mode)
-                json_kv_string(j, o->task == TASK_QUICK_CHECK ? "kind" : "mode", o->mode);
-        json_kv_string(j, "result", run ? run->result : o->ok ? "ok" : "failed");
-        json_kv_uint(j, "duration_usec", run ? run->duration : 0);
-        json_kv_uint(j, "lock_usec", run ? run->lock_usec : 0);
-        json_kv_string(j, "summary", run ? run->summary : NULL);
-        switch (o->task) {
-        case TASK_CHECKPOINT:
-                json_kv_bool(j, "busy", o->busy);
-                /* -1 when SQLite did not say: another connection held the
-                 * checkpoint lock, so nothing was read. */
-                if (o->frames >= 0)
-                        json_kv_int(j, "wal_frames", o->frames);
-                else
-                        json_kv_null(j, "wal_frames");
-                if (o->checkpointed >= 0)
-                        json_kv_int(j, "checkpointed", o->checkpointed);
-                else
-                        json_kv_null(j, "checkpointed");
-                break;
-        case TASK_VACUUM:
-                json_kv_int(j, "pages_freed", o->pages);
-                json_kv_int(j, "freelist_count", o->freelist_after);
-                break;
-        case TASK_ANALYZE:
-                json_kv_int(j, "tables_analyzed", o->tables);
-                break;
-        case TASK_QUICK_CHECK:
-                json_kv_int(j, "problems", o->problems);
-                json_kv_string(j, "first", o->first);
-                break;
-        default:
-                break;
-        }
-        json_object_end(j);
-        json_object_end(j);
-        client_send(cl);
-}
-
-static void reload_reply(void *userdata, bool applied, const char *error) {
-        Client *cl = userdata;
-
-        if (!applied) {
-                reply_error(cl, "failed", "configuration rejected, the running configuration stays in force: %s",
-                            error ? error : "?");
-                return;
-        }
-        Json *j = reply_begin(cl, true);
-
-        json_key(j, "reload");
-        json_object_begin(j);
-        json_kv_string(j, "result", "applied");
-        json_object_end(j);
-        json_object_end(j);
-        client_send(cl);
-}
-
-static void handle_request(Client *cl, const Request *req) {
-        Manager *m = cl->control->manager;
-        char why[256];
-        int r;
-
-        if (!request_is_admin(req->command)) {
-                Json *j = reply_begin(cl, true);
-
-                switch (req->command) {
-                case REQUEST_HEALTH:
-                        json_key(j, "health");
-                        report_health(m, j);
-                        break;
-                case REQUEST_CONFIG:
-                        json_kv_string(j, "source", m->config->source);
-                        json_key(j, "config");
-                        report_config(m, j);
-                        break;
-                default: /* stats and status carry the same */
-                        report_stats_members(m, j);
-                        break;
-                }
-                json_object_end(j);
-                client_send(cl);
-                return;
-        }
-
-        if (m->stopping) {
-                reply_error(cl, "stopping", "sqlvigil is stopping");
-                return;
-        }
-        if (!peer_is_admin(cl, why, sizeof(why))) {
-                reply_error(cl, "permission-denied", "permission denied: '%s' is for %s (you are uid %u)",
-                            request_names[req->command], why, (unsigned)cl->cred.uid);
-                return;
-        }
-
+void control_client_wait(Client *cl) {
         cl->waiting = true;
-        switch (req->command) {
-        case REQUEST_CHECKPOINT:
-                r = maintenance_request(m->maintenance, TASK_CHECKPOINT, req->arg, outcome_reply, cl);
-                break;
-        case REQUEST_VACUUM:
-                r = maintenance_request(m->maintenance, TASK_VACUUM, req->arg, outcome_reply, cl);
-                break;
-        case REQUEST_ANALYZE:
-                r = maintenance_request(m->maintenance, TASK_ANALYZE, ANALYZE_MODE_ANALYZE, outcome_reply, cl);
-                break;
-        case REQUEST_OPTIMIZE:
-                r = maintenance_request(m->maintenance, TASK_ANALYZE, ANALYZE_MODE_OPTIMIZE, outcome_reply, cl);
-                break;
-        case REQUEST_CHECK:
-                r = maintenance_request(m->maintenance, TASK_QUICK_CHECK, req->arg, outcome_reply, cl);
-                break;
-        case REQUEST_RELOAD:
-                r = manager_request_reload(m, reload_reply, cl);
-                break;
-        default:
-                r = -EINVAL;
-        }
-        if (r == 0) {
-                /* The reply may already have been sent (nothing to do). */
-                return;
-        }
-        cl->waiting = false;
-        if (r == -EBUSY)
-                reply_error(cl, "busy", "%s is already running", req->command == REQUEST_RELOAD ? "a reload"
-                                                                  : req->command == REQUEST_OPTIMIZE ? "analyze"
-                                                                  : request_names[req->command]);
-        else if (r == -ESHUTDOWN)
-                reply_error(cl, "stopping", "sqlvigil is stopping");
-        else
-                reply_error(cl, "failed", "%s: %s", request_names[req->command], strerror(-r));
+}
+
+const ControlPeer *control_client_peer(const Client *cl) {
+        return &cl->peer;
 }
 
 static void client_process(Client *cl) {
@@ -343,10 +175,10 @@ static void client_process(Client *cl) {
         (void)sd_event_source_set_enabled(cl->io, SD_EVENT_OFF);
         (void)sd_event_source_set_enabled(cl->timer, SD_EVENT_OFF);
         if (request_parse(cl->in, cl->in_len, &req, error, sizeof(error)) < 0) {
-                reply_error(cl, "bad-request", "%s", error);
+                control_reply_error(cl, "bad-request", "%s", error);
                 return;
         }
-        handle_request(cl, &req);
+        cl->control->env.request(cl->control->env.userdata, cl, &req);
 }
 
 /*
@@ -424,7 +256,7 @@ static int on_client_io(sd_event_source *s, int fd, uint32_t revents, void *user
         cl->in_len += (size_t)n;
         if (cl->in_len >= sizeof(cl->in)) {
                 (void)sd_event_source_set_enabled(cl->io, SD_EVENT_OFF);
-                reply_error(cl, "bad-request", "request too long (the limit is %d bytes)", REQUEST_MAX);
+                control_reply_error(cl, "bad-request", "request too long (the limit is %d bytes)", REQUEST_MAX);
         }
         return 0;
 }
@@ -439,7 +271,7 @@ static int on_client_timeout(sd_event_source *s, uint64_t usec, void *userdata) 
                 return 0;
         }
         (void)sd_event_source_set_enabled(cl->io, SD_EVENT_OFF);
-        reply_error(cl, "timeout", "no complete request within %llu seconds",
+        control_reply_error(cl, "timeout", "no complete request within %llu seconds",
                     (unsigned long long)(CLIENT_TIMEOUT / USEC_PER_SEC));
         return 0;
 }
@@ -450,6 +282,7 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
         (void)revents;
         while (c->n_clients < MAX_CLIENTS) {
                 socklen_t len = sizeof(struct ucred);
+                struct ucred cred;
                 Client *cl;
                 int cfd, r;
 
@@ -481,20 +314,21 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
                 c->clients = cl;
                 c->n_clients++;
 
-                if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cl->cred, &len) < 0) {
+                if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
                         /* Unknown peer: treat as nobody; reads still work. */
-                        cl->cred = (struct ucred){ .pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1 };
+                        cl->peer = (ControlPeer){ .pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1 };
                 } else {
-                        socklen_t glen = sizeof(cl->groups);
+                        socklen_t glen = sizeof(cl->peer.groups);
 
-                        if (getsockopt(cfd, SOL_SOCKET, SO_PEERGROUPS, cl->groups, &glen) == 0)
-                                cl->n_groups = (int)(glen / sizeof(gid_t));
-                        /* ERANGE (more than MAX_GROUPS groups): the primary group still counts. */
+                        cl->peer = (ControlPeer){ .pid = cred.pid, .uid = cred.uid, .gid = cred.gid };
+                        if (getsockopt(cfd, SOL_SOCKET, SO_PEERGROUPS, cl->peer.groups, &glen) == 0)
+                                cl->peer.n_groups = (int)(glen / sizeof(gid_t));
+                        /* ERANGE (more than CONTROL_MAX_GROUPS groups): the primary group still counts. */
                 }
 
-                r = sd_event_add_io(c->manager->event, &cl->io, cfd, EPOLLIN | EPOLLRDHUP, on_client_io, cl);
+                r = sd_event_add_io(c->env.event, &cl->io, cfd, EPOLLIN | EPOLLRDHUP, on_client_io, cl);
                 if (r >= 0)
-                        r = sd_event_add_time_relative(c->manager->event, &cl->timer, CLOCK_MONOTONIC, CLIENT_TIMEOUT,
+                        r = sd_event_add_time_relative(c->env.event, &cl->timer, CLOCK_MONOTONIC, CLIENT_TIMEOUT,
                                                        100 * USEC_PER_MSEC, on_client_timeout, cl);
                 if (r < 0) {
                         log_error("control socket: cannot watch a client: %s", strerror(-r));
@@ -579,18 +413,18 @@ static int bind_socket(int fd, const char *path, char *error, size_t error_size)
         return 0;
 }
 
-int control_new(Control **ret, Manager *m, char *error, size_t error_size) {
+int control_new(Control **ret, const ControlEnv *env, const char *path, bool explicit_path, char *error,
+                size_t error_size) {
         Control *c;
         struct stat st;
-        bool explicit_path;
         int r;
 
         c = calloc(1, sizeof(*c));
         if (!c)
                 return -ENOMEM;
-        c->manager = m;
+        c->env = *env;
         c->fd = -1;
-        c->path = control_socket_path(m->config, m->instance, &explicit_path);
+        c->path = strdup(path);
         if (!c->path) {
                 free(c);
                 return -ENOMEM;
@@ -631,7 +465,7 @@ int control_new(Control **ret, Manager *m, char *error, size_t error_size) {
                 control_free(c);
                 return r;
         }
-        r = sd_event_add_io(m->event, &c->listen, c->fd, EPOLLIN, on_accept, c);
+        r = sd_event_add_io(env->event, &c->listen, c->fd, EPOLLIN, on_accept, c);
         if (r < 0) {
                 bufprintf(error, error_size, "cannot watch control socket %s: %s", c->path, strerror(-r));
                 control_free(c);

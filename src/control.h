@@ -11,11 +11,38 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
-typedef struct Manager Manager;
+#include <systemd/sd-event.h>
+
+#include "json.h"
+#include "request.h"
+
 typedef struct Control Control;
-
+typedef struct ControlClient ControlClient;
 typedef struct Config Config;
+
+#define CONTROL_MAX_GROUPS 256
+
+/* Who is on the other end, from SO_PEERCRED and SO_PEERGROUPS. */
+typedef struct ControlPeer {
+        pid_t pid;
+        uid_t uid;
+        gid_t gid;
+        gid_t groups[CONTROL_MAX_GROUPS];
+        int n_groups;
+} ControlPeer;
+
+/* What the server hands to the daemon, on the loop thread. */
+typedef struct ControlEnv {
+        sd_event *event;
+        void *userdata;
+        /* A parsed request from client: answer it with control_reply_*(),
+         * now or later (then call control_client_wait() first). */
+        void (*request)(void *userdata, ControlClient *client, const Request *req);
+        /* A client that was waiting for an answer went away: forget it. */
+        void (*gone)(void *userdata, ControlClient *client);
+} ControlEnv;
 
 /* The path the socket gets: [control] socket, else $RUNTIME_DIRECTORY/
  * control.sock, else /run/sqlvigil/NAME.sock. *ret_explicit is true when
@@ -23,15 +50,34 @@ typedef struct Config Config;
 char *control_socket_path(const Config *c, const char *instance, bool *ret_explicit);
 
 /*
- * Binds and listens. Returns 0; CONTROL_E_DISABLED when the default path
- * cannot be created (the daemon runs without a socket; the reason is in
+ * Binds path and listens. explicit_path: the path was configured (or given
+ * by systemd), so failing to create it is an error; otherwise a default
+ * path that cannot be created disables the socket. Returns 0;
+ * CONTROL_E_DISABLED (the daemon runs without a socket; the reason is in
  * error); a negative errno with the reason in error otherwise.
  */
 enum {
         CONTROL_E_DISABLED = 1,
 };
-int control_new(Control **ret, Manager *m, char *error, size_t error_size);
+int control_new(Control **ret, const ControlEnv *env, const char *path, bool explicit_path, char *error,
+                size_t error_size);
 
 /* Closes every connection, removes the socket file. Returns NULL. */
 Control *control_free(Control *c);
 
+
+/* The peer of a client. */
+const ControlPeer *control_client_peer(const ControlClient *cl);
+
+/* The answer to client will come later: keep it, and tell env.gone when it
+ * goes away meanwhile. */
+void control_client_wait(ControlClient *cl);
+
+/* A reply: control_reply_begin() opens {"ok": ok, ...; add members to the
+ * Json it returns, close nothing, and control_reply_send() closes the
+ * object and sends it as one line. */
+Json *control_reply_begin(ControlClient *cl, bool ok);
+void control_reply_send(ControlClient *cl);
+
+/* {"ok": false, "code": code, "error": message}, sent. */
+void control_reply_error(ControlClient *cl, const char *code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -12,6 +12,47 @@
 #include "budget.h"
 #include "db.h"
 
+struct Db {
+        sqlite3 *sqlite;
+        char *path;
+        char *wal_path;
+        dev_t dev; /* identity of the file we opened */
+        ino_t ino;
+
+        /* No vacuum step starts before this (CLOCK_MONOTONIC), so that
+         * writers stalled by a checkpoint that held the writer lock get in
+         * first (see db_checkpoint()). */
+        usec_t quiet_until;
+
+        /* Set per operation, read by the busy handler. */
+        usec_t busy_deadline;
+        usec_t busy_slept; /* time the running operation spent waiting for locks */
+        bool cancellable;
+
+        /* Written by any thread (db_cancel()), read by the database thread. */
+        atomic_bool cancel;
+        /* Written by the database thread whenever it shows progress (progress
+         * and busy handlers, job boundaries); read by the watchdog logic. */
+        _Atomic usec_t heartbeat;
+
+        sqlite3_stmt *stmt_probe; /* cached: the health probe runs often */
+        sqlite3_stmt *stmt_counts;
+        sqlite3_stmt *stmt_begin;
+        sqlite3_stmt *stmt_rollback;
+
+        int64_t page_size;
+
+        /* Row estimates at sqlvigil's last ANALYZE of each table (optimize
+         * mode on SQLite < 3.46; see db_analyze()). */
+        struct {
+                char table[64];
+                int64_t rows;
+        } analyzed[64];
+        size_t n_analyzed;
+
+        char error[512]; /* the last failure's text, for the operation's result */
+};
+
 /* How often (in virtual machine instructions) SQLite calls our progress
  * handler. At 1000 the handler runs every few microseconds of work: it costs a
  * clock read (~20 ns through the vDSO) and lets a cancelled statement stop
@@ -95,6 +136,23 @@ static int progress_handler(void *userdata) {
 void db_set_cancellable(Db *db, bool cancellable) {
         db->cancellable = cancellable;
         atomic_store(&db->heartbeat, now_usec(CLOCK_MONOTONIC));
+}
+
+void db_cancel(Db *db) {
+        atomic_store(&db->cancel, true);
+}
+
+usec_t db_heartbeat(const Db *db) {
+        return atomic_load(&db->heartbeat);
+}
+
+const char *db_path(const Db *db) {
+        return db->path;
+}
+
+void db_identity(const Db *db, dev_t *ret_dev, ino_t *ret_ino) {
+        *ret_dev = db->dev;
+        *ret_ino = db->ino;
 }
 
 /* Bounds the lock waits of what follows. */
@@ -192,9 +250,6 @@ Db *db_free(Db *db) {
          * just finalized; close_v2 would hide such a bug as a leak instead. */
         if (db->sqlite && sqlite3_close(db->sqlite) != SQLITE_OK)
                 abort();
-        /* Only now: SQLite's locks on the -shm are gone with its connection. */
-        if (db->shm_fd >= 0)
-                close(db->shm_fd);
         free(db->path);
         free(db->wal_path);
         free(db);
@@ -255,7 +310,6 @@ int db_open(const char *path, bool create, Db **ret, char *error, size_t error_s
         db = calloc(1, sizeof(*db));
         if (!db)
                 return -ENOMEM;
-        db->shm_fd = -1;
         db->path = strdup(path);
         db->wal_path = strdup_printf("%s-wal", path);
         if (!db->path || !db->wal_path)
@@ -310,27 +364,15 @@ int db_open(const char *path, bool create, Db **ret, char *error, size_t error_s
         return 0;
 }
 
-int db_open_wal_index(Db *db) {
-        _cleanup_(freep) char *path = NULL;
-
-        if (db->shm_fd >= 0)
-                return 0;
-        path = strdup_printf("%s-shm", db->path);
-        if (!path)
-                return -ENOMEM;
-        db->shm_fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        return db->shm_fd < 0 ? -errno : 0;
-}
-
-static void format_effective(PragmaId id, const char *text, PragmaStatus *st, int64_t *value, bool *known) {
-        *known = pragma_value_from_sqlite(id, text, value);
-        if (*known)
-                pragma_format_value(id, *value, st->effective, sizeof(st->effective));
+static void set_effective(PragmaId id, const char *text, PragmaStatus *st) {
+        st->known = pragma_value_from_sqlite(id, text, &st->value);
+        if (st->known)
+                pragma_format_value(id, st->value, st->effective, sizeof(st->effective));
         else
                 bufprintf(st->effective, sizeof(st->effective), "%s", *text ? text : "?");
 }
 
-int db_apply_pragmas(Db *db, const PragmaRequest requests[_PRAGMA_MAX], usec_t max_wait) {
+static int apply_pragmas(Db *db, const PragmaRequest requests[_PRAGMA_MAX], usec_t max_wait, DbPragmas *ret) {
         int64_t page_count;
         bool fresh;
         int r;
@@ -346,10 +388,8 @@ int db_apply_pragmas(Db *db, const PragmaRequest requests[_PRAGMA_MAX], usec_t m
 
         for (PragmaId id = 0; id < _PRAGMA_MAX; id++) {
                 const PragmaInfo *info = &pragma_info[id];
-                PragmaStatus *st = &db->pragmas[id];
+                PragmaStatus *st = &ret->status[id];
                 char sql[128], value[32], text[64];
-                int64_t effective;
-                bool known;
 
                 *st = (PragmaStatus){ .requested = requests[id].set, .requested_value = requests[id].value };
                 if (st->requested) {
@@ -370,11 +410,11 @@ int db_apply_pragmas(Db *db, const PragmaRequest requests[_PRAGMA_MAX], usec_t m
                 r = query_text(db, sql, text, sizeof(text));
                 if (r != 0)
                         return r;
-                format_effective(id, text, st, &effective, &known);
+                set_effective(id, text, st);
 
                 if (!st->requested)
                         st->outcome = PRAGMA_UNREQUESTED;
-                else if (known && effective == st->requested_value)
+                else if (st->known && st->value == st->requested_value)
                         st->outcome = PRAGMA_APPLIED;
                 else if (id == PRAGMA_JOURNAL_MODE) {
                         bufprintf(db->error, sizeof(db->error),
@@ -398,7 +438,19 @@ int db_apply_pragmas(Db *db, const PragmaRequest requests[_PRAGMA_MAX], usec_t m
         r = query_int(db, "PRAGMA page_size", &db->page_size);
         if (r != 0)
                 return r;
+        ret->page_size = db->page_size;
         return 0;
+}
+
+int db_apply_pragmas(Db *db, const PragmaRequest requests[_PRAGMA_MAX], usec_t max_wait, DbPragmas *ret,
+                     char *error, size_t error_size) {
+        int r;
+
+        *ret = (DbPragmas){ 0 };
+        r = apply_pragmas(db, requests, max_wait, ret);
+        if (r != 0)
+                bufprintf(error, error_size, "%s", db->error);
+        return r;
 }
 
 static int step_cached(sqlite3_stmt *stmt) {
@@ -601,6 +653,25 @@ void db_vacuum_step(Db *db, uint32_t pages, usec_t max_wait, usec_t hold, DbVacu
         sqlite3_reset(db->stmt_counts);
 }
 
+void db_counts(Db *db, DbCounts *c) {
+        int rc;
+
+        *c = (DbCounts){ .page_size = db->page_size };
+        set_wait(db, 0);
+        rc = sqlite3_step(db->stmt_counts);
+        if (rc == SQLITE_ROW) {
+                c->freelist_count = sqlite3_column_int64(db->stmt_counts, 0);
+                c->page_count = sqlite3_column_int64(db->stmt_counts, 1);
+        } else {
+                set_error(c->error, sizeof(c->error), db->sqlite, rc, "PRAGMA freelist_count and page_count");
+                c->result = (rc & 0xff) == SQLITE_INTERRUPT ? DB_E_CANCELLED
+                            : (rc & 0xff) == SQLITE_BUSY    ? DB_E_BUSY
+                                                            : DB_E_SQLITE;
+        }
+        /* At once: a statement left on a row keeps its read transaction. */
+        sqlite3_reset(db->stmt_counts);
+}
+
 void db_convert(Db *db, usec_t max_wait, DbConvert *c) {
         usec_t start = now_usec(CLOCK_MONOTONIC);
         int64_t av = 0;
@@ -628,13 +699,6 @@ void db_convert(Db *db, usec_t max_wait, DbConvert *c) {
         if (r != 0) {
                 c->result = r;
                 bufprintf(c->error, sizeof(c->error), "%s", db->error);
-                return;
-        }
-        if (c->incremental) {
-                db->pragmas[PRAGMA_AUTO_VACUUM].outcome =
-                        db->pragmas[PRAGMA_AUTO_VACUUM].requested ? PRAGMA_APPLIED : PRAGMA_UNREQUESTED;
-                pragma_format_value(PRAGMA_AUTO_VACUUM, 2, db->pragmas[PRAGMA_AUTO_VACUUM].effective,
-                                    sizeof(db->pragmas[PRAGMA_AUTO_VACUUM].effective));
         }
 }
 
@@ -708,7 +772,7 @@ static int analyze_one(Db *db, const char *sql, const char *table, DbAnalyze *a)
         took -= MIN(took, db->busy_slept);
         if (r != 0)
                 return r;
-        a->lock_max = MAX(a->lock_max, took);
+        lock_holds_add(&a->holds, took);
         a->analyzed++;
         list_append(a->tables, sizeof(a->tables), table);
         return 0;

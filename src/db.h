@@ -20,6 +20,7 @@
 
 #include "config.h"
 #include "pragmas.h"
+#include "task.h"
 #include "util.h"
 
 enum {
@@ -42,55 +43,21 @@ typedef struct PragmaStatus {
         PragmaOutcome outcome;
         bool requested;
         int64_t requested_value;
-        char effective[32]; /* as the configuration spells it, "?" if unreadable */
+        bool known;          /* SQLite's answer was a value of this pragma */
+        int64_t value;       /* that value, when known */
+        char effective[32];  /* as the configuration spells it; SQLite's text when not known */
 } PragmaStatus;
 
-typedef struct Db {
-        sqlite3 *sqlite;
-        char *path;
-        char *wal_path;
-        dev_t dev; /* identity of the file we opened */
-        ino_t ino;
-        /* The -shm file, open read-only for walindex_read() from the event
-         * loop. Opened once, closed only after sqlite3_close(): closing a
-         * descriptor of the file earlier would drop SQLite's POSIX locks on
-         * it (see walindex.h). -1 until db_open_wal_index(). */
-        int shm_fd;
-
-        /* Worker thread only: no vacuum step starts before this
-         * (CLOCK_MONOTONIC), so that writers stalled by a checkpoint that
-         * held the writer lock get in first (see db_checkpoint()). */
-        usec_t quiet_until;
-
-        /* Set per operation, read by the busy handler. */
-        usec_t busy_deadline;
-        usec_t busy_slept; /* time the running operation spent waiting for locks */
-        bool cancellable;
-
-        /* Written by the event loop thread, read by the worker. */
-        atomic_bool cancel;
-        /* Written by the worker whenever it shows progress (progress and busy
-         * handlers, job boundaries); read by the watchdog logic. */
-        _Atomic usec_t heartbeat;
-
-        sqlite3_stmt *stmt_probe; /* cached: the health probe runs often */
-        sqlite3_stmt *stmt_counts;
-        sqlite3_stmt *stmt_begin;
-        sqlite3_stmt *stmt_rollback;
-
-        PragmaStatus pragmas[_PRAGMA_MAX];
+/* What db_apply_pragmas() found, for the event loop's copy. */
+typedef struct DbPragmas {
+        PragmaStatus status[_PRAGMA_MAX];
         int64_t page_size;
+} DbPragmas;
 
-        /* Row estimates at sqlvigil's last ANALYZE of each table (optimize
-         * mode on SQLite < 3.46; see db_analyze()). */
-        struct {
-                char table[64];
-                int64_t rows;
-        } analyzed[64];
-        size_t n_analyzed;
-
-        char error[512]; /* the last DB_E_SQLITE, DB_E_NOT_WAL or open failure */
-} Db;
+/* sqlvigil's connection: opaque. Created on the loop thread at start-up,
+ * used only by the database thread afterwards; the functions marked "any
+ * thread" are the exceptions. */
+typedef struct Db Db;
 
 /* Opens path read-write (creating it only if create). DB_E_MISSING when it
  * does not exist; DB_E_SQLITE when it cannot be opened or is no database. */
@@ -100,14 +67,25 @@ static inline void db_freep(Db **db) {
         db_free(*db);
 }
 
-/* Opens db->shm_fd; call once the file is in WAL mode (after
- * db_apply_pragmas()). Returns 0 or a negative errno. */
-int db_open_wal_index(Db *db);
+/* The path it was opened with, and the identity (device, inode) of the file
+ * it opened. Fixed at open; any thread. */
+const char *db_path(const Db *db);
+void db_identity(const Db *db, dev_t *ret_dev, ino_t *ret_ino);
 
-/* Applies the requested pragmas, reads every one back into db->pragmas.
+/* Asks the running job to stop, if it may (db_set_cancellable()), and every
+ * later one. Any thread. */
+void db_cancel(Db *db);
+
+/* The database thread's last sign of life (CLOCK_MONOTONIC): SQLite's
+ * progress and busy handlers, job boundaries. Any thread. */
+usec_t db_heartbeat(const Db *db);
+
+/* Applies the requested pragmas and reads every one back into *ret.
  * max_wait bounds lock waits (journal_mode=wal needs a moment alone).
- * DB_E_NOT_WAL when the file could not be put in WAL mode. */
-int db_apply_pragmas(Db *db, const PragmaRequest requests[_PRAGMA_MAX], usec_t max_wait);
+ * 0; DB_E_NOT_WAL when the file could not be put in WAL mode; DB_E_BUSY,
+ * DB_E_SQLITE; the reason in error. */
+int db_apply_pragmas(Db *db, const PragmaRequest requests[_PRAGMA_MAX], usec_t max_wait, DbPragmas *ret,
+                     char *error, size_t error_size);
 
 /* The cheap part of the health check. Cost does not depend on the database's size. */
 typedef struct DbProbe {
@@ -136,6 +114,15 @@ typedef struct DbCheckpoint {
 
 void db_checkpoint(Db *db, CheckpointMode mode, usec_t max_wait, DbCheckpoint *ret);
 
+typedef struct DbCounts {
+        int result;          /* 0, DB_E_BUSY, DB_E_SQLITE, DB_E_CANCELLED */
+        int64_t freelist_count, page_count, page_size;
+        char error[256];
+} DbCounts;
+
+/* The freelist and page counts, in one read transaction. */
+void db_counts(Db *db, DbCounts *ret);
+
 typedef struct DbVacuumStep {
         int result;          /* 0, DB_E_BUSY (no lock within max_wait), DB_E_SQLITE, DB_E_CANCELLED */
         uint32_t freed;      /* pages freed: one per SQLITE_ROW */
@@ -150,7 +137,7 @@ typedef struct DbVacuumStep {
 void db_vacuum_step(Db *db, uint32_t pages, usec_t max_wait, usec_t hold, DbVacuumStep *ret);
 
 typedef struct DbConvert {
-        int result;
+        int result;        /* 0, DB_E_BUSY, DB_E_SQLITE, DB_E_CANCELLED */
         int64_t page_count_before, freelist_before;
         int64_t page_count_after, freelist_after;
         bool incremental;    /* auto_vacuum reads back incremental afterwards */
@@ -178,7 +165,7 @@ typedef struct DbAnalyze {
         unsigned considered, analyzed;
         char tables[256];       /* names of the tables analyzed, comma-separated, truncated */
         usec_t duration;
-        usec_t lock_max;        /* longest single ANALYZE (each holds the write lock) */
+        LockHolds holds;        /* each table's ANALYZE holds the write lock once */
         char error[256];
 } DbAnalyze;
 

@@ -2,15 +2,23 @@
 #pragma once
 
 /*
- * Unattended maintenance: checkpoints, budgeted incremental vacuum, ANALYZE,
- * quick_check. This is the event-loop side: it decides when and how much
- * (scheduler.c, budget.c), hands the work to the worker as jobs (db.c does
- * the SQLite part), and logs one journal entry per run with what it did, how
- * long it took and the longest time it held the write lock.
+ * Unattended maintenance, the event-loop side: when each task runs
+ * (scheduler.c), and the bookkeeping every run shares - the record of its
+ * last run, the totals, the admin's reply, the journal entry and when it
+ * runs next. The tasks themselves are one concept each:
  *
- * Runs come from three sources: the scheduler's intervals, triggers from
- * watching the WAL index (new frames reached min_wal_pages, the -wal file
- * grew past truncate_wal_size), and admin commands on the control socket.
+ *   checkpoint.c   WAL checkpoints: the policy, the WAL watch, starvation
+ *   vacuum.c       incremental vacuum runs in budgeted steps; the conversion
+ *   analyze.c      ANALYZE / PRAGMA optimize
+ *   check.c        quick_check, integrity_check, foreign_key_check
+ *
+ * Each hands its SQLite work to the database thread as jobs (db.c does the
+ * SQLite part) and ends every run, however it ended, with one TaskReport
+ * through maintenance_end().
+ *
+ * The daemon gives maintenance what it needs once (MaintenanceEnv) and
+ * learns what happened through two hooks; maintenance never reaches into
+ * the manager.
  */
 
 #include <stdbool.h>
@@ -19,23 +27,32 @@
 #include <systemd/sd-event.h>
 
 #include "config.h"
+#include "db.h"
+#include "log.h"
 #include "scheduler.h"
+#include "task.h"
 #include "util.h"
 #include "walindex.h"
+#include "worker.h"
 
-typedef struct Manager Manager;
 typedef struct Maintenance Maintenance;
 
-/* The last run of a task, for STATUS=, stats and metrics. */
-typedef struct TaskRun {
-        bool valid;
-        usec_t at;        /* CLOCK_REALTIME when it started */
-        usec_t duration;
-        usec_t lock_usec; /* longest time it held the write lock */
-        const char *result; /* "ok", "busy", "incomplete", "failed", "cancelled" */
-        const char *trigger;
-        char summary[256];
-} TaskRun;
+typedef struct MaintenanceEnv {
+        sd_event *event;
+        Worker *db_worker;          /* the database thread */
+        const char *db_path;        /* for file sizes and the file system's free space */
+        const char *wal_path;
+        const DbPragmas *pragmas;   /* the loop's copy, kept current by the daemon */
+
+        /* Hooks, called on the loop thread. */
+        void *userdata;
+        /* A run ended (its record and the totals are updated). */
+        void (*run_ended)(void *userdata, TaskId task);
+        /* A fact health depends on changed: corruption, starvation. */
+        void (*facts_changed)(void *userdata);
+        /* The one-time conversion changed auto_vacuum in the file. */
+        void (*pragma_changed)(void *userdata, PragmaId id, const PragmaStatus *status);
+} MaintenanceEnv;
 
 typedef struct MaintenanceTotals {
         uint64_t runs[_TASK_MAX];
@@ -43,49 +60,101 @@ typedef struct MaintenanceTotals {
         uint64_t pages_reclaimed;
         uint64_t tables_analyzed;
         uint64_t checks_failed;
+        LockHolds holds[_TASK_MAX]; /* sqlvigil's own write-lock holds, by task */
 } MaintenanceTotals;
 
-/* What an admin request gets back when its run ends. */
+/* What an admin gets back when the run it asked for ends. */
 typedef struct MaintenanceOutcome {
         TaskId task;
-        bool ok;          /* it ran and did its job */
-        const TaskRun *run;
-        const char *error; /* when !ok: why, one line */
-        const char *mode;  /* checkpoint mode, analyze mode, or "quick"/"integrity" */
-        const char *first; /* a check's first problem */
-        /* Task figures, for the JSON reply. */
+        bool ok;            /* it ran and did its job */
+        const TaskRun *run; /* its record */
+        const char *error;  /* when !ok: why, one line */
+        const char *mode;   /* checkpoint mode, analyze mode, or "quick"/"integrity" */
+        const char *first;  /* a check's first problem */
+        /* Task figures for the JSON reply; -1 where unknown. */
         int64_t frames, checkpointed, pages, freelist_after, tables, problems;
         bool busy;
 } MaintenanceOutcome;
 
 typedef void (*MaintenanceReply)(void *userdata, const MaintenanceOutcome *outcome);
 
-int maintenance_new(Maintenance **ret, Manager *m);
+/* How a run ended, as its task reports it to maintenance_end(). */
+typedef struct TaskReport {
+        TaskResult result;
+        TaskTrigger trigger;
+        usec_t started_rt;  /* CLOCK_REALTIME when the run started */
+        usec_t duration;
+        LockHolds holds;    /* the run's write-lock holds */
+        char summary[320];  /* one line: what it did */
+        /* The journal entry: its MESSAGE_ID, SQLVIGIL_EVENT= word, priority,
+         * text (summary and duration are appended) and the task's own
+         * fields; maintenance_end() adds TRIGGER, RESULT, DURATION_USEC,
+         * LOCK_USEC and the lock-hold counts. */
+        const char *message_id;
+        const char *event;
+        int priority;
+        char message[96];   /* "checkpoint (interval)"; "" for the summary alone */
+        LogFields fields;
+        /* For an admin's reply. */
+        MaintenanceOutcome outcome;
+        /* When the next run comes: 0 one interval after this one's start;
+         * otherwise this much later (a busy lock, a back-off). */
+        usec_t retry;
+        /* Nothing was done (below the trigger, nothing to check): no
+         * journal entry and no record; an admin still gets the outcome. */
+        bool nothing_done;
+} TaskReport;
+
+/* Starts a report for a run of trigger that started at started_rt. */
+void task_report_init(TaskReport *r, TaskTrigger trigger, usec_t started_rt);
+
+/* Takes config as the configuration to read; the caller keeps it alive and
+ * calls maintenance_reload() when it changes. */
+int maintenance_new(Maintenance **ret, const MaintenanceEnv *env, const Config *config);
 Maintenance *maintenance_free(Maintenance *mt);
 
-/* Arms the timers; called once the daemon is ready. */
-int maintenance_start(Maintenance *mt);
+/* From now on, runs that end (their jobs handed back while the threads
+ * stop) are neither reported nor replied to: the daemon is being freed. */
+void maintenance_teardown(Maintenance *mt);
 
-/* The configuration changed: new intervals and thresholds. */
-void maintenance_reload(Maintenance *mt);
+/* Arms the timers; called once the daemon is ready. shm_fd: a descriptor of
+ * the -shm for reading the WAL index (-1: none; see walindex.h). */
+int maintenance_start(Maintenance *mt, int shm_fd);
 
-/* No new work from now on; running work is being cancelled by the manager. */
+/* The configuration changed: new intervals and thresholds. Runs in progress
+ * keep the settings they started with. */
+void maintenance_reload(Maintenance *mt, const Config *config);
+
+/* No new work from now on; runs in progress end as cancelled (the caller
+ * cancels the jobs on the database thread). */
 void maintenance_stop(Maintenance *mt);
+
+enum {
+        MAINTENANCE_E_RUNNING = 1,  /* the task is running already */
+        MAINTENANCE_E_STOPPING,     /* sqlvigil is stopping */
+};
 
 /*
  * Runs a task now, for an admin command. arg: checkpoint mode for
- * TASK_CHECKPOINT (-1: passive), page limit for TASK_VACUUM (0: down to the
- * trigger's floor... every free page the limit allows), ANALYZE_MODE_* for
- * TASK_ANALYZE, 1 for integrity_check with TASK_QUICK_CHECK.
- * Returns 0 when started (reply will be called), -EBUSY when the task is
- * running already, -ESHUTDOWN when stopping, -ENOMEM.
+ * TASK_CHECKPOINT, page limit for TASK_VACUUM (0: every free page),
+ * ANALYZE_MODE_* for TASK_ANALYZE, 1 for integrity_check with
+ * TASK_QUICK_CHECK. Returns 0 when started (reply is called when it ends,
+ * perhaps before this returns), MAINTENANCE_E_RUNNING,
+ * MAINTENANCE_E_STOPPING, or -ENOMEM.
  */
 int maintenance_request(Maintenance *mt, TaskId task, int64_t arg, MaintenanceReply reply, void *userdata);
 
 /* Forgets a pending reply (its client went away). */
 void maintenance_forget_reply(Maintenance *mt, void *userdata);
 
-/* Facts for the health check: NULL when fine. */
+/* The final checkpoint at stop: mode, waiting at most timeout for readers
+ * and writers; not cancellable. done is called with its outcome. */
+typedef struct CheckpointOutcome CheckpointOutcome;
+typedef void (*FinalCheckpointDone)(void *userdata, const CheckpointOutcome *outcome, bool ran);
+int maintenance_final_checkpoint(Maintenance *mt, CheckpointMode mode, usec_t timeout, FinalCheckpointDone done,
+                                 void *userdata);
+
+/* Facts for health and the status: NULL when there is nothing to say. */
 const char *maintenance_corruption(const Maintenance *mt);
 const char *maintenance_starvation(const Maintenance *mt);
 
@@ -97,3 +166,34 @@ bool maintenance_wal_index(const Maintenance *mt, WalIndex *ret);
 
 /* Which task runs right now, or NULL. */
 const char *maintenance_running(const Maintenance *mt);
+
+/* ---- For the tasks (checkpoint.c, vacuum.c, analyze.c, check.c) ---------- */
+
+const MaintenanceEnv *maintenance_env(const Maintenance *mt);
+const Config *maintenance_config(const Maintenance *mt);
+Scheduler *maintenance_scheduler(Maintenance *mt);
+
+/* Whether new work may start (not stopping). */
+bool maintenance_active(const Maintenance *mt);
+
+/* Hands a job to the database thread; false (job untouched) when stopping. */
+bool maintenance_submit(Maintenance *mt, Job *job);
+
+/* Whether an admin waits for task's run (it may wait longer than a
+ * scheduled run would). */
+bool maintenance_admin_waiting(const Maintenance *mt, TaskId task);
+
+/* The one end of every run: the journal entry, the record, the totals'
+ * runs and lock holds, the admin's reply, and the next run. */
+void maintenance_end(Maintenance *mt, TaskId task, TaskReport *report);
+
+/* Counts what a run did, for the totals (call before maintenance_end()). */
+MaintenanceTotals *maintenance_totals_mut(Maintenance *mt);
+
+/* The tasks report health facts through this: they changed. */
+void maintenance_facts_changed(Maintenance *mt);
+
+/* The task objects, for each other: vacuum looks at the WAL after its steps,
+ * the conversion asks for a checkpoint. */
+typedef struct Checkpointer Checkpointer;
+Checkpointer *maintenance_checkpointer(Maintenance *mt);

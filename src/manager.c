@@ -1,24 +1,25 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <systemd/sd-daemon.h>
 
+#include "checkpoint.h"
+#include "commands.h"
 #include "control.h"
 #include "log.h"
 #include "manager.h"
 #include "messages.h"
 #include "metrics.h"
+#include "monitor.h"
 #include "notify.h"
-
-/* The longest the health probe waits for the write lock. Lock holders are
- * application transactions; 100 ms is longer than nearly all of them, and
- * since the probe runs on the worker it delays only queued maintenance. */
-#define PROBE_LOCK_WAIT (100 * USEC_PER_MSEC)
+#include "worker.h"
 
 /* While the final checkpoint runs we keep asking systemd for this much more
  * time, once a second, so TimeoutStopSec= never cuts it short... */
@@ -27,17 +28,57 @@
  * time, a hung disk takes forever, and then systemd's SIGKILL is right. */
 #define STOP_EXTEND_GRACE (60 * USEC_PER_SEC)
 
-static void manager_finish_round(Manager *m);
-static void manager_reload(Manager *m);
+struct Manager {
+        sd_event *event;
+        Config *config;
+        char *config_path;      /* NULL when started with --database alone */
+        char *db_override;      /* --database */
+        bool create_override;   /* --create */
+        char *instance;         /* NAME: for the control socket and metrics */
+        Lifecycle lifecycle;    /* what systemd has been told (notify.c keeps it) */
 
-/* ---- Jobs ------------------------------------------------------------- */
+        Db *db;                 /* after start-up, used only by the database thread */
+        FileId db_id;           /* the file it opened */
+        char *db_path;          /* [database] path: a reload cannot change it */
+        char *wal_path;
+        /* The -shm, open read-only for reading the WAL index on the loop.
+         * Opened once, closed only after the connection: closing a
+         * descriptor of the file earlier would drop SQLite's POSIX locks on
+         * it (see walindex.h). -1 until opened. */
+        int shm_fd;
+        Worker *db_worker;
+        Worker *file_worker;
+        Monitor *monitor;
+        Maintenance *maintenance;
+        Control *control;
+        DbPragmas pragmas;      /* the loop's copy: only job results on this thread change it */
 
-typedef struct ProbeJob {
-        Job job;
-        Manager *manager;
-        usec_t lock_wait;
-        DbProbe probe;
-} ProbeJob;
+        /* Health. */
+        usec_t watchdog_usec;   /* 0: no watchdog */
+        usec_t health_period;
+        HealthResult health;
+        usec_t health_since;    /* CLOCK_REALTIME of the last state change */
+        usec_t checked_at;      /* CLOCK_REALTIME of the last judgement */
+        uint64_t checks;
+        char status[512];       /* the last STATUS= line */
+
+        /* The metrics file, written on the file thread. */
+        bool metrics_writing;   /* a write is under way... */
+        bool metrics_again;     /* ...and another was asked for meanwhile */
+        char metrics_error[256]; /* the last failure, said once */
+
+        /* Life cycle. */
+        usec_t started_at;      /* CLOCK_MONOTONIC */
+        usec_t started_rt;      /* CLOCK_REALTIME */
+        bool tearing_down;
+        bool reload_again;
+        Config *pending_config; /* a reload waiting for its pragmas job */
+        ReloadReply reload_reply; /* a control client waiting for the reload */
+        void *reload_userdata;
+        sd_event_source *extend_timer;
+        usec_t stop_started;
+        int exit_code;
+};
 
 typedef struct PragmaJob {
         Job job;
@@ -46,29 +87,22 @@ typedef struct PragmaJob {
         usec_t max_wait;
         int result;
         char error[512];
-        PragmaStatus status[_PRAGMA_MAX];
-        int64_t page_size;
+        DbPragmas pragmas;
 } PragmaJob;
 
-typedef struct StopJob {
+typedef struct MetricsJob {
         Job job;
         Manager *manager;
-        CheckpointMode mode;
-        usec_t max_wait;
-        uint64_t wal_bytes_before;
-        uint64_t wal_bytes_after;
-        DbCheckpoint passive; /* first pass: copies what it can, never waits */
-        DbCheckpoint result;  /* then stop_mode, with the bounded wait */
-} StopJob;
+        char *path;
+        char *text;
+        FileId avoid[1];
+        int result;
+        char error[256];
+} MetricsJob;
+
+static void manager_reload(Manager *m);
 
 /* ---- Helpers ---------------------------------------------------------- */
-
-usec_t manager_busy_timeout(const Config *c) {
-        /* Unset ("busy_timeout =") means SQLite's own default: no waiting. */
-        if (!c->pragmas[PRAGMA_BUSY_TIMEOUT].set)
-                return 0;
-        return (usec_t)c->pragmas[PRAGMA_BUSY_TIMEOUT].value * USEC_PER_MSEC;
-}
 
 static usec_t compute_health_period(const Config *c, usec_t watchdog) {
         usec_t p = c->health_interval;
@@ -82,44 +116,8 @@ static usec_t compute_health_period(const Config *c, usec_t watchdog) {
         return p;
 }
 
-static usec_t timer_accuracy(usec_t period) {
-        return MAX(MIN(period / 20, 50 * USEC_PER_MSEC), USEC_PER_MSEC);
-}
-
-static void format_status(Manager *m, char *buf, size_t size) {
-        char wal[32], ago[32], last[256] = "";
-        usec_t now = now_usec(CLOCK_REALTIME);
-        size_t off = 0;
-
-        /* "…; last checkpoint 12s ago, vacuum 5min ago": every task that ran. */
-        for (int t = 0; m->maintenance && t < _TASK_MAX; t++) {
-                const TaskRun *r = maintenance_last(m->maintenance, (TaskId)t);
-                int n;
-
-                if (!r->valid)
-                        continue;
-                n = snprintf(last + off, sizeof(last) - off, "%s%s %s ago", off ? ", " : "; last ", task_names[t],
-                             format_elapsed(ago, sizeof(ago), now > r->at ? now - r->at : 0));
-                if (n < 0 || (size_t)n >= sizeof(last) - off)
-                        break;
-                off += (size_t)n;
-        }
-        format_bytes(wal, sizeof(wal), m->files.wal_bytes);
-        bufprintf(buf, size, "%s%s%s; WAL %s; %" PRIi64 " free pages%s", health_state_names[m->health.state],
-                  m->health.state == HEALTH_OK ? "" : ": ", m->health.state == HEALTH_OK ? "" : m->health.reason, wal,
-                  m->probe.freelist_count, last);
-}
-
-static void update_status(Manager *m) {
-        char status[sizeof(m->status)];
-
-        format_status(m, status, sizeof(status));
-        if (streq(status, m->status))
-                return;
-        bufprintf(m->status, sizeof(m->status), "%s", status);
-        if (!m->ready || m->stopping)
-                return;
-        log_notify_failure(notify_status(status), "STATUS=");
+static bool stopping(const Manager *m) {
+        return m->lifecycle == LIFECYCLE_STOPPING;
 }
 
 static void log_pragmas(Manager *m, const Config *c) {
@@ -127,7 +125,7 @@ static void log_pragmas(Manager *m, const Config *c) {
         size_t off = 0;
 
         for (PragmaId id = 0; id < _PRAGMA_MAX; id++) {
-                const PragmaStatus *st = &m->pragmas[id];
+                const PragmaStatus *st = &m->pragmas.status[id];
                 const char *name = pragma_info[id].name;
                 LogFields f = { 0 };
 
@@ -170,9 +168,139 @@ static void log_pragmas(Manager *m, const Config *c) {
         log_info("pragmas in force: %s", line);
 }
 
+/* ---- Status --------------------------------------------------------------- */
+
+void manager_status(Manager *m, Status *s) {
+        const MonitorFacts *f = monitor_facts(m->monitor);
+
+        *s = (Status){
+                .lifecycle = m->lifecycle,
+                .instance = m->instance,
+                .db_path = m->db_path,
+                .pid = getpid(),
+                .started_rt = m->started_rt,
+                .uptime = now_usec(CLOCK_MONOTONIC) - m->started_at,
+                .rss_bytes = status_rss_bytes(),
+                .health = m->health,
+                .health_since = m->health_since,
+                .checked_at = m->checked_at,
+                .checks = m->checks,
+                .check_usec = f->check_usec,
+                .files = f->files,
+                .page_size = m->pragmas.page_size,
+                .page_count = f->probe.page_count,
+                .freelist_count = f->probe.freelist_count,
+        };
+        monitor_check_percentiles(m->monitor, &s->check_usec_p50, &s->check_usec_p99);
+        memcpy(s->pragmas, m->pragmas.status, sizeof(s->pragmas));
+        if (m->maintenance) {
+                s->wal_valid = maintenance_wal_index(m->maintenance, &s->wal);
+                s->running = maintenance_running(m->maintenance);
+                s->starved = maintenance_starvation(m->maintenance) != NULL;
+                for (int t = 0; t < _TASK_MAX; t++)
+                        s->last[t] = *maintenance_last(m->maintenance, (TaskId)t);
+                s->totals = *maintenance_totals(m->maintenance);
+        }
+}
+
+const Config *manager_config(const Manager *m) {
+        return m->config;
+}
+
+Maintenance *manager_maintenance(Manager *m) {
+        return m->maintenance;
+}
+
+bool manager_stopping(const Manager *m) {
+        return stopping(m);
+}
+
+static void update_status_line(Manager *m, const Status *s) {
+        char line[sizeof(m->status)];
+
+        status_line(s, now_usec(CLOCK_REALTIME), line, sizeof(line));
+        if (streq(line, m->status))
+                return;
+        bufprintf(m->status, sizeof(m->status), "%s", line);
+        if (m->lifecycle == LIFECYCLE_STARTING)
+                return; /* READY=1 carries it */
+        log_notify_failure(notify_status(&m->lifecycle, line), "STATUS=");
+}
+
+static void metrics_run(Job *j, Db *db) {
+        MetricsJob *mj = container_of(j, MetricsJob, job);
+
+        (void)db;
+        mj->result = metrics_write(mj->path, mj->text, mj->avoid, ELEMENTSOF(mj->avoid), mj->error,
+                                   sizeof(mj->error));
+}
+
+static void publish(Manager *m);
+
+static void metrics_done(Job *j, bool ran) {
+        MetricsJob *mj = container_of(j, MetricsJob, job);
+        Manager *m = mj->manager;
+
+        if (!m->tearing_down && ran) {
+                if (mj->result < 0 && !streq(mj->error, m->metrics_error))
+                        log_warning("metrics: %s", mj->error);
+                else if (mj->result == 0 && m->metrics_error[0])
+                        log_notice("metrics: %s written again", mj->path);
+                bufprintf(m->metrics_error, sizeof(m->metrics_error), "%s", mj->result < 0 ? mj->error : "");
+        }
+        m->metrics_writing = false;
+        free(mj->path);
+        free(mj->text);
+        free(mj);
+        if (m->metrics_again && !m->tearing_down) {
+                m->metrics_again = false;
+                publish(m);
+        }
+}
+
+static void write_metrics(Manager *m, const Status *s) {
+        MetricsJob *mj;
+
+        if (!m->config->metrics_textfile || !m->file_worker)
+                return;
+        if (m->metrics_writing) {
+                /* One write at a time; the newest facts go out next. */
+                m->metrics_again = true;
+                return;
+        }
+        mj = calloc(1, sizeof(*mj));
+        if (!mj || !(mj->path = strdup(m->config->metrics_textfile)) || !(mj->text = metrics_render(s))) {
+                if (mj)
+                        free(mj->path);
+                free(mj);
+                log_warning("metrics: out of memory");
+                return;
+        }
+        mj->job = (Job){ .name = "metrics", .cancellable = true, .run = metrics_run, .done = metrics_done };
+        mj->manager = m;
+        mj->avoid[0] = m->db_id;
+        m->metrics_writing = true;
+        worker_submit(m->file_worker, &mj->job);
+}
+
+/* Refreshes what others read about us: STATUS= and the metrics file. */
+static void publish(Manager *m) {
+        Status s;
+
+        if (m->tearing_down)
+                return;
+        manager_status(m, &s);
+        update_status_line(m, &s);
+        write_metrics(m, &s);
+}
+
+void manager_say_stopping(Manager *m, const char *status) {
+        log_notify_failure(notify_stopping(&m->lifecycle, status), "STOPPING=1");
+}
+
 /* ---- Health ----------------------------------------------------------- */
 
-static void manager_set_health(Manager *m, const HealthResult *r) {
+static void set_health(Manager *m, const HealthResult *r) {
         HealthState old_state = m->health.state;
         HealthCode old_code = m->health.code;
         LogFields f = { 0 };
@@ -188,7 +316,7 @@ static void manager_set_health(Manager *m, const HealthResult *r) {
         log_field(&f, "SQLVIGIL_PREVIOUS_HEALTH", "%s", health_state_names[old_state]);
         log_field(&f, "SQLVIGIL_REASON", "%s", health_code_names[r->code]);
         log_field(&f, "SQLVIGIL_REASON_TEXT", "%s", r->reason);
-        log_field(&f, "SQLVIGIL_WAL_BYTES", "%" PRIu64, m->files.wal_bytes);
+        log_field(&f, "SQLVIGIL_WAL_BYTES", "%" PRIu64, monitor_facts(m->monitor)->files.wal_bytes);
         if (r->state == HEALTH_OK)
                 log_event(prio, SQLVIGIL_MESSAGE_HEALTH, "health", &f, "health: %s (was %s)",
                           health_state_names[r->state], health_state_names[old_state]);
@@ -198,292 +326,122 @@ static void manager_set_health(Manager *m, const HealthResult *r) {
                           r->state == HEALTH_FAILED && m->watchdog_usec ? " (watchdog pings stop)" : "");
 }
 
-/* Judges the latest facts; called at the end of every round. */
-static void manager_evaluate(Manager *m) {
+/* Judges the latest facts. */
+static void judge(Manager *m) {
+        const MonitorFacts *facts = monitor_facts(m->monitor);
         HealthLimits limits = {
                 .max_wal_size = m->config->max_wal_size,
                 .min_free_disk = m->config->min_free_disk,
                 .lock_timeout = m->config->lock_timeout,
         };
         HealthInput in = {
-                .files = m->files,
-                .open_dev = m->db->dev,
-                .open_ino = m->db->ino,
-                .probe = &m->probe, /* manager_start() takes the first before anything evaluates */
-                .lock_busy_for = m->lock_busy_for,
-                .corruption = maintenance_corruption(m->maintenance),
-                .starvation = maintenance_starvation(m->maintenance),
+                .files = facts->files,
+                .open_dev = m->db_id.dev,
+                .open_ino = m->db_id.ino,
+                .probe = facts->have_probe ? &facts->probe : NULL,
+                .lock_busy_for = facts->lock_busy_for,
+                .corruption = m->maintenance ? maintenance_corruption(m->maintenance) : NULL,
+                .starvation = m->maintenance ? maintenance_starvation(m->maintenance) : NULL,
         };
+        const char *current = m->db_worker ? worker_current(m->db_worker) : NULL;
         HealthResult result;
-        const char *current = m->worker ? worker_current(m->worker) : NULL;
 
-        /* The worker is in a long job (quick_check of a big file, say) and the
-         * probe is waiting behind it. That is fine as long as the job shows
-         * progress; it is a failure when it has not for lock_timeout. */
+        /* The database thread is in a long job (quick_check of a big file,
+         * say) and the probe waits behind it. That is fine as long as the
+         * job shows progress; it is a failure when it has not for
+         * lock_timeout. */
         if (current) {
-                usec_t now = now_usec(CLOCK_MONOTONIC), beat = worker_heartbeat(m->worker);
+                usec_t now = now_usec(CLOCK_MONOTONIC), beat = worker_heartbeat(m->db_worker);
 
                 in.stalled_for = now > beat ? now - beat : 0;
                 in.stalled_job = current;
         }
         health_evaluate(&limits, &in, &result);
-        manager_set_health(m, &result);
+        set_health(m, &result);
         m->checks++;
+        m->checked_at = now_usec(CLOCK_REALTIME);
 }
 
-void manager_publish(Manager *m) {
-        char error[256];
-        int r;
+static void on_round_done(void *userdata) {
+        Manager *m = userdata;
 
-        if (!m->config->metrics_textfile || m->tearing_down)
+        if (m->tearing_down || stopping(m))
                 return;
-        r = metrics_write(m, m->config->metrics_textfile, error, sizeof(error));
-        if (r < 0 && !streq(error, m->metrics_error))
-                log_warning("metrics: %s", error);
-        else if (r == 0 && m->metrics_error[0])
-                log_notice("metrics: %s written again", m->config->metrics_textfile);
-        bufprintf(m->metrics_error, sizeof(m->metrics_error), "%s", r < 0 ? error : "");
-}
-
-void manager_reevaluate(Manager *m) {
-        if (m->stopping || m->tearing_down)
-                return;
-        manager_evaluate(m);
-        update_status(m);
-}
-
-static void probe_run(Db *db, Job *j) {
-        ProbeJob *p = container_of(j, ProbeJob, job);
-
-        db_probe(db, p->lock_wait, &p->probe);
-}
-
-static void record_check_cost(Manager *m, usec_t usec) {
-        m->check_usec[m->check_count % MANAGER_CHECK_HISTORY] = usec;
-        m->check_count++;
-        m->last_check_usec = usec;
-}
-
-static void manager_take_probe(Manager *m, const DbProbe *probe, usec_t at) {
-        m->probe = *probe;
-        m->probe_at = at;
-        m->page_size = probe->page_size;
-        if (probe->result == 0) {
-                record_check_cost(m, m->round_files_usec + probe->duration);
-                log_debug("health check: files %" PRIu64 " us, probe %" PRIu64 " us", m->round_files_usec,
-                          probe->duration);
-                m->lock_busy_for = health_lock_update(&m->lock, probe->lock_busy, at, probe->lock_wait);
-        }
-}
-
-static void probe_done(Job *j, bool ran) {
-        ProbeJob *p = container_of(j, ProbeJob, job);
-        Manager *m = p->manager;
-
-        if (!m->tearing_down) {
-                m->probe_pending = false;
-                if (ran && p->probe.result != DB_E_CANCELLED)
-                        manager_take_probe(m, &p->probe, j->finished_at);
-                if (m->round_open)
-                        manager_finish_round(m);
-        }
-        free(p);
-}
-
-/* The file half of a check: stat() of the database and its WAL, timed. */
-static void read_files(Manager *m) {
-        usec_t t0 = now_usec(CLOCK_MONOTONIC);
-
-        health_read_files(m->db->path, m->db->wal_path, &m->files);
-        m->round_files_usec = now_usec(CLOCK_MONOTONIC) - t0;
-}
-
-/* How long the probe may wait for the write lock: short against the period. */
-static usec_t probe_lock_wait(const Manager *m) {
-        return MIN(PROBE_LOCK_WAIT, m->health_period / 4);
-}
-
-/* The end of a check: the verdict, and when it was reached. */
-static void judge_check(Manager *m) {
-        manager_evaluate(m);
-        m->last_check_at = now_usec(CLOCK_REALTIME);
-}
-
-static int submit_probe(Manager *m) {
-        ProbeJob *p;
-
-        p = calloc(1, sizeof(*p));
-        if (!p)
-                return -ENOMEM;
-        p->job = (Job){ .name = "probe", .urgent = true, .cancellable = true, .run = probe_run, .done = probe_done };
-        p->manager = m;
-        p->lock_wait = probe_lock_wait(m);
-        m->probe_pending = true;
-        worker_submit(m->worker, &p->job);
-        return 0;
-}
-
-static void manager_finish_round(Manager *m) {
-        m->round_open = false;
-        (void)sd_event_source_set_enabled(m->round_timer, SD_EVENT_OFF);
-        if (m->stopping)
-                return;
-        judge_check(m);
-        update_status(m);
+        judge(m);
         if (m->watchdog_usec && m->health.state != HEALTH_FAILED)
-                log_notify_failure(notify_watchdog(), "WATCHDOG=1");
-        manager_publish(m);
+                log_notify_failure(notify_watchdog(&m->lifecycle), "WATCHDOG=1");
+        publish(m);
 }
 
-static int on_round_deadline(sd_event_source *s, uint64_t usec, void *userdata) {
+/* Maintenance: a health fact changed (corruption, starvation). */
+static void on_facts_changed(void *userdata) {
         Manager *m = userdata;
 
-        (void)s;
-        (void)usec;
-        if (m->round_open)
-                manager_finish_round(m);
-        return 0;
-}
-
-static void manager_start_round(Manager *m) {
-        usec_t now = now_usec(CLOCK_MONOTONIC);
-        int r;
-
-        if (m->stopping)
+        if (m->tearing_down || stopping(m))
                 return;
-        read_files(m);
-        if (!m->probe_pending) {
-                r = submit_probe(m);
-                if (r < 0)
-                        log_error("cannot queue the health probe: %s", strerror(-r));
-        }
-        m->round_open = true;
-        /* If the worker is in a long job the probe waits behind it; the round
-         * then ends at this deadline with the file checks and the worker's
-         * heartbeat, so the watchdog is never late for a busy but healthy
-         * database. */
-        r = sd_event_source_set_time(m->round_timer, now + MIN(m->health_period / 2, USEC_PER_SEC));
-        if (r >= 0)
-                r = sd_event_source_set_enabled(m->round_timer, SD_EVENT_ONESHOT);
-        if (r < 0)
-                log_error("cannot arm the health round deadline: %s", strerror(-r));
+        judge(m);
+        publish(m);
 }
 
-static int on_health_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+static void on_run_ended(void *userdata, TaskId task) {
         Manager *m = userdata;
-        int r;
 
-        /* Absolute re-arm: rounds stay on a fixed cadence instead of drifting
-         * by the time each one takes. */
-        r = sd_event_source_set_time(s, usec + m->health_period);
-        if (r >= 0)
-                r = sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
-        if (r < 0)
-                log_error("cannot re-arm the health timer: %s", strerror(-r));
-        if (m->round_open)
-                /* The previous round is still open (deadline longer than the
-                 * period cannot happen, but be safe): close it first. */
-                manager_finish_round(m);
-        manager_start_round(m);
-        return 0;
+        (void)task;
+        publish(m);
 }
 
-static int manager_arm_health_timer(Manager *m) {
-        int r;
+static void on_pragma_changed(void *userdata, PragmaId id, const PragmaStatus *st) {
+        Manager *m = userdata;
 
-        m->health_period = compute_health_period(m->config, m->watchdog_usec);
-        if (!m->health_timer) {
-                r = sd_event_add_time_relative(m->event, &m->health_timer, CLOCK_MONOTONIC, m->health_period,
-                                               timer_accuracy(m->health_period), on_health_timer, m);
-                if (r < 0)
-                        return r;
-                (void)sd_event_source_set_description(m->health_timer, "health");
-                return 0;
-        }
-        r = sd_event_source_set_time_accuracy(m->health_timer, timer_accuracy(m->health_period));
-        if (r >= 0)
-                r = sd_event_source_set_time_relative(m->health_timer, m->health_period);
-        if (r >= 0)
-                r = sd_event_source_set_enabled(m->health_timer, SD_EVENT_ONESHOT);
-        return r;
+        m->pragmas.status[id] = *st;
 }
 
 /* ---- Stop ------------------------------------------------------------- */
 
-static void stop_run(Db *db, Job *j) {
-        StopJob *s = container_of(j, StopJob, job);
-
-        /* PASSIVE first: it does the copying without waiting for anyone and
-         * tells how many frames the WAL holds (after a TRUNCATE, SQLite
-         * reports 0 for both counts). The stop mode then only has to wait for
-         * readers to leave and reset the WAL. */
-        s->wal_bytes_before = db_wal_bytes(db);
-        db_checkpoint(db, CHECKPOINT_PASSIVE, 0, &s->passive);
-        if (s->mode == CHECKPOINT_PASSIVE)
-                s->result = s->passive;
-        else
-                db_checkpoint(db, s->mode, s->max_wait, &s->result);
-        s->result.duration += s->passive.duration;
-        s->wal_bytes_after = db_wal_bytes(db);
-}
-
-static void stop_done(Job *j, bool ran) {
-        StopJob *s = container_of(j, StopJob, job);
-        Manager *m = s->manager;
-        const DbCheckpoint *c = &s->result;
-        const char *mode = checkpoint_mode_names[s->mode];
-        /* Frames in the WAL and how many reached the database: from the
-         * PASSIVE pass, or the final pass when that one saw more. A TRUNCATE
-         * reports the WAL it leaves, 0 frames; both passes report -1 while
-         * another connection holds the checkpoint lock. */
-        int frames = s->mode == CHECKPOINT_TRUNCATE ? s->passive.log_frames : MAX(s->passive.log_frames, c->log_frames);
-        int copied = c->result == 0 && s->mode != CHECKPOINT_PASSIVE ? frames
-                                                                       : MAX(s->passive.checkpointed, c->checkpointed);
+static void final_checkpoint_done(void *userdata, const CheckpointOutcome *o, bool ran) {
+        Manager *m = userdata;
+        const char *mode = checkpoint_mode_names[o->mode];
         char before[32], after[32], took[32], counts[96];
         LogFields f = { 0 };
 
-        if (m->tearing_down) {
-                free(s);
+        if (m->tearing_down)
                 return;
-        }
         (void)sd_event_source_set_enabled(m->extend_timer, SD_EVENT_OFF);
-        format_bytes(before, sizeof(before), s->wal_bytes_before);
-        format_bytes(after, sizeof(after), s->wal_bytes_after);
-        format_elapsed(took, sizeof(took), c->duration);
-        if (frames >= 0)
-                bufprintf(counts, sizeof(counts), "%d frames in WAL, %d checkpointed", frames, MAX(copied, 0));
+        format_bytes(before, sizeof(before), o->wal_before);
+        format_bytes(after, sizeof(after), o->wal_after);
+        format_elapsed(took, sizeof(took), o->duration);
+        if (o->frames >= 0)
+                bufprintf(counts, sizeof(counts), "%d frames in WAL, %d checkpointed", o->frames, MAX(o->copied, 0));
         else
                 bufprintf(counts, sizeof(counts), "frames in WAL unknown (another connection was checkpointing)");
 
         log_field(&f, "SQLVIGIL_CHECKPOINT_MODE", "%s", mode);
-        log_field(&f, "SQLVIGIL_RESULT", "%s",
-                  !ran ? "not-run" : c->result == 0 ? "ok" : c->result == DB_E_BUSY ? "busy" : "failed");
-        log_field(&f, "SQLVIGIL_WAL_FRAMES", "%d", frames);
-        log_field(&f, "SQLVIGIL_PAGES", "%d", copied);
-        log_field(&f, "SQLVIGIL_BUSY", "%d", c->result == DB_E_BUSY);
-        log_field(&f, "SQLVIGIL_WAL_BYTES_BEFORE", "%" PRIu64, s->wal_bytes_before);
-        log_field(&f, "SQLVIGIL_WAL_BYTES", "%" PRIu64, s->wal_bytes_after);
-        log_field(&f, "SQLVIGIL_DURATION_USEC", "%" PRIu64, c->duration);
+        log_field(&f, "SQLVIGIL_RESULT", "%s", !ran ? "not-run" : task_result_names[o->result]);
+        log_field(&f, "SQLVIGIL_WAL_FRAMES", "%d", o->frames);
+        log_field(&f, "SQLVIGIL_PAGES", "%d", o->copied);
+        log_field(&f, "SQLVIGIL_BUSY", "%d", o->result == TASK_RESULT_BUSY);
+        log_field(&f, "SQLVIGIL_WAL_BYTES_BEFORE", "%" PRIu64, o->wal_before);
+        log_field(&f, "SQLVIGIL_WAL_BYTES", "%" PRIu64, o->wal_after);
+        log_field(&f, "SQLVIGIL_DURATION_USEC", "%" PRIu64, o->duration);
+        log_field(&f, "SQLVIGIL_LOCK_USEC", "%" PRIu64, o->lock_usec);
 
         if (!ran)
                 log_event(LOG_ERR, SQLVIGIL_MESSAGE_STOPPING, "stopping", &f,
                           "stopping: the final %s checkpoint did not run", mode);
-        else if (c->result == 0)
+        else if (o->result == TASK_RESULT_OK)
                 log_event(LOG_INFO, SQLVIGIL_MESSAGE_STOPPING, "stopping", &f,
                           "stopping: final %s checkpoint done in %s: %s, WAL %s -> %s", mode, took, counts,
                           before, after);
-        else if (c->result == DB_E_BUSY)
+        else if (o->result == TASK_RESULT_BUSY || o->result == TASK_RESULT_INCOMPLETE)
                 log_event(LOG_WARNING, SQLVIGIL_MESSAGE_STOPPING, "stopping", &f,
                           "stopping: final %s checkpoint incomplete after %s: database busy (%s stayed past "
                           "stop_timeout); %s, WAL %s -> %s",
-                          mode, took,
-                          c->log_frames < 0 ? "another connection's checkpoint" : "readers or a writer", counts,
-                          before, after);
+                          mode, took, o->lock_taken ? "another connection's checkpoint" : "readers or a writer",
+                          counts, before, after);
         else
                 log_event(LOG_ERR, SQLVIGIL_MESSAGE_STOPPING, "stopping", &f,
-                          "stopping: final %s checkpoint failed after %s: %s", mode, took, c->error);
+                          "stopping: final %s checkpoint failed after %s: %s", mode, took, o->error);
 
-        free(s);
         m->exit_code = EXIT_CLEAN;
         (void)sd_event_exit(m->event, EXIT_CLEAN);
 }
@@ -499,34 +457,36 @@ static int on_extend_timer(sd_event_source *s, uint64_t usec, void *userdata) {
                             elapsed / USEC_PER_SEC);
                 return sd_event_source_set_enabled(s, SD_EVENT_OFF);
         }
-        log_notify_failure(notify_extend_timeout(STOP_EXTEND_STEP), "EXTEND_TIMEOUT_USEC=");
+        log_notify_failure(notify_extend_timeout(&m->lifecycle, STOP_EXTEND_STEP), "EXTEND_TIMEOUT_USEC=");
         r = sd_event_source_set_time(s, usec + USEC_PER_SEC);
         if (r >= 0)
                 r = sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
         return r;
 }
 
+static void finish_reload(Manager *m, bool applied, const char *error);
+
 static void manager_stop(Manager *m, const char *why) {
-        StopJob *s;
         int r;
 
-        m->stopping = true;
+        manager_say_stopping(m, "stopping: final checkpoint");
         m->stop_started = now_usec(CLOCK_MONOTONIC);
-        log_notify_failure(notify_stopping("stopping: final checkpoint"), "STOPPING=1");
         log_info("%s: stopping; final %s checkpoint, waiting at most %" PRIu64 " ms for readers and writers", why,
                  checkpoint_mode_names[m->config->stop_mode], m->config->stop_timeout / USEC_PER_MSEC);
 
-        (void)sd_event_source_set_enabled(m->health_timer, SD_EVENT_OFF);
-        (void)sd_event_source_set_enabled(m->round_timer, SD_EVENT_OFF);
-        m->round_open = false;
-        if (m->maintenance)
-                maintenance_stop(m->maintenance);
+        monitor_stop(m->monitor);
+        maintenance_stop(m->maintenance);
+        /* A reload in flight is abandoned: stop wins. */
+        if (m->reload_reply)
+                finish_reload(m, false, "sqlvigil is stopping");
 
         /* Abandon whatever maintenance runs; the final checkpoint is queued
          * behind it and is not cancellable. */
-        worker_cancel(m->worker);
+        worker_cancel(m->db_worker);
+        worker_cancel(m->file_worker);
 
-        log_notify_failure(notify_extend_timeout(m->config->stop_timeout + STOP_EXTEND_STEP), "EXTEND_TIMEOUT_USEC=");
+        log_notify_failure(notify_extend_timeout(&m->lifecycle, m->config->stop_timeout + STOP_EXTEND_STEP),
+                           "EXTEND_TIMEOUT_USEC=");
         r = sd_event_add_time_relative(m->event, &m->extend_timer, CLOCK_MONOTONIC, USEC_PER_SEC,
                                        100 * USEC_PER_MSEC, on_extend_timer, m);
         if (r < 0)
@@ -534,26 +494,20 @@ static void manager_stop(Manager *m, const char *why) {
         else
                 (void)sd_event_source_set_description(m->extend_timer, "extend-stop-timeout");
 
-        s = calloc(1, sizeof(*s));
-        if (!s) {
-                log_error("stopping: out of memory; exiting without the final checkpoint");
+        r = maintenance_final_checkpoint(m->maintenance, m->config->stop_mode, m->config->stop_timeout,
+                                         final_checkpoint_done, m);
+        if (r < 0) {
+                log_error("stopping: %s; exiting without the final checkpoint", strerror(-r));
                 m->exit_code = EXIT_FAILURE_OTHER;
                 (void)sd_event_exit(m->event, EXIT_FAILURE_OTHER);
-                return;
         }
-        s->job = (Job){ .name = "final checkpoint", .urgent = true, .cancellable = false, .run = stop_run,
-                        .done = stop_done };
-        s->manager = m;
-        s->mode = m->config->stop_mode;
-        s->max_wait = m->config->stop_timeout;
-        worker_submit(m->worker, &s->job);
 }
 
 static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
         Manager *m = userdata;
 
         (void)s;
-        if (m->stopping) {
+        if (stopping(m)) {
                 log_notice("%s: already stopping; waiting for the final checkpoint", strsignal((int)si->ssi_signo));
                 return 0;
         }
@@ -567,13 +521,13 @@ static void finish_reload(Manager *m, bool applied, const char *error) {
         ReloadReply reply = m->reload_reply;
         void *userdata = m->reload_userdata;
 
-        m->reloading = false;
         m->reload_reply = NULL;
         m->reload_userdata = NULL;
-        log_notify_failure(notify_ready(m->status), "READY=1");
+        if (!stopping(m))
+                log_notify_failure(notify_ready(&m->lifecycle, m->status), "READY=1");
         if (reply)
                 reply(userdata, applied, error);
-        if (m->reload_again) {
+        if (m->reload_again && !stopping(m)) {
                 m->reload_again = false;
                 manager_reload(m);
         }
@@ -596,14 +550,10 @@ static void log_config_rejected(const char *path, const ConfigErrors *errors, co
                   consequence, joined);
 }
 
-static void pragma_run(Db *db, Job *j) {
+static void pragma_run(Job *j, Db *db) {
         PragmaJob *p = container_of(j, PragmaJob, job);
 
-        p->result = db_apply_pragmas(db, p->requests, p->max_wait);
-        if (p->result != 0)
-                bufprintf(p->error, sizeof(p->error), "%s", db->error);
-        memcpy(p->status, db->pragmas, sizeof(p->status));
-        p->page_size = db->page_size;
+        p->result = db_apply_pragmas(db, p->requests, p->max_wait, &p->pragmas, p->error, sizeof(p->error));
 }
 
 static void reload_pragmas_done(Job *j, bool ran) {
@@ -612,10 +562,10 @@ static void reload_pragmas_done(Job *j, bool ran) {
         LogFields f = { 0 };
         int r;
 
-        if (m->tearing_down || m->stopping) {
+        if (m->tearing_down || stopping(m)) {
                 config_free(TAKE_PTR(m->pending_config));
                 free(p);
-                if (m->stopping && m->reload_reply)
+                if (!m->tearing_down && m->reload_reply)
                         finish_reload(m, false, "sqlvigil is stopping");
                 return;
         }
@@ -633,20 +583,18 @@ static void reload_pragmas_done(Job *j, bool ran) {
                                     "stays at %s",
                                     old);
         }
-        if (ran) {
-                memcpy(m->pragmas, p->status, sizeof(m->pragmas));
-                m->page_size = p->page_size;
-        }
+        if (ran)
+                m->pragmas = p->pragmas;
 
         config_free(m->config);
         m->config = TAKE_PTR(m->pending_config);
         if (ran)
                 log_pragmas(m, m->config);
-        r = manager_arm_health_timer(m);
+        m->health_period = compute_health_period(m->config, m->watchdog_usec);
+        r = monitor_set_period(m->monitor, m->health_period);
         if (r < 0)
                 log_error("reload: cannot re-arm the health timer: %s", strerror(-r));
-        if (m->maintenance)
-                maintenance_reload(m->maintenance);
+        maintenance_reload(m->maintenance, m->config);
 
         log_field(&f, "SQLVIGIL_CONFIG", "%s", m->config_path);
         log_event(LOG_INFO, SQLVIGIL_MESSAGE_RELOADED, "reloaded", &f,
@@ -675,14 +623,13 @@ static void manager_reload(Manager *m) {
         PragmaJob *p;
         int r;
 
-        if (m->stopping)
+        if (stopping(m))
                 return;
-        if (m->reloading) {
+        if (m->lifecycle == LIFECYCLE_RELOADING) {
                 m->reload_again = true;
                 return;
         }
-        m->reloading = true;
-        log_notify_failure(notify_reloading(), "RELOADING=1");
+        log_notify_failure(notify_reloading(&m->lifecycle), "RELOADING=1");
 
         if (!m->config_path) {
                 log_info("reload: started with --database and no configuration file; nothing to reload");
@@ -730,16 +677,16 @@ static void manager_reload(Manager *m) {
                         .done = reload_pragmas_done };
         p->manager = m;
         memcpy(p->requests, c->pragmas, sizeof(p->requests));
-        p->max_wait = manager_busy_timeout(c);
+        p->max_wait = config_busy_timeout(c);
         m->pending_config = TAKE_PTR(c);
-        worker_submit(m->worker, &p->job);
+        worker_submit(m->db_worker, &p->job);
 }
 
 int manager_request_reload(Manager *m, ReloadReply reply, void *userdata) {
-        if (m->stopping)
-                return -ESHUTDOWN;
-        if (m->reloading)
-                return -EBUSY;
+        if (stopping(m))
+                return MANAGER_E_STOPPING;
+        if (m->lifecycle == LIFECYCLE_RELOADING)
+                return MANAGER_E_RELOADING;
         m->reload_reply = reply;
         m->reload_userdata = userdata;
         manager_reload(m);
@@ -772,8 +719,10 @@ int manager_new(Manager **ret, Config *config, const ManagerOptions *options) {
         if (!m)
                 return -ENOMEM;
         m->started_at = now_usec(CLOCK_MONOTONIC);
-        m->health_since = now_usec(CLOCK_REALTIME);
+        m->started_rt = now_usec(CLOCK_REALTIME);
+        m->health_since = m->started_rt;
         m->exit_code = EXIT_CLEAN;
+        m->shm_fd = -1;
         if (options->config_path && !(m->config_path = strdup(options->config_path)))
                 goto oom;
         if (options->db_override && !(m->db_override = strdup(options->db_override)))
@@ -781,6 +730,10 @@ int manager_new(Manager **ret, Config *config, const ManagerOptions *options) {
         m->create_override = options->create_override;
         m->instance = config_instance_name(config);
         if (!m->instance)
+                goto oom;
+        m->db_path = strdup(config->db_path);
+        m->wal_path = strdup_printf("%s-wal", config->db_path);
+        if (!m->db_path || !m->wal_path)
                 goto oom;
 
         r = sd_event_default(&m->event);
@@ -802,21 +755,27 @@ Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
         m->tearing_down = true;
-        /* Control first: its waiting clients withdraw their replies from
-         * maintenance. Then the worker: it joins its thread and hands back
-         * queued jobs, whose done() callbacks still see a whole manager. */
+        maintenance_teardown(m->maintenance);
+        /* Control first: its waiting clients withdraw their replies. Then
+         * the threads: they join and hand back queued jobs, whose done()
+         * callbacks still see whole objects. */
         control_free(m->control);
-        worker_free(m->worker);
+        worker_free(m->db_worker);
+        worker_free(m->file_worker);
         maintenance_free(m->maintenance);
-        sd_event_source_disable_unref(m->health_timer);
-        sd_event_source_disable_unref(m->round_timer);
+        monitor_free(m->monitor);
         sd_event_source_disable_unref(m->extend_timer);
         db_free(m->db);
+        /* Only now: SQLite's locks on the -shm are gone with its connection. */
+        if (m->shm_fd >= 0)
+                close(m->shm_fd);
         config_free(m->pending_config);
         config_free(m->config);
         free(m->config_path);
         free(m->db_override);
         free(m->instance);
+        free(m->db_path);
+        free(m->wal_path);
         sd_event_unref(m->event);
         free(m);
         return NULL;
@@ -840,7 +799,7 @@ static int start_failed(int status, const char *fmt, ...) {
 }
 
 static int manager_open(Manager *m) {
-        char error[1024];
+        char error[1024], path[4096];
         int r;
 
         r = db_open(m->config->db_path, m->config->create, &m->db, error, sizeof(error));
@@ -848,30 +807,39 @@ static int manager_open(Manager *m) {
                 return start_failed(EXIT_NOINPUT, "%s", error);
         if (r != 0)
                 return start_failed(EXIT_FAILURE_OTHER, "%s", error);
+        db_identity(m->db, &m->db_id.dev, &m->db_id.ino);
 
-        r = db_apply_pragmas(m->db, m->config->pragmas, manager_busy_timeout(m->config));
+        r = db_apply_pragmas(m->db, m->config->pragmas, config_busy_timeout(m->config), &m->pragmas, error,
+                             sizeof(error));
         if (r != 0)
-                return start_failed(EXIT_FAILURE_OTHER, "%s: %s", m->config->db_path, m->db->error);
-        memcpy(m->pragmas, m->db->pragmas, sizeof(m->pragmas));
-        m->page_size = m->db->page_size;
+                return start_failed(EXIT_FAILURE_OTHER, "%s: %s", m->config->db_path, error);
         log_pragmas(m, m->config);
 
         /* Now in WAL mode, the -shm exists: keep a descriptor for reading
          * the WAL index (never closed before the connection, see walindex.h). */
-        r = db_open_wal_index(m->db);
-        if (r < 0)
-                log_warning("cannot open %s-shm: %s; WAL-driven checkpoints are off, interval ones remain",
-                            m->config->db_path, strerror(-r));
+        bufprintf(path, sizeof(path), "%s-shm", m->config->db_path);
+        m->shm_fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (m->shm_fd < 0)
+                log_warning("cannot open %s: %s; WAL-driven checkpoints are off, interval ones remain", path,
+                            strerror(errno));
         return EXIT_CLEAN;
+}
+
+static void on_control_request(void *userdata, ControlClient *cl, const Request *req) {
+        commands_handle(userdata, cl, req);
+}
+
+static void on_control_gone(void *userdata, ControlClient *cl) {
+        commands_forget(userdata, cl);
 }
 
 int manager_start(Manager *m) {
         static const int signals[] = { SIGTERM, SIGINT, SIGHUP };
         char took[32], period[32], watchdog[32];
-        DbProbe probe;
         LogFields f = { 0 };
         sigset_t mask;
         uint64_t wd = 0;
+        Status s;
         int r;
 
         log_set_database(m->config->db_path);
@@ -896,80 +864,102 @@ int manager_start(Manager *m) {
                            "every %" PRIu64 " ms",
                            m->config->health_interval / USEC_PER_MSEC, m->health_period / USEC_PER_MSEC);
 
+        r = monitor_new(&m->monitor, &(MonitorEnv){
+                                             .event = m->event,
+                                             .db_path = m->db_path,
+                                             .wal_path = m->wal_path,
+                                             .userdata = m,
+                                             .round_done = on_round_done,
+                                     });
+        if (r < 0)
+                return start_failed(EXIT_FAILURE_OTHER, "cannot set up health checks: %s", strerror(-r));
+
         /* The first health check, before READY=1: a database that is not
          * healthy now is not one we claim to supervise. It runs here, on this
-         * thread; the worker does not exist yet. */
-        read_files(m);
-        db_probe(m->db, probe_lock_wait(m), &probe);
-        manager_take_probe(m, &probe, now_usec(CLOCK_MONOTONIC));
-        judge_check(m);
+         * thread; the database thread does not exist yet. */
+        monitor_first_check(m->monitor, m->db, monitor_probe_lock_wait(m->health_period));
+        judge(m);
         if (m->health.state == HEALTH_FAILED)
                 return start_failed(EXIT_FAILURE_OTHER, "not starting: health check failed: %s", m->health.reason);
 
         /* sd_event_add_signal() needs the signals blocked (in libsystemd 252
-         * there is no SD_EVENT_SIGNAL_PROCMASK). The worker thread, created
-         * below, starts with every signal blocked. */
+         * there is no SD_EVENT_SIGNAL_PROCMASK). The threads, created below,
+         * start with every signal blocked. */
         sigemptyset(&mask);
         for (size_t i = 0; i < ELEMENTSOF(signals); i++)
                 sigaddset(&mask, signals[i]);
-        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0) {
+        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
                 return start_failed(EXIT_FAILURE_OTHER, "cannot block signals: %s", strerror(errno));
-        }
         r = sd_event_add_signal(m->event, NULL, SIGTERM, on_terminate, m);
         if (r >= 0)
                 r = sd_event_add_signal(m->event, NULL, SIGINT, on_terminate, m);
         if (r >= 0)
                 r = sd_event_add_signal(m->event, NULL, SIGHUP, on_sighup, m);
-        if (r < 0) {
+        if (r < 0)
                 return start_failed(EXIT_FAILURE_OTHER, "cannot watch signals: %s", strerror(-r));
-        }
 
-        r = worker_new(&m->worker, m->db, m->event);
-        if (r < 0) {
-                return start_failed(EXIT_FAILURE_OTHER, "cannot start the database thread: %s", strerror(-r));
-        }
-
-        r = sd_event_add_time(m->event, &m->round_timer, CLOCK_MONOTONIC, 0, USEC_PER_MSEC, on_round_deadline, m);
-        if (r >= 0) {
-                (void)sd_event_source_set_description(m->round_timer, "health-round-deadline");
-                r = sd_event_source_set_enabled(m->round_timer, SD_EVENT_OFF);
-        }
+        r = worker_new(&m->db_worker, "sqlvigil-db", m->db, m->event);
         if (r >= 0)
-                r = manager_arm_health_timer(m);
-        if (r < 0) {
+                r = worker_new(&m->file_worker, "sqlvigil-files", NULL, m->event);
+        if (r < 0)
+                return start_failed(EXIT_FAILURE_OTHER, "cannot start the worker threads: %s", strerror(-r));
+
+        r = monitor_start(m->monitor, m->db_worker, m->health_period);
+        if (r < 0)
                 return start_failed(EXIT_FAILURE_OTHER, "cannot create timers: %s", strerror(-r));
-        }
 
-        r = maintenance_new(&m->maintenance, m);
+        r = maintenance_new(&m->maintenance,
+                            &(MaintenanceEnv){
+                                    .event = m->event,
+                                    .db_worker = m->db_worker,
+                                    .db_path = m->db_path,
+                                    .wal_path = m->wal_path,
+                                    .pragmas = &m->pragmas,
+                                    .userdata = m,
+                                    .run_ended = on_run_ended,
+                                    .facts_changed = on_facts_changed,
+                                    .pragma_changed = on_pragma_changed,
+                            },
+                            m->config);
         if (r >= 0)
-                r = maintenance_start(m->maintenance);
-        if (r < 0) {
+                r = maintenance_start(m->maintenance, m->shm_fd);
+        if (r < 0)
                 return start_failed(EXIT_FAILURE_OTHER, "cannot set up maintenance: %s", strerror(-r));
-        }
 
         {
                 char error[512];
+                bool explicit_path;
+                _cleanup_(freep) char *path = control_socket_path(m->config, m->instance, &explicit_path);
 
-                r = control_new(&m->control, m, error, sizeof(error));
+                if (!path)
+                        return start_failed(EXIT_FAILURE_OTHER, "out of memory");
+                r = control_new(&m->control,
+                                &(ControlEnv){
+                                        .event = m->event,
+                                        .userdata = m,
+                                        .request = on_control_request,
+                                        .gone = on_control_gone,
+                                },
+                                path, explicit_path, error, sizeof(error));
                 if (r == CONTROL_E_DISABLED)
                         log_warning("no control socket: %s", error);
                 else if (r < 0)
                         return start_failed(EXIT_FAILURE_OTHER, "%s", error);
         }
 
-        m->ready = true;
-        manager_publish(m);
-        format_status(m, m->status, sizeof(m->status));
-        log_notify_failure(notify_ready(m->status), "READY=1");
+        manager_status(m, &s);
+        status_line(&s, now_usec(CLOCK_REALTIME), m->status, sizeof(m->status));
+        write_metrics(m, &s);
+        log_notify_failure(notify_ready(&m->lifecycle, m->status), "READY=1");
 
         f = (LogFields){ 0 };
         log_field(&f, "SQLVIGIL_HEALTH", "%s", health_state_names[m->health.state]);
         log_field(&f, "SQLVIGIL_WATCHDOG_USEC", "%" PRIu64, m->watchdog_usec);
         log_field(&f, "SQLVIGIL_HEALTH_INTERVAL_USEC", "%" PRIu64, m->health_period);
-        log_field(&f, "SQLVIGIL_WAL_BYTES", "%" PRIu64, m->files.wal_bytes);
-        log_field(&f, "SQLVIGIL_PAGE_SIZE", "%" PRIi64, m->page_size);
-        log_field(&f, "SQLVIGIL_PAGE_COUNT", "%" PRIi64, m->probe.page_count);
-        log_field(&f, "SQLVIGIL_FREELIST_COUNT", "%" PRIi64, m->probe.freelist_count);
+        log_field(&f, "SQLVIGIL_WAL_BYTES", "%" PRIu64, s.files.wal_bytes);
+        log_field(&f, "SQLVIGIL_PAGE_SIZE", "%" PRIi64, s.page_size);
+        log_field(&f, "SQLVIGIL_PAGE_COUNT", "%" PRIi64, s.page_count);
+        log_field(&f, "SQLVIGIL_FREELIST_COUNT", "%" PRIi64, s.freelist_count);
         log_field(&f, "SQLVIGIL_DURATION_USEC", "%" PRIu64, now_usec(CLOCK_MONOTONIC) - m->started_at);
         log_event(LOG_INFO, SQLVIGIL_MESSAGE_READY, "ready", &f,
                   "ready in %s: %s; health checks every %s%s%s", format_elapsed(took, sizeof(took),

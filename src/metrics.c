@@ -10,10 +10,7 @@
 
 #include <sqlite3.h>
 
-#include "maintenance.h"
-#include "manager.h"
 #include "metrics.h"
-#include "report.h"
 
 typedef struct Out {
         FILE *f;
@@ -51,11 +48,10 @@ static void counter(Out *o, const char *name, const char *help, double v) {
         sample(o, name, NULL, v);
 }
 
-char *metrics_render(Manager *m) {
-        const MaintenanceTotals *t = maintenance_totals(m->maintenance);
+char *metrics_render(const Status *s) {
+        const MaintenanceTotals *t = &s->totals;
         char *text = NULL, *labels = NULL, extra[256];
         size_t len = 0, llen = 0;
-        WalIndex wi;
         FILE *lf;
         Out o;
 
@@ -63,7 +59,7 @@ char *metrics_render(Manager *m) {
         if (!lf)
                 return NULL;
         fputs("database=\"", lf);
-        escape_label(lf, m->config->db_path);
+        escape_label(lf, s->db_path);
         fputs("\"", lf);
         if (fclose(lf) != 0) {
                 free(labels);
@@ -79,38 +75,38 @@ char *metrics_render(Manager *m) {
         family(&o, "sqlvigil_info", "gauge", "Versions of sqlvigil and SQLite, and the instance name.");
         fprintf(o.f, "sqlvigil_info{%s,version=\"%s\",sqlite_version=\"%s\",name=\"", labels, SQLVIGIL_VERSION,
                 sqlite3_libversion());
-        escape_label(o.f, m->instance);
+        escape_label(o.f, s->instance);
         fputs("\"} 1\n", o.f);
         gauge(&o, "sqlvigil_start_time_seconds", "When sqlvigil started, in Unix time.",
-              (double)(now_usec(CLOCK_REALTIME) - (now_usec(CLOCK_MONOTONIC) - m->started_at)) / 1e6);
+              (double)s->started_rt / 1e6);
 
         family(&o, "sqlvigil_health_state", "gauge", "1 for the current health state (ok, degraded, failed), 0 for the others.");
-        for (int s = 0; s < _HEALTH_STATE_MAX; s++) {
-                bufprintf(extra, sizeof(extra), "state=\"%s\"", health_state_names[s]);
-                sample(&o, "sqlvigil_health_state", extra, m->health.state == (HealthState)s);
+        for (int st = 0; st < _HEALTH_STATE_MAX; st++) {
+                bufprintf(extra, sizeof(extra), "state=\"%s\"", health_state_names[st]);
+                sample(&o, "sqlvigil_health_state", extra, s->health.state == (HealthState)st);
         }
         gauge(&o, "sqlvigil_health_since_timestamp_seconds", "When the health state last changed, in Unix time.",
-              (double)m->health_since / 1e6);
-        counter(&o, "sqlvigil_health_checks_total", "Health checks run.", (double)m->checks);
+              (double)s->health_since / 1e6);
+        counter(&o, "sqlvigil_health_checks_total", "Health checks run.", (double)s->checks);
         gauge(&o, "sqlvigil_health_check_duration_seconds", "What the last health check cost (without lock waits).",
-              (double)m->last_check_usec / 1e6);
+              (double)s->check_usec / 1e6);
 
-        gauge(&o, "sqlvigil_database_size_bytes", "Size of the database file.", (double)m->files.db_bytes);
-        gauge(&o, "sqlvigil_wal_size_bytes", "Size of the -wal file.", (double)m->files.wal_bytes);
-        if (maintenance_wal_index(m->maintenance, &wi)) {
-                gauge(&o, "sqlvigil_wal_frames", "Frames in the WAL.", wi.mx_frame);
+        gauge(&o, "sqlvigil_database_size_bytes", "Size of the database file.", (double)s->files.db_bytes);
+        gauge(&o, "sqlvigil_wal_size_bytes", "Size of the -wal file.", (double)s->files.wal_bytes);
+        if (s->wal_valid) {
+                gauge(&o, "sqlvigil_wal_frames", "Frames in the WAL.", s->wal.mx_frame);
                 gauge(&o, "sqlvigil_wal_pending_frames", "WAL frames not yet copied into the database.",
-                      walindex_pending(&wi));
+                      walindex_pending(&s->wal));
         }
         gauge(&o, "sqlvigil_database_pages", "Pages in the database (PRAGMA page_count).",
-              (double)m->probe.page_count);
+              (double)s->page_count);
         gauge(&o, "sqlvigil_freelist_pages", "Free pages in the database (PRAGMA freelist_count).",
-              (double)m->probe.freelist_count);
-        gauge(&o, "sqlvigil_page_size_bytes", "The database's page size.", (double)m->page_size);
-        gauge(&o, "sqlvigil_free_disk_bytes", "Free space on the database's file system.", (double)m->files.free_bytes);
+              (double)s->freelist_count);
+        gauge(&o, "sqlvigil_page_size_bytes", "The database's page size.", (double)s->page_size);
+        gauge(&o, "sqlvigil_free_disk_bytes", "Free space on the database's file system.", (double)s->files.free_bytes);
         gauge(&o, "sqlvigil_checkpoint_starved", "1 while checkpoints cannot catch up because readers never leave.",
-              maintenance_starvation(m->maintenance) != NULL);
-        gauge(&o, "sqlvigil_resident_memory_bytes", "sqlvigil's resident set size.", (double)report_rss_bytes());
+              s->starved);
+        gauge(&o, "sqlvigil_resident_memory_bytes", "sqlvigil's resident set size.", (double)s->rss_bytes);
 
         family(&o, "sqlvigil_task_runs_total", "counter", "Maintenance runs, by task.");
         for (int k = 0; k < _TASK_MAX; k++) {
@@ -130,7 +126,7 @@ char *metrics_render(Manager *m) {
                 for (size_t i = 0; i < ELEMENTSOF(last); i++) {
                         family(&o, last[i].name, "gauge", last[i].help);
                         for (int k = 0; k < _TASK_MAX; k++) {
-                                const TaskRun *r = maintenance_last(m->maintenance, (TaskId)k);
+                                const TaskRun *r = &s->last[k];
                                 double v;
 
                                 if (!r->valid)
@@ -138,7 +134,7 @@ char *metrics_render(Manager *m) {
                                 v = i == 0 ? (double)r->at / 1e6
                                     : i == 1 ? (double)r->duration / 1e6
                                     : i == 2 ? (double)r->lock_usec / 1e6
-                                             : streq(r->result, "ok");
+                                             : r->result == TASK_RESULT_OK;
                                 bufprintf(extra, sizeof(extra), "task=\"%s\"", task_names[k]);
                                 sample(&o, last[i].name, extra, v);
                         }
@@ -151,6 +147,26 @@ char *metrics_render(Manager *m) {
         counter(&o, "sqlvigil_analyze_tables_total", "Tables analyzed.", (double)t->tables_analyzed);
         counter(&o, "sqlvigil_integrity_failures_total", "quick_check or integrity_check runs that found problems.",
                 (double)t->checks_failed);
+        {
+                static const struct {
+                        const char *name, *help;
+                } holds[] = {
+                        { "sqlvigil_write_lock_holds_total", "Times sqlvigil's own work held the WAL write lock, by task." },
+                        { "sqlvigil_write_lock_held_seconds_total", "Time sqlvigil's own work held the WAL write lock, by task." },
+                        { "sqlvigil_write_lock_hold_max_seconds", "The longest single hold of the WAL write lock by sqlvigil's own work, by task." },
+                };
+
+                for (size_t i = 0; i < ELEMENTSOF(holds); i++) {
+                        family(&o, holds[i].name, i < 2 ? "counter" : "gauge", holds[i].help);
+                        for (int k = 0; k < _TASK_MAX; k++) {
+                                const LockHolds *h = &t->holds[k];
+
+                                bufprintf(extra, sizeof(extra), "task=\"%s\"", task_names[k]);
+                                sample(&o, holds[i].name, extra,
+                                       i == 0 ? (double)h->count : i == 1 ? (double)h->total / 1e6 : (double)h->max / 1e6);
+                        }
+                }
+        }
 
         free(labels);
         if (fclose(o.f) != 0) {
@@ -160,14 +176,58 @@ char *metrics_render(Manager *m) {
         return text;
 }
 
-int metrics_write(Manager *m, const char *path, char *error, size_t error_size) {
-        _cleanup_(freep) char *text = NULL, *tmp = NULL;
+/* Whether path may be replaced: absent, or a metrics file we wrote. It is
+ * never opened when it is one of the files in avoid (the database, its -wal
+ * and -shm): closing any descriptor of those would drop SQLite's locks. */
+static int check_replaceable(const char *path, const FileId *avoid, size_t n_avoid, char *error, size_t error_size) {
+        static const char mark[] = "# HELP sqlvigil_";
+        char head[sizeof(mark) - 1];
+        struct stat st, st2;
+        ssize_t n = -1;
+        int fd, r;
+
+        if (lstat(path, &st) < 0) {
+                if (errno == ENOENT)
+                        return 0;
+                r = -errno;
+                bufprintf(error, error_size, "cannot check %s before replacing it: %s", path, strerror(errno));
+                return r;
+        }
+        for (size_t i = 0; i < n_avoid; i++)
+                if (st.st_dev == avoid[i].dev && st.st_ino == avoid[i].ino) {
+                        bufprintf(error, error_size, "not replacing %s: it is the database or one of its files", path);
+                        return -EEXIST;
+                }
+        if (S_ISREG(st.st_mode)) {
+                fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+                if (fd < 0) {
+                        r = -errno;
+                        bufprintf(error, error_size, "cannot check %s before replacing it: %s", path, strerror(errno));
+                        return r;
+                }
+                if (fstat(fd, &st2) == 0 && st2.st_dev == st.st_dev && st2.st_ino == st.st_ino)
+                        n = read(fd, head, sizeof(head));
+                close(fd);
+        }
+        if (n != 0 && (n != (ssize_t)sizeof(head) || memcmp(head, mark, sizeof(head)) != 0)) {
+                bufprintf(error, error_size,
+                          "not replacing %s: it is not a metrics file sqlvigil wrote (check [metrics] textfile)", path);
+                return -EEXIST;
+        }
+        return 0;
+}
+
+int metrics_write(const char *path, const char *text, const FileId *avoid, size_t n_avoid, char *error,
+                  size_t error_size) {
+        _cleanup_(freep) char *tmp = NULL;
         size_t len, off = 0;
         int fd, r;
 
-        text = metrics_render(m);
+        r = check_replaceable(path, avoid, n_avoid, error, error_size);
+        if (r < 0)
+                return r;
         tmp = strdup_printf("%s.%d.tmp", path, (int)getpid());
-        if (!text || !tmp) {
+        if (!tmp) {
                 bufprintf(error, error_size, "out of memory");
                 return -ENOMEM;
         }

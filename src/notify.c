@@ -16,34 +16,54 @@ static const char *one_line(const char *status, char *buf, size_t size) {
         return buf;
 }
 
-int notify_ready(const char *status) {
-        char buf[512];
+/* Sends text if state allows kind, and moves state on. */
+static int send_message(Lifecycle *state, NotifyKind kind, const char *text) {
+        int r;
 
-        return sd_notifyf(0, "READY=1\nSTATUS=%s", one_line(status, buf, sizeof(buf)));
+        if (!lifecycle_allows(*state, kind))
+                return NOTIFY_E_REFUSED;
+        *state = lifecycle_next(*state, kind);
+        r = sd_notify(0, text);
+        return r;
 }
 
-int notify_status(const char *status) {
-        char buf[512];
+int notify_ready(Lifecycle *state, const char *status) {
+        char buf[512], text[600];
 
-        return sd_notifyf(0, "STATUS=%s", one_line(status, buf, sizeof(buf)));
+        bufprintf(text, sizeof(text), "READY=1\nSTATUS=%s", one_line(status, buf, sizeof(buf)));
+        return send_message(state, NOTIFY_READY, text);
 }
 
-int notify_watchdog(void) {
-        return sd_notify(0, "WATCHDOG=1");
+int notify_status(Lifecycle *state, const char *status) {
+        char buf[512], text[600];
+
+        bufprintf(text, sizeof(text), "STATUS=%s", one_line(status, buf, sizeof(buf)));
+        return send_message(state, NOTIFY_STATUS, text);
 }
 
-int notify_stopping(const char *status) {
-        char buf[512];
-
-        return sd_notifyf(0, "STOPPING=1\nSTATUS=%s", one_line(status, buf, sizeof(buf)));
+int notify_watchdog(Lifecycle *state) {
+        return send_message(state, NOTIFY_WATCHDOG, "WATCHDOG=1");
 }
 
-int notify_reloading(void) {
+int notify_stopping(Lifecycle *state, const char *status) {
+        char buf[512], text[600];
+
+        bufprintf(text, sizeof(text), "STOPPING=1\nSTATUS=%s", one_line(status, buf, sizeof(buf)));
+        return send_message(state, NOTIFY_STOPPING, text);
+}
+
+int notify_reloading(Lifecycle *state) {
+        char text[128];
+
         /* MONOTONIC_USEC= is read by systemd 253+ (Type=notify-reload) and
          * ignored by 252; sending it costs nothing and is forward-compatible. */
-        return sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64, now_usec(CLOCK_MONOTONIC));
+        bufprintf(text, sizeof(text), "RELOADING=1\nMONOTONIC_USEC=%" PRIu64, now_usec(CLOCK_MONOTONIC));
+        return send_message(state, NOTIFY_RELOADING, text);
 }
 
-int notify_extend_timeout(usec_t usec) {
-        return sd_notifyf(0, "EXTEND_TIMEOUT_USEC=%" PRIu64, usec);
+int notify_extend_timeout(Lifecycle *state, usec_t usec) {
+        char text[64];
+
+        bufprintf(text, sizeof(text), "EXTEND_TIMEOUT_USEC=%" PRIu64, usec);
+        return send_message(state, NOTIFY_EXTEND_TIMEOUT, text);
 }

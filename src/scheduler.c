@@ -1,13 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "scheduler.h"
 
-const char *const task_names[_TASK_MAX] = {
-        [TASK_CHECKPOINT] = "checkpoint",
-        [TASK_VACUUM] = "vacuum",
-        [TASK_ANALYZE] = "analyze",
-        [TASK_QUICK_CHECK] = "quick_check",
-};
-
 uint64_t scheduler_random(Scheduler *s) {
         uint64_t z = (s->rng += 0x9e3779b97f4a7c15ULL);
 

@@ -22,17 +22,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "task.h"
 #include "util.h"
 
-typedef enum TaskId {
-        TASK_CHECKPOINT,
-        TASK_VACUUM,
-        TASK_ANALYZE,
-        TASK_QUICK_CHECK,
-        _TASK_MAX,
-} TaskId;
-
-extern const char *const task_names[_TASK_MAX];
 
 #define SCHEDULER_FIRST_CHECK (2 * USEC_PER_MINUTE)
 

@@ -19,7 +19,6 @@
 #include "log.h"
 #include "manager.h"
 #include "messages.h"
-#include "notify.h"
 
 static void help(void) {
         printf("Usage: sqlvigil [OPTIONS]\n"
@@ -240,10 +239,8 @@ int main(int argc, char *argv[]) {
         r = manager_start(m);
         if (r == EXIT_CLEAN)
                 r = manager_run(m);
-        if (!m->stopping) {
-                /* Every exit path tells systemd we are going, with why. */
-                log_notify_failure(notify_stopping(r == EXIT_CLEAN ? "stopped" : "failed to start; see the journal"),
-                                   "STOPPING=1");
-        }
+        /* Every exit path tells systemd we are going, with why (once: the
+         * stop itself may have said so already). */
+        manager_say_stopping(m, r == EXIT_CLEAN ? "stopped" : "failed to start; see the journal");
         return r;
 }

@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/types.h>
 #include <time.h>
 
 typedef uint64_t usec_t;
@@ -73,6 +74,16 @@ void bufprintf(char *buf, size_t size, const char *fmt, ...) _printf_(3, 4);
 char *strdup_printf(const char *fmt, ...) _printf_(1, 2);
 
 bool streq(const char *a, const char *b);
+
+/* A file's identity: device and inode. */
+typedef struct FileId {
+        dev_t dev;
+        ino_t ino;
+} FileId;
+
+static inline bool file_id_eq(FileId a, FileId b) {
+        return a.dev == b.dev && a.ino == b.ino;
+}
 
 /* The file's size in bytes; 0 when it does not exist or cannot be stat()ed. */
 uint64_t file_size(const char *path);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -9,7 +10,10 @@
 #include "worker.h"
 
 struct Worker {
-        Db *db;
+        char name[16];
+        Db *db;              /* NULL for the file thread */
+        atomic_bool cancelling;
+        _Atomic usec_t heartbeat; /* job boundaries; the Db keeps its own finer one */
         pthread_t thread;
         bool thread_started;
         pthread_mutex_t lock;
@@ -72,15 +76,19 @@ static void *worker_main(void *userdata) {
                 job = w->queue;
                 w->queue = job->next;
                 w->current = job;
-                db_set_cancellable(w->db, job->cancellable);
+                atomic_store(&w->heartbeat, now_usec(CLOCK_MONOTONIC));
+                if (w->db)
+                        db_set_cancellable(w->db, job->cancellable);
                 pthread_mutex_unlock(&w->lock);
 
-                job->run(w->db, job);
+                job->run(job, w->db);
                 job->finished_at = now_usec(CLOCK_MONOTONIC);
+                atomic_store(&w->heartbeat, job->finished_at);
 
                 pthread_mutex_lock(&w->lock);
                 w->current = NULL;
-                db_set_cancellable(w->db, false);
+                if (w->db)
+                        db_set_cancellable(w->db, false);
                 list_append(&w->done, job);
                 signal_loop(w);
         }
@@ -120,7 +128,7 @@ static int on_worker_event(sd_event_source *s, int fd, uint32_t revents, void *u
         return 0;
 }
 
-int worker_new(Worker **ret, Db *db, sd_event *event) {
+int worker_new(Worker **ret, const char *name, Db *db, sd_event *event) {
         Worker *w;
         sigset_t all, old;
         int r;
@@ -128,8 +136,11 @@ int worker_new(Worker **ret, Db *db, sd_event *event) {
         w = calloc(1, sizeof(*w));
         if (!w)
                 return -ENOMEM;
+        bufprintf(w->name, sizeof(w->name), "%s", name);
         w->db = db;
         w->event_fd = -1;
+        atomic_init(&w->cancelling, false);
+        atomic_init(&w->heartbeat, now_usec(CLOCK_MONOTONIC));
         /* With default attributes these only fail for lack of memory; the
          * lock and wait calls below cannot fail on a valid, owned mutex. */
         r = -pthread_mutex_init(&w->lock, NULL);
@@ -152,7 +163,7 @@ int worker_new(Worker **ret, Db *db, sd_event *event) {
         r = sd_event_add_io(event, &w->source, w->event_fd, EPOLLIN, on_worker_event, w);
         if (r < 0)
                 goto fail;
-        (void)sd_event_source_set_description(w->source, "worker-done");
+        (void)sd_event_source_set_description(w->source, w->name);
 
         /* Signals belong to the event loop thread (signalfd); the worker must
          * never be picked to receive one. */
@@ -165,6 +176,8 @@ int worker_new(Worker **ret, Db *db, sd_event *event) {
         if (r < 0)
                 goto fail;
         w->thread_started = true;
+        /* Only a name for ps -L and gdb; a failure changes nothing else. */
+        (void)pthread_setname_np(w->thread, w->name);
 
         *ret = w;
         return 0;
@@ -180,7 +193,9 @@ Worker *worker_free(Worker *w) {
         if (w->thread_started) {
                 pthread_mutex_lock(&w->lock);
                 w->quit = true;
-                atomic_store(&w->db->cancel, true);
+                atomic_store(&w->cancelling, true);
+                if (w->db)
+                        db_cancel(w->db);
                 pthread_cond_signal(&w->wake);
                 pthread_mutex_unlock(&w->lock);
                 pthread_join(w->thread, NULL);
@@ -217,7 +232,9 @@ void worker_cancel(Worker *w) {
 
         pthread_mutex_lock(&w->lock);
         w->cancelled = true;
-        atomic_store(&w->db->cancel, true);
+        atomic_store(&w->cancelling, true);
+        if (w->db)
+                db_cancel(w->db);
         p = &w->queue;
         while (*p) {
                 Job *job = *p;
@@ -243,5 +260,9 @@ const char *worker_current(Worker *w) {
 }
 
 usec_t worker_heartbeat(Worker *w) {
-        return atomic_load(&w->db->heartbeat);
+        return w->db ? db_heartbeat(w->db) : atomic_load(&w->heartbeat);
+}
+
+bool worker_cancelling(Worker *w) {
+        return atomic_load(&w->cancelling);
 }

@@ -2,13 +2,18 @@
 #pragma once
 
 /*
- * The worker thread: the only thread that uses the database connection once
- * the daemon is running. The event loop submits jobs; the worker runs them one
- * at a time, in order (urgent jobs such as the health probe go ahead of queued
+ * Worker threads. The event loop submits jobs; a worker runs them one at a
+ * time, in order (urgent jobs such as the health probe go ahead of queued
  * maintenance), and hands each finished job back to the loop, whose done()
  * callback runs on the loop thread. This is what keeps the event loop - and
  * with it the watchdog, signals and the control socket - responsive while a
  * quick_check reads a gigabyte or a checkpoint waits for readers.
+ *
+ * sqlvigil runs two: the database thread, the only thread that uses the
+ * persistent connection once the daemon is running (its jobs get the Db),
+ * and the file thread, for work that only touches files or opens its own
+ * connections: writing the metrics file, taking and checking backups (its
+ * jobs get NULL).
  *
  * A job is embedded in a larger struct by its submitter (container_of style),
  * which owns the parameters and results; the worker only calls run().
@@ -28,7 +33,7 @@ struct Job {
         const char *name;   /* for diagnostics: "probe", "checkpoint", ... */
         bool urgent;        /* runs before queued non-urgent jobs */
         bool cancellable;   /* worker_cancel() may stop it */
-        void (*run)(Db *db, Job *job);     /* worker thread */
+        void (*run)(Job *job, Db *db);     /* worker thread; db is the worker's, NULL for the file thread */
         void (*done)(Job *job, bool ran);  /* loop thread; owns and frees the job */
         usec_t finished_at; /* CLOCK_MONOTONIC, when run() returned; 0 if it did not run */
         Job *next;
@@ -36,7 +41,10 @@ struct Job {
 
 typedef struct Worker Worker;
 
-int worker_new(Worker **ret, Db *db, sd_event *event);
+/* A thread named name (for ps and gdb, at most 15 characters) that runs
+ * jobs with db (NULL: jobs that need no connection). Returns 0 or a
+ * negative errno. */
+int worker_new(Worker **ret, const char *name, Db *db, sd_event *event);
 
 /* Stops the thread after the running job (cancelling it if cancellable);
  * queued jobs are completed with ran = false. Returns NULL. */
@@ -56,5 +64,10 @@ void worker_cancel(Worker *w);
 /* Name of the running job, NULL when idle. */
 const char *worker_current(Worker *w);
 
-/* The worker's last sign of life (CLOCK_MONOTONIC), and whether it is idle. */
+/* The worker's last sign of life (CLOCK_MONOTONIC): job boundaries, and for
+ * the database thread SQLite's progress and busy handlers. Any thread. */
 usec_t worker_heartbeat(Worker *w);
+
+/* Whether worker_cancel() was called: for long jobs of the file thread to
+ * look at between their steps. Any thread. */
+bool worker_cancelling(Worker *w);

@@ -24,7 +24,8 @@ int main(int argc, char **argv) {
         int n = argc > 2 ? atoi(argv[2]) : 20000;
         usec_t *cost, *files;
         HealthFiles f = { 0 };
-        char error[512];
+        char error[512] = "", wal[4096];
+        DbPragmas pragmas;
         DbProbe p;
         Db *db;
 
@@ -32,10 +33,12 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "usage: sqlvigil-probe-loop DB [N]\n");
                 return 2;
         }
-        if (db_open(argv[1], false, &db, error, sizeof(error)) != 0 || db_apply_pragmas(db, req, USEC_PER_SEC) != 0) {
-                fprintf(stderr, "sqlvigil-probe-loop: %s\n", error[0] ? error : db->error);
+        if (db_open(argv[1], false, &db, error, sizeof(error)) != 0 ||
+            db_apply_pragmas(db, req, USEC_PER_SEC, &pragmas, error, sizeof(error)) != 0) {
+                fprintf(stderr, "sqlvigil-probe-loop: %s\n", error);
                 return 1;
         }
+        bufprintf(wal, sizeof(wal), "%s-wal", argv[1]);
         cost = calloc((size_t)n, sizeof(*cost));
         files = calloc((size_t)n, sizeof(*files));
         if (!cost || !files)
@@ -43,7 +46,7 @@ int main(int argc, char **argv) {
         for (int i = 0; i < n; i++) {
                 usec_t t0 = now_usec(CLOCK_MONOTONIC), t1;
 
-                health_read_files(db->path, db->wal_path, &f);
+                health_read_files(argv[1], wal, &f);
                 t1 = now_usec(CLOCK_MONOTONIC);
                 db_probe(db, 100 * USEC_PER_MSEC, &p);
                 if (p.result != 0) {

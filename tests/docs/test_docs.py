@@ -65,28 +65,54 @@ def c_functions(text):
     return re.findall(r"^\w[^;{}]*\)\s*\{\n.*?^\}", text, flags=re.S | re.M)
 
 
+def task_report_fields():
+    """The fields maintenance.c adds to every task's entry: the log_field()
+    calls of the function that logs a TaskReport (log_event() with
+    report->message_id)."""
+    common = set()
+    for name in sorted(os.listdir(src("src"))):
+        if name.endswith(".c"):
+            for body in c_functions(read(src("src", name))):
+                if re.search(r"log_event\([^;]*?->message_id", body, flags=re.S):
+                    common |= set(re.findall(r'log_field\(\s*&?\w+\s*,\s*"(\w+)"', body))
+    check(common, "found no function that logs a TaskReport (log_event() with ->message_id)")
+    return common
+
+
 def event_fields():
     """{message name: set of journal fields its entries may carry}. In each
     function of src/*.c, the log_field() calls since the LogFields was last
-    cleared belong to the log_event() that follows them. log.c adds
-    SQLVIGIL_DATABASE and SQLVIGIL_EVENT to every event."""
-    token = re.compile(r'log_field\(\s*&?\w+\s*,\s*"(?P<field>\w+)"'
-                       r'|(?P<reset>\bLogFields\s+\w+\s*=\s*\{|=\s*\(LogFields\)\s*\{)'
-                       r'|log_event\([^;]*?SQLVIGIL_MESSAGE_(?P<message>\w+)', re.S)
+    cleared belong to the log_event() that follows them, or to the
+    TaskReport whose message_id is set there (maintenance_end() logs it
+    with the fields of task_report_fields()). log.c adds SQLVIGIL_DATABASE
+    and SQLVIGIL_EVENT to every event."""
+    token = re.compile(r'log_field\(\s*&?[\w.]+\s*,\s*"(?P<field>\w+)"'
+                       r'|(?P<reset>\bLogFields\s+\w+\s*=\s*\{|=\s*\(LogFields\)\s*\{|task_report_init\()'
+                       r'|log_event\([^;]*?SQLVIGIL_MESSAGE_(?P<message>\w+)'
+                       r'|\.message_id\s*=\s*SQLVIGIL_MESSAGE_(?P<report>\w+)', re.S)
+    common = task_report_fields()
     fields = {}
     for name in sorted(os.listdir(src("src"))):
         if not name.endswith(".c"):
             continue
         for body in c_functions(read(src("src", name))):
             pending = set()
+            reports = set()
             for m in token.finditer(body):
                 if m.group("field"):
                     pending.add(m.group("field"))
                 elif m.group("reset"):
                     pending = set()
+                elif m.group("report"):
+                    reports.add(m.group("report"))
                 else:
                     fields.setdefault(m.group("message"), set()).update(
                         pending | {"SQLVIGIL_DATABASE", "SQLVIGIL_EVENT"})
+            # A report's fields are set before or after its message_id; all
+            # of them in the function belong to it.
+            for report in reports:
+                fields.setdefault(report, set()).update(
+                    pending | common | {"SQLVIGIL_DATABASE", "SQLVIGIL_EVENT"})
     return fields
 
 
@@ -141,8 +167,11 @@ def event_words():
     words = {}
     for name in sorted(os.listdir(src("src"))):
         if name.endswith(".c"):
-            for message, word in re.findall(r'log_event\([^;]*?SQLVIGIL_MESSAGE_(\w+),\s*"([\w-]+)"',
-                                            read(src("src", name)), flags=re.S):
+            text = read(src("src", name))
+            pairs = re.findall(r'log_event\([^;]*?SQLVIGIL_MESSAGE_(\w+),\s*"([\w-]+)"', text, flags=re.S)
+            # A TaskReport: message_id and event set one after the other.
+            pairs += re.findall(r'\.message_id\s*=\s*SQLVIGIL_MESSAGE_(\w+);\s*\w+\.event\s*=\s*"([\w-]+)"', text)
+            for message, word in pairs:
                 check(words.get(message, word) == word, f"{message} is logged as {words.get(message)} and {word}")
                 words[message] = word
     return words

@@ -97,7 +97,7 @@ def case_read_only(tmp):
         check(s["pragmas"]["journal_mode"] == {"requested": "wal", "effective": "wal", "outcome": "applied"},
               str(s["pragmas"]["journal_mode"]))
         check(s["pragmas"]["mmap_size"]["requested"] is None, "unrequested pragma")
-        check(set(s["maintenance"]["last"]) == {"checkpoint", "vacuum", "analyze", "quick_check"}, "tasks")
+        check(set(s["maintenance"]["last"]) == {"checkpoint", "vacuum", "analyze", "quick_check", "backup"}, "tasks")
         check(s["process"]["pid"] == d.pid and s["process"]["rss_bytes"] > 0, str(s["process"]))
         check(s["process"]["sqlite_version"] == sqlite3.sqlite_version, "sqlite version")
         check(s["health"]["check_usec_p50"] > 0, "no check timing")

@@ -1,0 +1,189 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "commands.h"
+#include "manager.h"
+#include "report.h"
+
+bool commands_peer_is_admin(const ControlPeer *peer, uid_t self, bool has_admin_group, gid_t admin_gid) {
+        if (peer->uid == 0 || peer->uid == self)
+                return true;
+        if (!has_admin_group)
+                return false;
+        if (peer->gid == admin_gid)
+                return true;
+        for (int i = 0; i < peer->n_groups; i++)
+                if (peer->groups[i] == admin_gid)
+                        return true;
+        return false;
+}
+
+static void outcome_reply(void *userdata, const MaintenanceOutcome *o) {
+        static const char *const keys[_TASK_MAX] = {
+                [TASK_CHECKPOINT] = "checkpoint",
+                [TASK_VACUUM] = "vacuum",
+                [TASK_ANALYZE] = "analyze",
+                [TASK_QUICK_CHECK] = "check",
+                [TASK_BACKUP] = "backup",
+        };
+        const TaskRun *run = o->run && o->run->valid ? o->run : NULL;
+        ControlClient *cl = userdata;
+        Json *j = control_reply_begin(cl, o->ok);
+
+        if (!o->ok) {
+                json_kv_string(j, "code", "failed");
+                json_kv_string(j, "error", o->error ? o->error : "failed");
+        }
+        json_key(j, keys[o->task]);
+        json_object_begin(j);
+        if (o->mode)
+                json_kv_string(j, o->task == TASK_QUICK_CHECK ? "kind" : "mode", o->mode);
+        json_kv_string(j, "result", run ? task_result_names[run->result] : o->ok ? "ok" : "failed");
+        json_kv_uint(j, "duration_usec", run ? run->duration : 0);
+        json_kv_uint(j, "lock_usec", run ? run->lock_usec : 0);
+        json_kv_string(j, "summary", run ? run->summary : NULL);
+        switch (o->task) {
+        case TASK_CHECKPOINT:
+                json_kv_bool(j, "busy", o->busy);
+                /* -1 when SQLite did not say: another connection held the
+                 * checkpoint lock, so nothing was read. */
+                if (o->frames >= 0)
+                        json_kv_int(j, "wal_frames", o->frames);
+                else
+                        json_kv_null(j, "wal_frames");
+                if (o->checkpointed >= 0)
+                        json_kv_int(j, "checkpointed", o->checkpointed);
+                else
+                        json_kv_null(j, "checkpointed");
+                break;
+        case TASK_VACUUM:
+                json_kv_int(j, "pages_freed", o->pages);
+                json_kv_int(j, "freelist_count", o->freelist_after);
+                break;
+        case TASK_ANALYZE:
+                json_kv_int(j, "tables_analyzed", o->tables);
+                break;
+        case TASK_QUICK_CHECK:
+                json_kv_int(j, "problems", o->problems);
+                json_kv_string(j, "first", o->first);
+                break;
+        default:
+                break;
+        }
+        json_object_end(j);
+        control_reply_send(cl);
+}
+
+static void reload_reply(void *userdata, bool applied, const char *error) {
+        ControlClient *cl = userdata;
+        Json *j;
+
+        if (!applied) {
+                control_reply_error(cl, "failed", "configuration rejected, the running configuration stays in force: %s",
+                                    error ? error : "?");
+                return;
+        }
+        j = control_reply_begin(cl, true);
+        json_key(j, "reload");
+        json_object_begin(j);
+        json_kv_string(j, "result", "applied");
+        json_object_end(j);
+        control_reply_send(cl);
+}
+
+static void read_only(Manager *m, ControlClient *cl, const Request *req) {
+        Json *j = control_reply_begin(cl, true);
+        Status s;
+
+        switch (req->command) {
+        case REQUEST_HEALTH:
+                manager_status(m, &s);
+                json_key(j, "health");
+                report_health(&s, j);
+                break;
+        case REQUEST_CONFIG:
+                json_kv_string(j, "source", manager_config(m)->source);
+                json_key(j, "config");
+                report_config(manager_config(m), j);
+                break;
+        default: /* stats and status carry the same */
+                manager_status(m, &s);
+                report_stats_members(&s, j);
+                break;
+        }
+        control_reply_send(cl);
+}
+
+void commands_handle(Manager *m, ControlClient *cl, const Request *req) {
+        const Config *cfg = manager_config(m);
+        const ControlPeer *peer = control_client_peer(cl);
+        int r;
+
+        if (!request_is_admin(req->command)) {
+                read_only(m, cl, req);
+                return;
+        }
+        if (manager_stopping(m)) {
+                control_reply_error(cl, "stopping", "sqlvigil is stopping");
+                return;
+        }
+        if (!commands_peer_is_admin(peer, geteuid(), cfg->admin_group != NULL, cfg->admin_gid)) {
+                char who[256];
+
+                if (cfg->admin_group)
+                        bufprintf(who, sizeof(who), "root, uid %u or members of group %s", (unsigned)geteuid(),
+                                  cfg->admin_group);
+                else
+                        bufprintf(who, sizeof(who), "root or uid %u", (unsigned)geteuid());
+                control_reply_error(cl, "permission-denied", "permission denied: '%s' is for %s (you are uid %u)",
+                                    request_names[req->command], who, (unsigned)peer->uid);
+                return;
+        }
+
+        control_client_wait(cl);
+        switch (req->command) {
+        case REQUEST_CHECKPOINT:
+                r = maintenance_request(manager_maintenance(m), TASK_CHECKPOINT, req->arg, outcome_reply, cl);
+                break;
+        case REQUEST_VACUUM:
+                r = maintenance_request(manager_maintenance(m), TASK_VACUUM, req->arg, outcome_reply, cl);
+                break;
+        case REQUEST_ANALYZE:
+                r = maintenance_request(manager_maintenance(m), TASK_ANALYZE, ANALYZE_MODE_ANALYZE, outcome_reply, cl);
+                break;
+        case REQUEST_OPTIMIZE:
+                r = maintenance_request(manager_maintenance(m), TASK_ANALYZE, ANALYZE_MODE_OPTIMIZE, outcome_reply, cl);
+                break;
+        case REQUEST_CHECK:
+                r = maintenance_request(manager_maintenance(m), TASK_QUICK_CHECK, req->arg, outcome_reply, cl);
+                break;
+        case REQUEST_RELOAD:
+                r = manager_request_reload(m, reload_reply, cl);
+                if (r == MANAGER_E_RELOADING)
+                        r = MAINTENANCE_E_RUNNING;
+                else if (r == MANAGER_E_STOPPING)
+                        r = MAINTENANCE_E_STOPPING;
+                break;
+        default:
+                r = -EINVAL;
+        }
+        if (r == 0)
+                return; /* the reply is sent when the run ends (perhaps already) */
+        if (r == MAINTENANCE_E_RUNNING)
+                control_reply_error(cl, "busy", "%s is already running",
+                                    req->command == REQUEST_RELOAD     ? "a reload"
+                                    : req->command == REQUEST_OPTIMIZE ? "analyze"
+                                                                       : request_names[req->command]);
+        else if (r == MAINTENANCE_E_STOPPING)
+                control_reply_error(cl, "stopping", "sqlvigil is stopping");
+        else
+                control_reply_error(cl, "failed", "%s: %s", request_names[req->command], strerror(-r));
+}
+
+void commands_forget(Manager *m, ControlClient *cl) {
+        if (manager_maintenance(m))
+                maintenance_forget_reply(manager_maintenance(m), cl);
+        manager_forget_reload(m, cl);
+}
