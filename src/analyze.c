@@ -20,12 +20,14 @@ typedef struct AnalyzeJob {
         uint64_t limit;
         usec_t max_wait;
         DbAnalyze result;
+        DbFault fault;
 } AnalyzeJob;
 
 static void job_run(Job *j, Db *db) {
         AnalyzeJob *a = container_of(j, AnalyzeJob, job);
 
         db_analyze(db, a->mode, a->limit, a->max_wait, &a->result);
+        a->fault = db_take_fault(db);
 }
 
 static void job_done(Job *j, bool ran) {
@@ -69,6 +71,7 @@ static void job_done(Job *j, bool ran) {
                 .checkpointed = -1,
         };
         r.retry = r.result == TASK_RESULT_BUSY ? BUSY_RETRY : 0;
+        r.fault = a->fault;
         if (r.result != TASK_RESULT_CANCELLED)
                 maintenance_totals_mut(a->mt)->tables_analyzed += d->analyzed;
         {

@@ -20,12 +20,14 @@ typedef struct CheckJob {
         usec_t started_rt;
         bool integrity;
         DbCheck result;
+        DbFault fault;
 } CheckJob;
 
 static void job_run(Job *j, Db *db) {
         CheckJob *c = container_of(j, CheckJob, job);
 
         db_check(db, c->integrity, &c->result);
+        c->fault = db_take_fault(db);
 }
 
 static void job_done(Job *j, bool ran) {
@@ -62,6 +64,7 @@ static void job_done(Job *j, bool ran) {
                 bufprintf(ck->corruption, sizeof(ck->corruption), "%s", d->first);
                 maintenance_totals_mut(mt)->checks_failed++;
         }
+        r.fault = c->fault;
         r.message_id = SQLVIGIL_MESSAGE_INTEGRITY;
         r.event = "integrity";
         log_field(&r.fields, "SQLVIGIL_CHECK", "%s", c->integrity ? "integrity" : "quick");

@@ -37,8 +37,6 @@ struct Db {
 
         sqlite3_stmt *stmt_probe; /* cached: the health probe runs often */
         sqlite3_stmt *stmt_counts;
-        sqlite3_stmt *stmt_begin;
-        sqlite3_stmt *stmt_rollback;
 
         int64_t page_size;
 
@@ -51,6 +49,7 @@ struct Db {
         size_t n_analyzed;
 
         char error[512]; /* the last failure's text, for the operation's result */
+        DbFault fault;   /* and its codes */
 };
 
 /* How often (in virtual machine instructions) SQLite calls our progress
@@ -72,9 +71,13 @@ struct Db {
 #define COUNTS_SQL                                                                                 \
         "SELECT (SELECT freelist_count FROM pragma_freelist_count), (SELECT page_count FROM pragma_page_count)"
 
-static void set_error(char *buf, size_t size, sqlite3 *s, int rc, const char *what) {
+static void set_error(Db *db, char *buf, size_t size, int rc, const char *what) {
+        sqlite3 *s = db ? db->sqlite : NULL;
         const char *msg = s ? sqlite3_errmsg(s) : sqlite3_errstr(rc);
         int sys = s ? sqlite3_system_errno(s) : 0;
+
+        if (db)
+                db->fault = (DbFault){ .code = rc, .sys_errno = sys > 0 ? sys : 0 };
 
         /* SQLite's text for an I/O failure ("unable to open database file")
          * does not say why; the operating system's error does. */
@@ -138,6 +141,13 @@ void db_set_cancellable(Db *db, bool cancellable) {
         atomic_store(&db->heartbeat, now_usec(CLOCK_MONOTONIC));
 }
 
+DbFault db_take_fault(Db *db) {
+        DbFault f = db->fault;
+
+        db->fault = (DbFault){ 0 };
+        return f;
+}
+
 void db_cancel(Db *db) {
         atomic_store(&db->cancel, true);
 }
@@ -170,13 +180,13 @@ static int exec_sql(Db *db, const char *sql) {
 
         rc = sqlite3_prepare_v2(db->sqlite, sql, -1, &stmt, NULL);
         if (rc != SQLITE_OK) {
-                set_error(db->error, sizeof(db->error), db->sqlite, rc, sql);
+                set_error(db, db->error, sizeof(db->error), rc, sql);
                 return DB_E_SQLITE;
         }
         while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
                 ;
         if (rc != SQLITE_DONE)
-                set_error(db->error, sizeof(db->error), db->sqlite, rc, sql);
+                set_error(db, db->error, sizeof(db->error), rc, sql);
         sqlite3_finalize(stmt);
         if (rc == SQLITE_DONE)
                 return 0;
@@ -192,7 +202,7 @@ static int query_text(Db *db, const char *sql, char *out, size_t out_size) {
 
         rc = sqlite3_prepare_v2(db->sqlite, sql, -1, &stmt, NULL);
         if (rc != SQLITE_OK) {
-                set_error(db->error, sizeof(db->error), db->sqlite, rc, sql);
+                set_error(db, db->error, sizeof(db->error), rc, sql);
                 return DB_E_SQLITE;
         }
         rc = sqlite3_step(stmt);
@@ -205,7 +215,7 @@ static int query_text(Db *db, const char *sql, char *out, size_t out_size) {
                 out[0] = '\0';
                 rc = SQLITE_OK;
         } else {
-                set_error(db->error, sizeof(db->error), db->sqlite, rc, sql);
+                set_error(db, db->error, sizeof(db->error), rc, sql);
         }
         sqlite3_finalize(stmt);
         if (rc == SQLITE_OK)
@@ -233,7 +243,7 @@ static int prepare_cached(Db *db, const char *sql, sqlite3_stmt **ret) {
         /* SQLITE_PREPARE_PERSISTENT: these live as long as the connection. */
         rc = sqlite3_prepare_v3(db->sqlite, sql, -1, SQLITE_PREPARE_PERSISTENT, ret, NULL);
         if (rc != SQLITE_OK) {
-                set_error(db->error, sizeof(db->error), db->sqlite, rc, sql);
+                set_error(db, db->error, sizeof(db->error), rc, sql);
                 return DB_E_SQLITE;
         }
         return 0;
@@ -244,8 +254,6 @@ Db *db_free(Db *db) {
                 return NULL;
         sqlite3_finalize(db->stmt_probe);
         sqlite3_finalize(db->stmt_counts);
-        sqlite3_finalize(db->stmt_begin);
-        sqlite3_finalize(db->stmt_rollback);
         /* sqlite3_close() fails only with unfinalized statements, which we
          * just finalized; close_v2 would hide such a bug as a leak instead. */
         if (db->sqlite && sqlite3_close(db->sqlite) != SQLITE_OK)
@@ -325,14 +333,14 @@ int db_open(const char *path, bool create, Db **ret, char *error, size_t error_s
                              SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) | SQLITE_OPEN_NOMUTEX,
                              NULL);
         if (rc != SQLITE_OK) {
-                set_error(error, error_size, db->sqlite, rc, path);
+                set_error(db, error, error_size, rc, path);
                 return DB_E_SQLITE;
         }
         rc = sqlite3_extended_result_codes(db->sqlite, 1);
         if (rc == SQLITE_OK)
                 rc = sqlite3_busy_handler(db->sqlite, busy_handler, db);
         if (rc != SQLITE_OK) {
-                set_error(error, error_size, db->sqlite, rc, path);
+                set_error(db, error, error_size, rc, path);
                 return DB_E_SQLITE;
         }
         sqlite3_progress_handler(db->sqlite, PROGRESS_OPS, progress_handler, db);
@@ -353,9 +361,7 @@ int db_open(const char *path, bool create, Db **ret, char *error, size_t error_s
         db->ino = st.st_ino;
 
         if (prepare_cached(db, PROBE_SQL, &db->stmt_probe) ||
-            prepare_cached(db, COUNTS_SQL, &db->stmt_counts) ||
-            prepare_cached(db, "BEGIN IMMEDIATE", &db->stmt_begin) ||
-            prepare_cached(db, "ROLLBACK", &db->stmt_rollback)) {
+            prepare_cached(db, COUNTS_SQL, &db->stmt_counts)) {
                 bufprintf(error, error_size, "%s: %s", path, db->error);
                 return DB_E_SQLITE;
         }
@@ -392,6 +398,25 @@ static int apply_pragmas(Db *db, const PragmaRequest requests[_PRAGMA_MAX], usec
                 char sql[128], value[32], text[64];
 
                 *st = (PragmaStatus){ .requested = requests[id].set, .requested_value = requests[id].value };
+                if (st->requested && pragma_info[id].persistent && !fresh) {
+                        /* Setting a persistent pragma can take the write lock
+                         * even when nothing changes (auto_vacuum writes its
+                         * header field in a write transaction every time):
+                         * ask first, and change only what would change. */
+                        bufprintf(sql, sizeof(sql), "PRAGMA %s", info->name);
+                        r = query_text(db, sql, text, sizeof(text));
+                        if (r != 0)
+                                return r;
+                        set_effective(id, text, st);
+                        if (st->known && st->value == st->requested_value)
+                                goto judged;
+                        /* Only a new file takes page_size; auto_vacuum switches
+                         * between full and incremental in place, and from or
+                         * to none only with a full VACUUM. */
+                        if (id == PRAGMA_PAGE_SIZE ||
+                            (id == PRAGMA_AUTO_VACUUM && (!st->known || st->value == 0 || st->requested_value == 0)))
+                                goto judged;
+                }
                 if (st->requested) {
                         pragma_format_value(id, requests[id].value, value, sizeof(value));
                         bufprintf(sql, sizeof(sql), "PRAGMA %s = %s", info->name, value);
@@ -411,7 +436,7 @@ static int apply_pragmas(Db *db, const PragmaRequest requests[_PRAGMA_MAX], usec
                 if (r != 0)
                         return r;
                 set_effective(id, text, st);
-
+        judged:
                 if (!st->requested)
                         st->outcome = PRAGMA_UNREQUESTED;
                 else if (st->known && st->value == st->requested_value)
@@ -432,7 +457,7 @@ static int apply_pragmas(Db *db, const PragmaRequest requests[_PRAGMA_MAX], usec
          * back. busy_timeout's value is still honoured: it is the wait the
          * caller passes for start-up, reload and admin operations. */
         if (sqlite3_busy_handler(db->sqlite, busy_handler, db) != SQLITE_OK) {
-                set_error(db->error, sizeof(db->error), db->sqlite, SQLITE_ERROR, "sqlite3_busy_handler");
+                set_error(db, db->error, sizeof(db->error), SQLITE_ERROR, "sqlite3_busy_handler");
                 return DB_E_SQLITE;
         }
         r = query_int(db, "PRAGMA page_size", &db->page_size);
@@ -453,15 +478,6 @@ int db_apply_pragmas(Db *db, const PragmaRequest requests[_PRAGMA_MAX], usec_t m
         return r;
 }
 
-static int step_cached(sqlite3_stmt *stmt) {
-        int rc = sqlite3_step(stmt);
-
-        sqlite3_reset(stmt);
-        if (rc == SQLITE_DONE || rc == SQLITE_ROW)
-                return SQLITE_OK;
-        return rc;
-}
-
 /* Runs PROBE_SQL and fills in what it read. */
 static int probe_read(Db *db, DbProbe *p) {
         sqlite3_stmt *stmt = db->stmt_probe;
@@ -476,42 +492,27 @@ static int probe_read(Db *db, DbProbe *p) {
                 p->freelist_count = sqlite3_column_int64(stmt, 3);
                 rc = SQLITE_OK;
         } else
-                set_error(p->error, sizeof(p->error), db->sqlite, rc, "health probe query");
+                set_error(db, p->error, sizeof(p->error), rc, "health probe query");
         /* Reset at once: a statement left on a row keeps its read
          * transaction, and an open read transaction starves checkpoints. */
         sqlite3_reset(stmt);
         return rc;
 }
 
-void db_probe(Db *db, usec_t lock_wait, DbProbe *p) {
-        usec_t start = now_usec(CLOCK_MONOTONIC), lock_start;
-        bool in_transaction = false;
+void db_probe(Db *db, DbProbe *p) {
+        usec_t start = now_usec(CLOCK_MONOTONIC);
         int rc;
 
         /* Whether the file was deleted or replaced is not asked here
          * (SQLITE_FCNTL_HAS_MOVED would stat() the path once more): the
          * event loop's stat() of the path against the identity recorded at
-         * open already tells, every round. */
+         * open already tells, every round. Nor is the write lock taken: an
+         * application's deferred read-then-write transaction gets
+         * SQLITE_BUSY at once, whatever its busy timeout, whenever another
+         * connection holds it, even for microseconds. Whether someone holds
+         * it is asked of the lock itself (walindex_locks()). This read takes
+         * a read lock only, which no writer waits for. */
         *p = (DbProbe){ .page_size = db->page_size };
-
-        /* The write lock probe first: BEGIN IMMEDIATE takes the WAL write
-         * lock, the one every application writer needs. Held by someone else
-         * for the whole wait, we report busy; the caller tracks for how long.
-         * When we get it, the reads below run inside this transaction. */
-        lock_start = now_usec(CLOCK_MONOTONIC);
-        set_wait(db, lock_wait);
-        rc = step_cached(db->stmt_begin);
-        p->lock_wait = now_usec(CLOCK_MONOTONIC) - lock_start;
-        if ((rc & 0xff) == SQLITE_BUSY)
-                p->lock_busy = true;
-        else if (rc != SQLITE_OK) {
-                set_error(p->error, sizeof(p->error), db->sqlite, rc, "BEGIN IMMEDIATE");
-                p->result = DB_E_SQLITE;
-                p->sqlite_code = rc;
-                goto finish;
-        } else
-                in_transaction = true;
-
         set_wait(db, 0);
         rc = probe_read(db, p);
         if (rc != SQLITE_OK) {
@@ -519,24 +520,7 @@ void db_probe(Db *db, usec_t lock_wait, DbProbe *p) {
                 p->sqlite_code = rc;
         }
         p->wal = strcasecmp(p->journal_mode, "wal") == 0;
-
-        if (in_transaction) {
-                rc = step_cached(db->stmt_rollback);
-                if (rc != SQLITE_OK && p->result == 0) {
-                        set_error(p->error, sizeof(p->error), db->sqlite, rc, "ROLLBACK");
-                        p->result = DB_E_SQLITE;
-                        p->sqlite_code = rc;
-                }
-        }
-        if (p->result == 0 && p->lock_busy && cancelled(db))
-                p->result = DB_E_CANCELLED;
-
-finish:
-        /* The cost of a check is its work; a wait for someone else's lock is
-         * reported separately. */
         p->duration = now_usec(CLOCK_MONOTONIC) - start;
-        if (p->lock_busy)
-                p->duration -= MIN(p->duration, p->lock_wait);
 }
 
 /*
@@ -552,11 +536,14 @@ finish:
 #define CKPT_LOCK_WAIT (20 * USEC_PER_MSEC)
 
 void db_checkpoint(Db *db, CheckpointMode mode, usec_t max_wait, DbCheckpoint *c) {
-        usec_t start = now_usec(CLOCK_MONOTONIC), attempt, now;
-        usec_t lock_deadline = start + MAX(max_wait, CKPT_LOCK_WAIT);
+        usec_t start, attempt, now, lock_deadline;
         int rc;
 
         *c = (DbCheckpoint){ .log_frames = -1, .checkpointed = -1 };
+        if (mode != CHECKPOINT_PASSIVE)
+                db_wait_quiet(db);
+        start = now_usec(CLOCK_MONOTONIC);
+        lock_deadline = start + MAX(max_wait, CKPT_LOCK_WAIT);
         set_wait(db, max_wait);
         for (;;) {
                 attempt = now_usec(CLOCK_MONOTONIC);
@@ -585,28 +572,78 @@ void db_checkpoint(Db *db, CheckpointMode mode, usec_t max_wait, DbCheckpoint *c
                 return;
         }
         c->result = (rc & 0xff) == SQLITE_INTERRUPT ? DB_E_CANCELLED : DB_E_SQLITE;
-        set_error(c->error, sizeof(c->error), db->sqlite, rc, "wal_checkpoint");
+        set_error(db, c->error, sizeof(c->error), rc, "wal_checkpoint");
 }
 
 uint64_t db_wal_bytes(const Db *db) {
         return file_size(db->wal_path);
 }
 
+void db_wait_quiet(Db *db) {
+        usec_t now;
+
+        while ((now = now_usec(CLOCK_MONOTONIC)) < db->quiet_until && !cancelled(db))
+                sleep_usec(MIN(db->quiet_until - now, 10 * USEC_PER_MSEC));
+}
+
+void db_note_hold(Db *db, usec_t held) {
+        /* Writers that waited through the hold are sleeping in their busy
+         * handlers; the next hold waits out one of their sleeps. */
+        db->quiet_until = now_usec(CLOCK_MONOTONIC) + budget_writer_quantum(held) + USEC_PER_MSEC;
+}
+
+void db_wal_restart(Db *db, usec_t max_wait, DbHold *h) {
+        sqlite3_stmt *stmt = NULL;
+        int64_t version = 0;
+        usec_t start = 0;
+        char sql[64];
+        int r;
+
+        *h = (DbHold){ 0 };
+        db_wait_quiet(db);
+        set_wait(db, max_wait);
+        r = exec_sql(db, "BEGIN IMMEDIATE");
+        if (r != 0)
+                goto fail;
+        start = now_usec(CLOCK_MONOTONIC);
+        r = query_int(db, "PRAGMA user_version", &version);
+        if (r == 0) {
+                /* Written back unchanged: a commit of one page, and nothing
+                 * an application could see but the commit itself. */
+                bufprintf(sql, sizeof(sql), "PRAGMA user_version = %" PRIi64, version);
+                r = exec_sql(db, sql);
+        }
+        if (r == 0)
+                r = exec_sql(db, "COMMIT");
+        h->held = now_usec(CLOCK_MONOTONIC) - start;
+        db_note_hold(db, h->held);
+        if (r == 0)
+                return;
+        (void)sqlite3_prepare_v2(db->sqlite, "ROLLBACK", -1, &stmt, NULL);
+        if (stmt) {
+                (void)sqlite3_step(stmt);
+                sqlite3_finalize(stmt);
+        }
+fail:
+        h->result = r;
+        bufprintf(h->error, sizeof(h->error), "%s", db->error);
+}
+
 void db_vacuum_step(Db *db, uint32_t pages, usec_t max_wait, usec_t hold, DbVacuumStep *v) {
         sqlite3_stmt *stmt = NULL;
         char sql[64];
-        usec_t start, now;
+        usec_t start;
         int rc;
 
         *v = (DbVacuumStep){ 0 };
-        /* Writers that a checkpoint held up are sleeping in their busy
-         * handlers; let them have the lock before we take it again. */
-        while ((now = now_usec(CLOCK_MONOTONIC)) < db->quiet_until && !cancelled(db))
-                sleep_usec(MIN(db->quiet_until - now, 10 * USEC_PER_MSEC));
+        /* Writers that a checkpoint or the previous step held up are
+         * sleeping in their busy handlers; let them have the lock before we
+         * take it again. */
+        db_wait_quiet(db);
         bufprintf(sql, sizeof(sql), "PRAGMA incremental_vacuum(%" PRIu32 ")", pages);
         rc = sqlite3_prepare_v2(db->sqlite, sql, -1, &stmt, NULL);
         if (rc != SQLITE_OK) {
-                set_error(v->error, sizeof(v->error), db->sqlite, rc, sql);
+                set_error(db, v->error, sizeof(v->error), rc, sql);
                 v->result = DB_E_SQLITE;
                 return;
         }
@@ -646,7 +683,7 @@ void db_vacuum_step(Db *db, uint32_t pages, usec_t max_wait, usec_t hold, DbVacu
                 v->freelist_count = sqlite3_column_int64(db->stmt_counts, 0);
                 v->page_count = sqlite3_column_int64(db->stmt_counts, 1);
         } else {
-                set_error(v->error, sizeof(v->error), db->sqlite, rc, "PRAGMA freelist_count and page_count");
+                set_error(db, v->error, sizeof(v->error), rc, "PRAGMA freelist_count and page_count");
                 v->result = (rc & 0xff) == SQLITE_BUSY ? DB_E_BUSY : DB_E_SQLITE;
         }
         /* At once: a statement left on a row keeps its read transaction. */
@@ -663,7 +700,7 @@ void db_counts(Db *db, DbCounts *c) {
                 c->freelist_count = sqlite3_column_int64(db->stmt_counts, 0);
                 c->page_count = sqlite3_column_int64(db->stmt_counts, 1);
         } else {
-                set_error(c->error, sizeof(c->error), db->sqlite, rc, "PRAGMA freelist_count and page_count");
+                set_error(db, c->error, sizeof(c->error), rc, "PRAGMA freelist_count and page_count");
                 c->result = (rc & 0xff) == SQLITE_INTERRUPT ? DB_E_CANCELLED
                             : (rc & 0xff) == SQLITE_BUSY    ? DB_E_BUSY
                                                             : DB_E_SQLITE;
@@ -712,7 +749,7 @@ void db_check(Db *db, bool integrity, DbCheck *c) {
         set_wait(db, 0);
         rc = sqlite3_prepare_v2(db->sqlite, sql, -1, &stmt, NULL);
         if (rc != SQLITE_OK) {
-                set_error(c->error, sizeof(c->error), db->sqlite, rc, sql);
+                set_error(db, c->error, sizeof(c->error), rc, sql);
                 c->result = DB_E_SQLITE;
                 return;
         }
@@ -732,7 +769,7 @@ void db_check(Db *db, bool integrity, DbCheck *c) {
         if (rc != SQLITE_DONE) {
                 c->passed = false;
                 c->result = (rc & 0xff) == SQLITE_INTERRUPT ? DB_E_CANCELLED : DB_E_SQLITE;
-                set_error(c->error, sizeof(c->error), db->sqlite, rc, sql);
+                set_error(db, c->error, sizeof(c->error), rc, sql);
                 /* Corruption found while checking is a finding, not a failure to check. */
                 if ((rc & 0xff) == SQLITE_CORRUPT || (rc & 0xff) == SQLITE_NOTADB) {
                         c->result = 0;
@@ -869,7 +906,7 @@ static int collect_tables(Db *db, const char *sql, char ***ret, size_t *ret_n) {
 
         rc = sqlite3_prepare_v2(db->sqlite, sql, -1, &stmt, NULL);
         if (rc != SQLITE_OK) {
-                set_error(db->error, sizeof(db->error), db->sqlite, rc, sql);
+                set_error(db, db->error, sizeof(db->error), rc, sql);
                 return DB_E_SQLITE;
         }
         while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
@@ -888,7 +925,7 @@ static int collect_tables(Db *db, const char *sql, char ***ret, size_t *ret_n) {
                 n++;
         }
         if (rc != SQLITE_DONE)
-                set_error(db->error, sizeof(db->error), db->sqlite, rc, sql);
+                set_error(db, db->error, sizeof(db->error), rc, sql);
         sqlite3_finalize(stmt);
         *ret = list;
         *ret_n = n;

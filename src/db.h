@@ -54,6 +54,14 @@ typedef struct DbPragmas {
         int64_t page_size;
 } DbPragmas;
 
+/* The codes of a failure: SQLite's extended result code and the system's
+ * errno behind it (0 when SQLite did not say; for some I/O errors it does
+ * not, see sqlite3_system_errno()). */
+typedef struct DbFault {
+        int code;
+        int sys_errno;
+} DbFault;
+
 /* sqlvigil's connection: opaque. Created on the loop thread at start-up,
  * used only by the database thread afterwards; the functions marked "any
  * thread" are the exceptions. */
@@ -71,6 +79,12 @@ static inline void db_freep(Db **db) {
  * it opened. Fixed at open; any thread. */
 const char *db_path(const Db *db);
 void db_identity(const Db *db, dev_t *ret_dev, ino_t *ret_ino);
+
+/* The codes of the connection's latest failure, which are then forgotten
+ * ({0, 0} when there was none since the last call). Database thread: a job
+ * calls it after an operation failed, to classify the failure (a storage
+ * fault: I/O error, read-only, corruption, a full disk). */
+DbFault db_take_fault(Db *db);
 
 /* Asks the running job to stop, if it may (db_set_cancellable()), and every
  * later one. Any thread. */
@@ -94,13 +108,13 @@ typedef struct DbProbe {
         char error[256];
         bool wal;            /* journal_mode still wal */
         char journal_mode[16];
-        bool lock_busy;      /* BEGIN IMMEDIATE could not get the write lock in time */
         int64_t page_size, page_count, freelist_count;
-        usec_t duration;     /* work, without the lock wait */
-        usec_t lock_wait;    /* time spent waiting for the write lock */
+        usec_t duration;     /* what it cost */
 } DbProbe;
 
-void db_probe(Db *db, usec_t lock_wait, DbProbe *ret);
+/* One read on the connection (page 1, journal_mode, page and freelist
+ * counts, in one read transaction): a read lock only. */
+void db_probe(Db *db, DbProbe *ret);
 
 typedef struct DbCheckpoint {
         int result;          /* 0, DB_E_BUSY (did what it could), DB_E_SQLITE, DB_E_CANCELLED */
@@ -173,6 +187,29 @@ void db_analyze(Db *db, AnalyzeMode mode, uint64_t analysis_limit, usec_t max_wa
 
 /* Size of the -wal file in bytes, 0 if there is none. */
 uint64_t db_wal_bytes(const Db *db);
+
+/* What a hold of the write lock cost. */
+typedef struct DbHold {
+        int result;          /* 0, DB_E_BUSY, DB_E_SQLITE, DB_E_CANCELLED */
+        usec_t held;         /* from getting the write lock to letting go */
+        char error[256];
+} DbHold;
+
+/* A commit that changes nothing (user_version written back as it is): the
+ * write that makes SQLite start the WAL over from its beginning, when every
+ * frame is in the database and no reader uses the WAL, which a PASSIVE
+ * checkpoint then cannot do. Waits at most max_wait for the write lock;
+ * holds it for one page. */
+void db_wal_restart(Db *db, usec_t max_wait, DbHold *ret);
+
+/* Every hold of the write lock (a checkpoint of a stronger mode, a vacuum
+ * step, db_wal_restart()) first waits until the writers the previous hold
+ * made wait have had their turn: a writer in sqlite3_busy_timeout() sleeps
+ * in growing quanta and would otherwise find the lock taken again when it
+ * looks. db_wait_quiet() waits for that; db_note_hold() records a hold taken
+ * outside this connection (walindex_trim()). Database thread. */
+void db_wait_quiet(Db *db);
+void db_note_hold(Db *db, usec_t held);
 
 /* Whether what runs next may be cancelled by Db.cancel; set by the worker
  * before each job. The stop checkpoint is the one job that may not. */

@@ -26,6 +26,7 @@ const char *const health_code_names[_HEALTH_CODE_MAX] = {
         [HEALTH_CODE_NOT_WAL] = "not-wal",
         [HEALTH_CODE_LOCK_TIMEOUT] = "lock-timeout",
         [HEALTH_CODE_STALLED] = "stalled",
+        [HEALTH_CODE_STORAGE] = "storage-fault",
         [HEALTH_CODE_QUERY_BUSY] = "query-busy",
         [HEALTH_CODE_LOCK_BUSY] = "lock-busy",
         [HEALTH_CODE_WAL_SIZE] = "wal-size",
@@ -101,7 +102,7 @@ static void add(Verdict *v, HealthState state, HealthCode code, const char *fmt,
 
 void health_evaluate(const HealthLimits *limits, const HealthInput *in, HealthResult *ret) {
         Verdict v = { .result = ret };
-        char a[32], b[32];
+        char a[32], b[32], who[64] = "";
         const DbProbe *p = in->probe;
 
         *ret = (HealthResult){ .state = HEALTH_OK, .code = HEALTH_CODE_NONE };
@@ -132,21 +133,40 @@ void health_evaluate(const HealthLimits *limits, const HealthInput *in, HealthRe
         if (in->corruption)
                 add(&v, HEALTH_FAILED, HEALTH_CODE_CORRUPT, "quick_check: %s", in->corruption);
 
+        /* An I/O error, a read-only file system or corruption met by
+         * sqlvigil's own work is failed at once, not hours later at the
+         * next quick_check; a full disk is degraded. */
+        if (in->storage_fault && (in->storage_fault_code & 0xff) == SQLITE_FULL)
+                add(&v, HEALTH_DEGRADED, HEALTH_CODE_DISK_SPACE, "%s", in->storage_fault);
+        else if (in->storage_fault)
+                add(&v, HEALTH_FAILED, HEALTH_CODE_STORAGE, "%s", in->storage_fault);
+
         if (in->stalled_for >= limits->lock_timeout)
                 add(&v, HEALTH_FAILED, HEALTH_CODE_STALLED, "no progress from the database thread for %s (in %s)",
                     format_elapsed(a, sizeof(a), in->stalled_for), in->stalled_job ? in->stalled_job : "?");
 
+        if (in->lock_holder > 0)
+                bufprintf(who, sizeof(who), ": held by pid %d (%s)", (int)in->lock_holder,
+                          in->lock_holder_comm && *in->lock_holder_comm ? in->lock_holder_comm : "?");
         if (in->lock_busy_for >= limits->lock_timeout)
                 add(&v, HEALTH_FAILED, HEALTH_CODE_LOCK_TIMEOUT,
-                    "write lock unobtainable for %s (lock_timeout %s)", format_elapsed(a, sizeof(a), in->lock_busy_for),
-                    format_elapsed(b, sizeof(b), limits->lock_timeout));
+                    "write lock unobtainable for %s (lock_timeout %s)%s", format_elapsed(a, sizeof(a), in->lock_busy_for),
+                    format_elapsed(b, sizeof(b), limits->lock_timeout), who);
         else if (in->lock_busy_for >= limits->lock_timeout / 4)
                 /* Shorter waits are ordinary contention with application
                  * writers and not worth a state change. */
-                add(&v, HEALTH_DEGRADED, HEALTH_CODE_LOCK_BUSY, "write lock busy for %s",
-                    format_elapsed(a, sizeof(a), in->lock_busy_for));
+                add(&v, HEALTH_DEGRADED, HEALTH_CODE_LOCK_BUSY, "write lock busy for %s%s",
+                    format_elapsed(a, sizeof(a), in->lock_busy_for), who);
 
-        if (limits->max_wal_size > 0 && in->files.wal_bytes > limits->max_wal_size)
+        /* What counts is what is not yet in the database: a -wal file left
+         * at its peak after a burst, with nothing pending, is shortened by
+         * sqlvigil and harms nobody meanwhile. Without the WAL index, the
+         * file's size is all there is to go by. */
+        if (limits->max_wal_size > 0 && in->files.wal_index && in->files.wal_pending_bytes > limits->max_wal_size)
+                add(&v, HEALTH_DEGRADED, HEALTH_CODE_WAL_SIZE, "WAL holds %s not yet in the database (max_wal_size %s)",
+                    format_bytes(a, sizeof(a), in->files.wal_pending_bytes),
+                    format_bytes(b, sizeof(b), limits->max_wal_size));
+        else if (limits->max_wal_size > 0 && !in->files.wal_index && in->files.wal_bytes > limits->max_wal_size)
                 add(&v, HEALTH_DEGRADED, HEALTH_CODE_WAL_SIZE, "WAL is %s (max_wal_size %s)",
                     format_bytes(a, sizeof(a), in->files.wal_bytes), format_bytes(b, sizeof(b), limits->max_wal_size));
 

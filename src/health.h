@@ -12,8 +12,11 @@
  *   failed    the database is gone, replaced, corrupt, not in WAL mode, not
  *             answering, or its write lock has been unobtainable for
  *             lock_timeout: no watchdog ping, systemd restarts sqlvigil.
- *   degraded  it works, but something needs an operator: the WAL is larger
- *             than max_wal_size, free disk is below min_free_disk, the write
+ *   degraded  it works, but something needs an operator: the WAL holds more
+ *             than max_wal_size not yet copied into the database (a -wal
+ *             file left large after a burst, with nothing pending, is no
+ *             problem: sqlvigil shortens it), free disk is below
+ *             min_free_disk, the write
  *             lock has been busy for a quarter of lock_timeout, checkpoints
  *             are starved.
  */
@@ -42,6 +45,7 @@ typedef enum HealthCode {
         HEALTH_CODE_NOT_WAL,
         HEALTH_CODE_LOCK_TIMEOUT,
         HEALTH_CODE_STALLED,
+        HEALTH_CODE_STORAGE,
         /* degraded */
         HEALTH_CODE_QUERY_BUSY,
         HEALTH_CODE_LOCK_BUSY,
@@ -60,7 +64,9 @@ typedef struct HealthFiles {
         dev_t dev;
         ino_t ino;
         uint64_t db_bytes;
-        uint64_t wal_bytes;
+        uint64_t wal_bytes;       /* the -wal file's size */
+        bool wal_index;           /* the WAL index was read: the next field is known */
+        uint64_t wal_pending_bytes; /* WAL frames not yet in the database, in bytes */
         int fs_errno; /* statvfs() failed with this, 0 if not */
         uint64_t free_bytes;
         usec_t fs_checked; /* CLOCK_MONOTONIC of the statvfs() behind fs_errno/free_bytes */
@@ -84,11 +90,15 @@ typedef struct HealthInput {
         dev_t open_dev; /* the file sqlvigil opened */
         ino_t open_ino;
         const DbProbe *probe;     /* the latest probe, NULL before the first */
-        usec_t lock_busy_for;     /* write lock unobtainable this long, 0: obtainable */
+        usec_t lock_busy_for;     /* write lock held by others this long, 0: free at the last look */
+        pid_t lock_holder;        /* who held it, 0: unknown */
+        const char *lock_holder_comm;
         usec_t stalled_for;       /* worker without progress this long, 0: fine */
         const char *stalled_job;  /* what it was running */
         const char *corruption;   /* first quick_check error, NULL: none */
         const char *starvation;   /* starvation report, NULL: none */
+        const char *storage_fault; /* a storage fault sqlvigil's own work met, NULL: none */
+        int storage_fault_code;   /* its SQLite code: SQLITE_FULL is degraded, the rest failed */
 } HealthInput;
 
 typedef struct HealthResult {

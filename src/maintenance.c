@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <inttypes.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -9,6 +10,7 @@
 #include "check.h"
 #include "checkpoint.h"
 #include "maintenance.h"
+#include <sqlite3.h>
 #include "messages.h"
 #include "vacuum.h"
 
@@ -29,6 +31,14 @@ struct Maintenance {
         MaintenanceTotals totals;
         Pending pending[_TASK_MAX]; /* admin replies waiting for a run */
         int64_t admin_arg[_TASK_MAX];
+        unsigned failures[_TASK_MAX];   /* failed runs in a row */
+        usec_t not_before[_TASK_MAX];   /* CLOCK_BOOTTIME: backing off until then */
+
+        /* The storage fault a run ran into, until its task succeeds again. */
+        bool fault;
+        TaskId fault_task;
+        DbFault fault_codes;
+        char fault_text[512];
 
         Checkpointer *checkpointer;
         Vacuumer *vacuumer;
@@ -63,7 +73,38 @@ static uint64_t random_seed(void) {
         return seed;
 }
 
+/* Failed runs in a row back off from this to this: a full or broken file
+ * system is not asked again every interval (or every second, for the WAL
+ * watch), and the journal is not filled with the same failure. */
+#define FAIL_BACKOFF_BASE (5 * USEC_PER_SEC)
+#define FAIL_BACKOFF_CAP (10 * USEC_PER_MINUTE)
+
 /* ---- The end of every run ---------------------------------------------------- */
+
+bool maintenance_is_storage_fault(DbFault f) {
+        switch (f.code & 0xff) {
+        case SQLITE_IOERR:
+        case SQLITE_READONLY:
+        case SQLITE_CORRUPT:
+        case SQLITE_NOTADB:
+        case SQLITE_CANTOPEN:
+        case SQLITE_FULL:
+                return true;
+        default:
+                return f.sys_errno == ENOSPC || f.sys_errno == EDQUOT || f.sys_errno == EROFS || f.sys_errno == EIO;
+        }
+}
+
+/* A full file system: say which, how much it has, how much was needed. */
+static void add_space(Maintenance *mt, TaskReport *r) {
+        char dir[4096], more[384];
+
+        if ((r->fault.code & 0xff) != SQLITE_FULL && r->fault.sys_errno != ENOSPC && r->fault.sys_errno != EDQUOT)
+                return;
+        bufprintf(dir, sizeof(dir), "%s", mt->env.db_path);
+        describe_space(dirname(dir), r->space_needed, more, sizeof(more));
+        bufprintf(r->summary + strlen(r->summary), sizeof(r->summary) - strlen(r->summary), "; %s", more);
+}
 
 void task_report_init(TaskReport *r, TaskTrigger trigger, usec_t started_rt) {
         *r = (TaskReport){
@@ -99,6 +140,8 @@ void maintenance_end(Maintenance *mt, TaskId task, TaskReport *r) {
 
         if (mt->dying)
                 return;
+        if (r->result == TASK_RESULT_FAILED)
+                add_space(mt, r);
         if (!r->nothing_done) {
                 log_report(task, r);
                 *run = (TaskRun){
@@ -126,10 +169,36 @@ void maintenance_end(Maintenance *mt, TaskId task, TaskReport *r) {
                 p.reply(p.userdata, &r->outcome);
         }
 
-        if (r->retry)
-                scheduler_retry(&mt->scheduler, task, now_boot(), r->retry);
-        else
-                scheduler_done(&mt->scheduler, task, now_boot());
+        /* Storage faults are health facts until the task succeeds again. */
+        if (r->result == TASK_RESULT_FAILED && maintenance_is_storage_fault(r->fault)) {
+                bool was = mt->fault;
+
+                mt->fault = true;
+                mt->fault_task = task;
+                mt->fault_codes = r->fault;
+                bufprintf(mt->fault_text, sizeof(mt->fault_text), "%s: %s", task_names[task], r->summary);
+                if (!was)
+                        maintenance_facts_changed(mt);
+        } else if (mt->fault && mt->fault_task == task && r->result == TASK_RESULT_OK && !r->nothing_done) {
+                mt->fault = false;
+                maintenance_facts_changed(mt);
+        }
+
+        if (r->result == TASK_RESULT_FAILED) {
+                usec_t delay = task_backoff(++mt->failures[task], FAIL_BACKOFF_BASE, FAIL_BACKOFF_CAP);
+
+                mt->not_before[task] = now_boot() + delay;
+                scheduler_defer(&mt->scheduler, task, now_boot(), MAX(delay, r->retry));
+        } else {
+                if (r->result != TASK_RESULT_CANCELLED && !r->nothing_done) {
+                        mt->failures[task] = 0;
+                        mt->not_before[task] = 0;
+                }
+                if (r->retry)
+                        scheduler_retry(&mt->scheduler, task, now_boot(), r->retry);
+                else
+                        scheduler_done(&mt->scheduler, task, now_boot());
+        }
         if (mt->started)
                 (void)arm_timer(mt);
         if (!r->nothing_done && mt->env.run_ended)
@@ -237,7 +306,7 @@ void maintenance_teardown(Maintenance *mt) {
                 mt->dying = true;
 }
 
-int maintenance_start(Maintenance *mt, int shm_fd) {
+int maintenance_start(Maintenance *mt, const DbFiles *files) {
         usec_t intervals[_TASK_MAX];
         int r;
 
@@ -248,7 +317,7 @@ int maintenance_start(Maintenance *mt, int shm_fd) {
         if (r < 0)
                 return r;
         (void)sd_event_source_set_description(mt->timer, "maintenance");
-        r = checkpointer_start(mt->checkpointer, shm_fd);
+        r = checkpointer_start(mt->checkpointer, files);
         if (r >= 0)
                 r = vacuumer_start(mt->vacuumer);
         if (r < 0)
@@ -298,6 +367,18 @@ int maintenance_final_checkpoint(Maintenance *mt, CheckpointMode mode, usec_t ti
 
 const char *maintenance_corruption(const Maintenance *mt) {
         return checker_corruption(mt->checker);
+}
+
+const char *maintenance_storage_fault(const Maintenance *mt, int *ret_code) {
+        if (!mt->fault)
+                return NULL;
+        if (ret_code)
+                *ret_code = mt->fault_codes.code;
+        return mt->fault_text;
+}
+
+bool maintenance_backing_off(const Maintenance *mt, TaskId task) {
+        return mt->not_before[task] > now_boot();
 }
 
 const char *maintenance_starvation(const Maintenance *mt) {

@@ -28,6 +28,7 @@
 
 #include "config.h"
 #include "db.h"
+#include "files.h"
 #include "log.h"
 #include "scheduler.h"
 #include "task.h"
@@ -103,6 +104,12 @@ typedef struct TaskReport {
         /* Nothing was done (below the trigger, nothing to check): no
          * journal entry and no record; an admin still gets the outcome. */
         bool nothing_done;
+        /* When it failed: SQLite's and the system's codes. A storage fault
+         * (an I/O error, a read-only or full file system, corruption) is a
+         * health fact until a later run of the task succeeds; every failure
+         * backs the task off (task_backoff()). */
+        DbFault fault;
+        uint64_t space_needed; /* bytes the run needed, for a "disk full" message; 0 unknown */
 } TaskReport;
 
 /* Starts a report for a run of trigger that started at started_rt. */
@@ -117,9 +124,10 @@ Maintenance *maintenance_free(Maintenance *mt);
  * stop) are neither reported nor replied to: the daemon is being freed. */
 void maintenance_teardown(Maintenance *mt);
 
-/* Arms the timers; called once the daemon is ready. shm_fd: a descriptor of
- * the -shm for reading the WAL index (-1: none; see walindex.h). */
-int maintenance_start(Maintenance *mt, int shm_fd);
+/* Arms the timers; called once the daemon is ready. files: the database's
+ * files as SQLite has them open (their -shm for the WAL index and its
+ * locks, their -wal for shortening it). */
+int maintenance_start(Maintenance *mt, const DbFiles *files);
 
 /* The configuration changed: new intervals and thresholds. Runs in progress
  * keep the settings they started with. */
@@ -157,6 +165,17 @@ int maintenance_final_checkpoint(Maintenance *mt, CheckpointMode mode, usec_t ti
 /* Facts for health and the status: NULL when there is nothing to say. */
 const char *maintenance_corruption(const Maintenance *mt);
 const char *maintenance_starvation(const Maintenance *mt);
+
+/* The storage fault sqlvigil's own work ran into, NULL when none (or its
+ * task has succeeded since). *ret_code: SQLite's extended code. */
+const char *maintenance_storage_fault(const Maintenance *mt, int *ret_code);
+
+/* Whether SQLite's code (and errno) says the storage failed: I/O error,
+ * read-only, corruption, not a database, cannot open, full. Pure. */
+bool maintenance_is_storage_fault(DbFault f);
+
+/* Whether task is backing off after failures (WAL-driven checkpoints look). */
+bool maintenance_backing_off(const Maintenance *mt, TaskId task);
 
 const TaskRun *maintenance_last(const Maintenance *mt, TaskId task);
 const MaintenanceTotals *maintenance_totals(const Maintenance *mt);

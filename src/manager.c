@@ -13,6 +13,7 @@
 #include "checkpoint.h"
 #include "commands.h"
 #include "control.h"
+#include "files.h"
 #include "log.h"
 #include "manager.h"
 #include "messages.h"
@@ -41,11 +42,10 @@ struct Manager {
         FileId db_id;           /* the file it opened */
         char *db_path;          /* [database] path: a reload cannot change it */
         char *wal_path;
-        /* The -shm, open read-only for reading the WAL index on the loop.
-         * Opened once, closed only after the connection: closing a
-         * descriptor of the file earlier would drop SQLite's POSIX locks on
-         * it (see walindex.h). -1 until opened. */
-        int shm_fd;
+        /* The database's files as SQLite has them open, with duplicates of
+         * its -wal and -shm descriptors: closed only after the connection
+         * (files.h). */
+        DbFiles files;
         Worker *db_worker;
         Worker *file_worker;
         Monitor *monitor;
@@ -340,9 +340,13 @@ static void judge(Manager *m) {
                 .open_ino = m->db_id.ino,
                 .probe = facts->have_probe ? &facts->probe : NULL,
                 .lock_busy_for = facts->lock_busy_for,
+                .lock_holder = facts->lock_holder,
+                .lock_holder_comm = facts->lock_holder_comm,
                 .corruption = m->maintenance ? maintenance_corruption(m->maintenance) : NULL,
                 .starvation = m->maintenance ? maintenance_starvation(m->maintenance) : NULL,
         };
+        if (m->maintenance)
+                in.storage_fault = maintenance_storage_fault(m->maintenance, &in.storage_fault_code);
         const char *current = m->db_worker ? worker_current(m->db_worker) : NULL;
         HealthResult result;
 
@@ -401,11 +405,13 @@ static void on_pragma_changed(void *userdata, PragmaId id, const PragmaStatus *s
 static void final_checkpoint_done(void *userdata, const CheckpointOutcome *o, bool ran) {
         Manager *m = userdata;
         const char *mode = checkpoint_mode_names[o->mode];
-        char before[32], after[32], took[32], counts[96];
+        char before[32], after[32], took[32], counts[96], reader[96] = "";
         LogFields f = { 0 };
 
         if (m->tearing_down)
                 return;
+        if (o->reader > 0 && !o->caught_up)
+                bufprintf(reader, sizeof(reader), "; in the way: pid %d (%s)", (int)o->reader, o->reader_comm);
         (void)sd_event_source_set_enabled(m->extend_timer, SD_EVENT_OFF);
         format_bytes(before, sizeof(before), o->wal_before);
         format_bytes(after, sizeof(after), o->wal_after);
@@ -423,7 +429,13 @@ static void final_checkpoint_done(void *userdata, const CheckpointOutcome *o, bo
         log_field(&f, "SQLVIGIL_WAL_BYTES_BEFORE", "%" PRIu64, o->wal_before);
         log_field(&f, "SQLVIGIL_WAL_BYTES", "%" PRIu64, o->wal_after);
         log_field(&f, "SQLVIGIL_DURATION_USEC", "%" PRIu64, o->duration);
-        log_field(&f, "SQLVIGIL_LOCK_USEC", "%" PRIu64, o->lock_usec);
+        log_field(&f, "SQLVIGIL_LOCK_USEC", "%" PRIu64, o->holds.max);
+        log_field(&f, "SQLVIGIL_LOCK_HOLDS", "%" PRIu64, o->holds.count);
+        log_field(&f, "SQLVIGIL_LOCK_TOTAL_USEC", "%" PRIu64, o->holds.total);
+        if (o->reader > 0 && !o->caught_up) {
+                log_field(&f, "SQLVIGIL_READER_PID", "%d", (int)o->reader);
+                log_field(&f, "SQLVIGIL_READER_COMM", "%s", o->reader_comm);
+        }
 
         if (!ran)
                 log_event(LOG_ERR, SQLVIGIL_MESSAGE_STOPPING, "stopping", &f,
@@ -435,9 +447,9 @@ static void final_checkpoint_done(void *userdata, const CheckpointOutcome *o, bo
         else if (o->result == TASK_RESULT_BUSY || o->result == TASK_RESULT_INCOMPLETE)
                 log_event(LOG_WARNING, SQLVIGIL_MESSAGE_STOPPING, "stopping", &f,
                           "stopping: final %s checkpoint incomplete after %s: database busy (%s stayed past "
-                          "stop_timeout); %s, WAL %s -> %s",
+                          "stop_timeout); %s, WAL %s -> %s%s",
                           mode, took, o->lock_taken ? "another connection's checkpoint" : "readers or a writer",
-                          counts, before, after);
+                          counts, before, after, reader);
         else
                 log_event(LOG_ERR, SQLVIGIL_MESSAGE_STOPPING, "stopping", &f,
                           "stopping: final %s checkpoint failed after %s: %s", mode, took, o->error);
@@ -722,7 +734,7 @@ int manager_new(Manager **ret, Config *config, const ManagerOptions *options) {
         m->started_rt = now_usec(CLOCK_REALTIME);
         m->health_since = m->started_rt;
         m->exit_code = EXIT_CLEAN;
-        m->shm_fd = -1;
+        m->files = (DbFiles){ .wal_fd = -1, .shm_fd = -1 };
         if (options->config_path && !(m->config_path = strdup(options->config_path)))
                 goto oom;
         if (options->db_override && !(m->db_override = strdup(options->db_override)))
@@ -766,9 +778,8 @@ Manager *manager_free(Manager *m) {
         monitor_free(m->monitor);
         sd_event_source_disable_unref(m->extend_timer);
         db_free(m->db);
-        /* Only now: SQLite's locks on the -shm are gone with its connection. */
-        if (m->shm_fd >= 0)
-                close(m->shm_fd);
+        /* Only now: SQLite's locks are gone with its connection. */
+        dbfiles_done(&m->files);
         config_free(m->pending_config);
         config_free(m->config);
         free(m->config_path);
@@ -799,7 +810,8 @@ static int start_failed(int status, const char *fmt, ...) {
 }
 
 static int manager_open(Manager *m) {
-        char error[1024], path[4096];
+        char error[1024];
+        DbProbe probe;
         int r;
 
         r = db_open(m->config->db_path, m->config->create, &m->db, error, sizeof(error));
@@ -815,13 +827,23 @@ static int manager_open(Manager *m) {
                 return start_failed(EXIT_FAILURE_OTHER, "%s: %s", m->config->db_path, error);
         log_pragmas(m, m->config);
 
-        /* Now in WAL mode, the -shm exists: keep a descriptor for reading
-         * the WAL index (never closed before the connection, see walindex.h). */
-        bufprintf(path, sizeof(path), "%s-shm", m->config->db_path);
-        m->shm_fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (m->shm_fd < 0)
-                log_warning("cannot open %s: %s; WAL-driven checkpoints are off, interval ones remain", path,
-                            strerror(errno));
+        /* One read: until a connection has read, it holds no lock and has
+         * opened neither the -wal nor the -shm (its checkpoints would do
+         * nothing at all). Then keep duplicates of SQLite's own descriptors
+         * of those files: the WAL index is read, and its locks watched,
+         * through the very file SQLite uses, from the first moment, however
+         * the database was created. */
+        db_probe(m->db, &probe);
+        if (probe.result != 0)
+                return start_failed(EXIT_FAILURE_OTHER, "%s: %s", m->config->db_path, probe.error);
+        r = dbfiles_init(&m->files, m->db_path, m->db_id);
+        if (r < 0)
+                return start_failed(EXIT_FAILURE_OTHER, "%s", strerror(-r));
+        r = dbfiles_attach(&m->files);
+        if (r < 0)
+                return start_failed(EXIT_FAILURE_OTHER,
+                                    "cannot find SQLite's -wal and -shm of %s among this process's open files: %s",
+                                    m->db_path, strerror(-r));
         return EXIT_CLEAN;
 }
 
@@ -868,16 +890,18 @@ int manager_start(Manager *m) {
                                              .event = m->event,
                                              .db_path = m->db_path,
                                              .wal_path = m->wal_path,
+                                             .period = m->health_period,
                                              .userdata = m,
                                              .round_done = on_round_done,
                                      });
         if (r < 0)
                 return start_failed(EXIT_FAILURE_OTHER, "cannot set up health checks: %s", strerror(-r));
+        monitor_set_wal_index(m->monitor, m->files.shm_fd);
 
         /* The first health check, before READY=1: a database that is not
          * healthy now is not one we claim to supervise. It runs here, on this
          * thread; the database thread does not exist yet. */
-        monitor_first_check(m->monitor, m->db, monitor_probe_lock_wait(m->health_period));
+        monitor_first_check(m->monitor, m->db);
         judge(m);
         if (m->health.state == HEALTH_FAILED)
                 return start_failed(EXIT_FAILURE_OTHER, "not starting: health check failed: %s", m->health.reason);
@@ -904,7 +928,7 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return start_failed(EXIT_FAILURE_OTHER, "cannot start the worker threads: %s", strerror(-r));
 
-        r = monitor_start(m->monitor, m->db_worker, m->health_period);
+        r = monitor_start(m->monitor, m->db_worker);
         if (r < 0)
                 return start_failed(EXIT_FAILURE_OTHER, "cannot create timers: %s", strerror(-r));
 
@@ -922,7 +946,7 @@ int manager_start(Manager *m) {
                             },
                             m->config);
         if (r >= 0)
-                r = maintenance_start(m->maintenance, m->shm_fd);
+                r = maintenance_start(m->maintenance, &m->files);
         if (r < 0)
                 return start_failed(EXIT_FAILURE_OTHER, "cannot set up maintenance: %s", strerror(-r));
 

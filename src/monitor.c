@@ -6,11 +6,13 @@
 
 #include "log.h"
 #include "monitor.h"
+#include "walindex.h"
 
-/* The longest the health probe waits for the write lock. Lock holders are
- * application transactions; 100 ms is longer than nearly all of them, and
- * since the probe runs on the database thread it delays only queued
- * maintenance. */
+/* The longest the health probe watches a held write lock for a moment it is
+ * free. Lock holders are application transactions; 100 ms is longer than
+ * nearly all of them, and since the probe runs on the database thread it
+ * delays only queued maintenance. It takes nothing: a look is one
+ * fcntl(F_GETLK). */
 #define PROBE_LOCK_WAIT (100 * USEC_PER_MSEC)
 
 struct Monitor {
@@ -22,6 +24,7 @@ struct Monitor {
         bool probe_pending;
         usec_t files_usec;            /* the file half of the current round */
         MonitorFacts facts;
+        int shm_fd;
         HealthLock lock;
         usec_t history[MONITOR_CHECK_HISTORY];
         uint64_t n_history;
@@ -30,8 +33,11 @@ struct Monitor {
 typedef struct ProbeJob {
         Job job;
         Monitor *monitor;
+        int shm_fd;
+        Worker *worker;
         usec_t lock_wait;
         DbProbe probe;
+        LockSighting lock;
 } ProbeJob;
 
 usec_t monitor_probe_lock_wait(usec_t period) {
@@ -44,12 +50,37 @@ static usec_t timer_accuracy(usec_t period) {
 
 void monitor_refresh_files(Monitor *m) {
         usec_t t0 = now_usec(CLOCK_MONOTONIC);
+        WalIndex w;
 
         health_read_files(m->env.db_path, m->env.wal_path, &m->facts.files);
+        if (m->shm_fd >= 0 && walindex_read(m->shm_fd, &w) == 0) {
+                m->facts.files.wal_index = true;
+                m->facts.files.wal_pending_bytes = (uint64_t)walindex_pending(&w) * ((uint64_t)w.page_size + 24);
+        }
         m->files_usec = now_usec(CLOCK_MONOTONIC) - t0;
 }
 
-static void take_probe(Monitor *m, const DbProbe *probe, usec_t at) {
+void monitor_watch_write_lock(int shm_fd, usec_t max_wait, Worker *worker, LockSighting *ret) {
+        static const usec_t delays[] = { 1000, 2000, 5000, 10000 };
+        usec_t start = now_usec(CLOCK_MONOTONIC), now;
+        WalLock l;
+
+        *ret = (LockSighting){ 0 };
+        for (size_t i = 0;; i++) {
+                if (walindex_lock(shm_fd, WALINDEX_LOCK_WRITE, &l) < 0 || !l.held)
+                        break;
+                ret->holder = l.pid;
+                now = now_usec(CLOCK_MONOTONIC);
+                if (now - start >= max_wait || (worker && worker_cancelling(worker))) {
+                        ret->busy = true;
+                        break;
+                }
+                sleep_usec(MIN(delays[MIN(i, ELEMENTSOF(delays) - 1)], max_wait - (now - start)));
+        }
+        ret->looked = now_usec(CLOCK_MONOTONIC) - start;
+}
+
+static void take_probe(Monitor *m, const DbProbe *probe, const LockSighting *lock, usec_t at) {
         m->facts.probe = *probe;
         m->facts.probe_at = at;
         m->facts.have_probe = true;
@@ -59,7 +90,14 @@ static void take_probe(Monitor *m, const DbProbe *probe, usec_t at) {
                 m->n_history++;
                 log_debug("health check: files %" PRIu64 " us, probe %" PRIu64 " us", m->files_usec,
                           probe->duration);
-                m->facts.lock_busy_for = health_lock_update(&m->lock, probe->lock_busy, at, probe->lock_wait);
+        }
+        m->facts.lock_busy_for = health_lock_update(&m->lock, lock->busy, at, lock->looked);
+        if (lock->busy && lock->holder != m->facts.lock_holder) {
+                m->facts.lock_holder = lock->holder;
+                walindex_comm(lock->holder, m->facts.lock_holder_comm, sizeof(m->facts.lock_holder_comm));
+        } else if (!lock->busy) {
+                m->facts.lock_holder = 0;
+                m->facts.lock_holder_comm[0] = '\0';
         }
 }
 
@@ -73,7 +111,9 @@ static void finish_round(Monitor *m) {
 static void probe_run(Job *j, Db *db) {
         ProbeJob *p = container_of(j, ProbeJob, job);
 
-        db_probe(db, p->lock_wait, &p->probe);
+        db_probe(db, &p->probe);
+        if (p->shm_fd >= 0)
+                monitor_watch_write_lock(p->shm_fd, p->lock_wait, p->worker, &p->lock);
 }
 
 static void probe_done(Job *j, bool ran) {
@@ -83,7 +123,7 @@ static void probe_done(Job *j, bool ran) {
         if (m) {
                 m->probe_pending = false;
                 if (ran && p->probe.result != DB_E_CANCELLED)
-                        take_probe(m, &p->probe, j->finished_at);
+                        take_probe(m, &p->probe, &p->lock, j->finished_at);
                 if (m->round_open)
                         finish_round(m);
         }
@@ -114,6 +154,8 @@ static void start_round(Monitor *m) {
                         p->job = (Job){ .name = "probe", .urgent = true, .cancellable = true, .run = probe_run,
                                         .done = probe_done };
                         p->monitor = m;
+                        p->shm_fd = m->shm_fd;
+                        p->worker = m->env.db_worker;
                         p->lock_wait = monitor_probe_lock_wait(m->period);
                         m->probe_pending = true;
                         worker_submit(m->env.db_worker, &p->job);
@@ -156,6 +198,8 @@ int monitor_new(Monitor **ret, const MonitorEnv *env) {
         if (!m)
                 return -ENOMEM;
         m->env = *env;
+        m->period = env->period;
+        m->shm_fd = -1;
         *ret = m;
         return 0;
 }
@@ -169,19 +213,26 @@ Monitor *monitor_free(Monitor *m) {
         return NULL;
 }
 
-void monitor_first_check(Monitor *m, Db *db, usec_t lock_wait) {
+void monitor_first_check(Monitor *m, Db *db) {
+        LockSighting lock = { 0 };
         DbProbe probe;
 
         monitor_refresh_files(m);
-        db_probe(db, lock_wait, &probe);
-        take_probe(m, &probe, now_usec(CLOCK_MONOTONIC));
+        db_probe(db, &probe);
+        if (m->shm_fd >= 0)
+                monitor_watch_write_lock(m->shm_fd, monitor_probe_lock_wait(m->period), NULL, &lock);
+        take_probe(m, &probe, &lock, now_usec(CLOCK_MONOTONIC));
 }
 
-int monitor_start(Monitor *m, Worker *db_worker, usec_t period) {
+void monitor_set_wal_index(Monitor *m, int shm_fd) {
+        m->shm_fd = shm_fd;
+}
+
+int monitor_start(Monitor *m, Worker *db_worker) {
+        usec_t period = m->period;
         int r;
 
         m->env.db_worker = db_worker;
-        m->period = period;
         r = sd_event_add_time(m->env.event, &m->deadline, CLOCK_MONOTONIC, 0, USEC_PER_MSEC, on_deadline, m);
         if (r < 0)
                 return r;

@@ -14,54 +14,60 @@ static const char *const auto_vacuum_names[] = { "none", "full", "incremental", 
 static const char *const synchronous_names[] = { "off", "normal", "full", "extra", NULL };
 static const char *const temp_store_names[] = { "default", "file", "memory", NULL };
 
+const char *const pragma_scope_names[_PRAGMA_SCOPE_MAX] = {
+        [PRAGMA_SCOPE_FILE] = "file",
+        [PRAGMA_SCOPE_SQLVIGIL] = "sqlvigil",
+        [PRAGMA_SCOPE_APPLICATION] = "application",
+};
+
 const PragmaInfo pragma_info[_PRAGMA_MAX] = {
         [PRAGMA_PAGE_SIZE] = {
-                .name = "page_size", .type = PRAGMA_TYPE_SIZE,
+                .name = "page_size", .scope = PRAGMA_SCOPE_FILE, .persistent = true, .type = PRAGMA_TYPE_SIZE,
                 .min = 512, .max = 65536,
                 .expect = "a power of two between 512 and 65536",
         },
         [PRAGMA_AUTO_VACUUM] = {
-                .name = "auto_vacuum", .type = PRAGMA_TYPE_ENUM,
+                .name = "auto_vacuum", .scope = PRAGMA_SCOPE_FILE, .persistent = true, .type = PRAGMA_TYPE_ENUM,
                 .names = auto_vacuum_names,
         },
         [PRAGMA_JOURNAL_MODE] = {
-                .name = "journal_mode", .type = PRAGMA_TYPE_ENUM,
+                .name = "journal_mode", .scope = PRAGMA_SCOPE_FILE, .persistent = true, .type = PRAGMA_TYPE_ENUM,
                 .names = journal_mode_names,
                 .expect = "wal (sqlvigil supervises databases in WAL mode only)",
         },
         [PRAGMA_BUSY_TIMEOUT] = {
-                .name = "busy_timeout", .type = PRAGMA_TYPE_INT,
+                .name = "busy_timeout", .scope = PRAGMA_SCOPE_SQLVIGIL, .persistent = false, .type = PRAGMA_TYPE_INT,
                 .min = 0, .max = INT32_MAX,
                 .expect = "a number of milliseconds (0 or more)",
         },
         [PRAGMA_CACHE_SIZE] = {
-                .name = "cache_size", .type = PRAGMA_TYPE_INT,
+                .name = "cache_size", .scope = PRAGMA_SCOPE_SQLVIGIL, .persistent = false, .type = PRAGMA_TYPE_INT,
                 .min = INT32_MIN + 1, .max = INT32_MAX,
                 .expect = "a number of pages, or of KiB when negative (-10000)",
         },
         [PRAGMA_SYNCHRONOUS] = {
-                .name = "synchronous", .type = PRAGMA_TYPE_ENUM,
+                .name = "synchronous", .scope = PRAGMA_SCOPE_SQLVIGIL, .persistent = false, .type = PRAGMA_TYPE_ENUM,
                 .names = synchronous_names,
         },
         [PRAGMA_MMAP_SIZE] = {
-                .name = "mmap_size", .type = PRAGMA_TYPE_SIZE,
+                .name = "mmap_size", .scope = PRAGMA_SCOPE_APPLICATION, .persistent = false, .type = PRAGMA_TYPE_SIZE,
                 .min = 0, .max = INT64_MAX,
                 .expect = "a size such as 0, 30000000 or 256M",
         },
         [PRAGMA_TEMP_STORE] = {
-                .name = "temp_store", .type = PRAGMA_TYPE_ENUM,
+                .name = "temp_store", .scope = PRAGMA_SCOPE_APPLICATION, .persistent = false, .type = PRAGMA_TYPE_ENUM,
                 .names = temp_store_names,
         },
         [PRAGMA_FOREIGN_KEYS] = {
-                .name = "foreign_keys", .type = PRAGMA_TYPE_BOOL,
+                .name = "foreign_keys", .scope = PRAGMA_SCOPE_APPLICATION, .persistent = false, .type = PRAGMA_TYPE_BOOL,
         },
         [PRAGMA_WAL_AUTOCHECKPOINT] = {
-                .name = "wal_autocheckpoint", .type = PRAGMA_TYPE_INT,
+                .name = "wal_autocheckpoint", .scope = PRAGMA_SCOPE_SQLVIGIL, .persistent = false, .type = PRAGMA_TYPE_INT,
                 .min = 0, .max = INT32_MAX,
                 .expect = "a number of pages (0 turns it off)",
         },
         [PRAGMA_JOURNAL_SIZE_LIMIT] = {
-                .name = "journal_size_limit", .type = PRAGMA_TYPE_SIZE,
+                .name = "journal_size_limit", .scope = PRAGMA_SCOPE_SQLVIGIL, .persistent = false, .type = PRAGMA_TYPE_SIZE,
                 .min = 0, .max = INT64_MAX,
                 .expect = "a size such as 64M, or -1 for no limit",
         },

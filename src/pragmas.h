@@ -42,8 +42,21 @@ typedef enum PragmaType {
         PRAGMA_TYPE_BOOL,
 } PragmaType;
 
+/* Whom a pragma set in sqlvigil.conf shapes. */
+typedef enum PragmaScope {
+        PRAGMA_SCOPE_FILE,        /* the database file, for every connection: journal_mode, page_size, auto_vacuum */
+        PRAGMA_SCOPE_SQLVIGIL,    /* sqlvigil's own connection, and that matters to its work */
+        PRAGMA_SCOPE_APPLICATION, /* an application's setting: here it shapes sqlvigil's connection only,
+                                   * where it does nothing useful; each application sets it on its own */
+        _PRAGMA_SCOPE_MAX,
+} PragmaScope;
+
+extern const char *const pragma_scope_names[_PRAGMA_SCOPE_MAX];
+
 typedef struct PragmaInfo {
         const char *name;
+        PragmaScope scope;
+        bool persistent;          /* stored in the file (scope FILE) */
         PragmaType type;
         const char *const *names; /* PRAGMA_TYPE_ENUM: NULL-terminated */
         int64_t min, max;

@@ -95,6 +95,14 @@ void scheduler_retry(Scheduler *s, TaskId t, usec_t now, usec_t delay) {
                 ts->next = now + MIN(delay, ts->interval);
 }
 
+void scheduler_defer(Scheduler *s, TaskId t, usec_t now, usec_t delay) {
+        TaskSchedule *ts = &s->task[t];
+
+        ts->running = false;
+        if (ts->interval)
+                ts->next = now + delay;
+}
+
 void scheduler_trigger(Scheduler *s, TaskId t, usec_t now) {
         TaskSchedule *ts = &s->task[t];
 

@@ -66,6 +66,10 @@ void scheduler_done(Scheduler *s, TaskId t, usec_t now);
  * delay, or after one interval if that is shorter; an off task stays off. */
 void scheduler_retry(Scheduler *s, TaskId t, usec_t now, usec_t delay);
 
+/* The run ended at now and failed: the next comes after delay, even if that
+ * is longer than the interval (a back-off); an off task stays off. */
+void scheduler_defer(Scheduler *s, TaskId t, usec_t now, usec_t delay);
+
 /* Makes a task due at now (unless running or stopped), even one whose
  * interval is 0: a trigger is a condition that needs the task, not a
  * schedule. Afterwards an off task is off again. */

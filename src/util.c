@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include "util.h"
 
@@ -111,4 +112,52 @@ void sleep_usec(usec_t usec) {
 
         while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
                 ;
+}
+
+/* The mount point of path: the highest directory above it on the same device. */
+static void mount_point(const char *path, char *buf, size_t size) {
+        struct stat st, up;
+        char cur[4096];
+
+        bufprintf(cur, sizeof(cur), "%s", path);
+        if (stat(cur, &st) < 0) {
+                bufprintf(buf, size, "?");
+                return;
+        }
+        for (;;) {
+                char *slash = strrchr(cur, '/');
+
+                if (!slash || slash == cur) {
+                        /* The parent is /. */
+                        if (stat("/", &up) == 0 && up.st_dev == st.st_dev)
+                                bufprintf(cur, sizeof(cur), "/");
+                        break;
+                }
+                *slash = '\0';
+                if (stat(cur, &up) < 0 || up.st_dev != st.st_dev) {
+                        *slash = '/';
+                        break;
+                }
+        }
+        bufprintf(buf, size, "%s", cur);
+}
+
+void describe_space(const char *dir, uint64_t needed, char *buf, size_t size) {
+        char mnt[4096], avail[32], total[32], need[32];
+        struct statvfs vfs;
+
+        mount_point(dir, mnt, sizeof(mnt));
+        if (statvfs(dir, &vfs) < 0) {
+                bufprintf(buf, size, "cannot read the free space of the file system holding %s: %s", dir,
+                          strerror(errno));
+                return;
+        }
+        format_bytes(avail, sizeof(avail), (uint64_t)vfs.f_bavail * vfs.f_frsize);
+        format_bytes(total, sizeof(total), (uint64_t)vfs.f_blocks * vfs.f_frsize);
+        if (needed)
+                bufprintf(buf, size, "the file system holding %s (mounted at %s) has %s free of %s; about %s needed",
+                          dir, mnt, avail, total, format_bytes(need, sizeof(need), needed));
+        else
+                bufprintf(buf, size, "the file system holding %s (mounted at %s) has %s free of %s", dir, mnt, avail,
+                          total);
 }

@@ -88,6 +88,10 @@ static inline bool file_id_eq(FileId a, FileId b) {
 /* The file's size in bytes; 0 when it does not exist or cannot be stat()ed. */
 uint64_t file_size(const char *path);
 
+/* "the file system holding DIR (mounted at M) has 12.0M free of 9.8G; about
+ * 4.0M needed" for a full disk; needed 0 leaves the last part out. */
+void describe_space(const char *dir, uint64_t needed, char *buf, size_t size);
+
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 /* Sleeps for usec, resuming after signals; returns early only if usec is 0. */

@@ -61,6 +61,7 @@ typedef struct StepJob {
         usec_t max_wait;
         usec_t hold;
         DbVacuumStep step;
+        DbFault fault;
 } StepJob;
 
 typedef struct ConvertJob {
@@ -70,6 +71,7 @@ typedef struct ConvertJob {
         usec_t max_wait;
         uint64_t file_before, file_after;
         DbConvert convert;
+        DbFault fault;
 } ConvertJob;
 
 static void next_step(Vacuumer *v);
@@ -158,7 +160,7 @@ static void end_early(Vacuumer *v, TaskTrigger trigger, usec_t started_rt, TaskR
 
 /* ---- Steps ------------------------------------------------------------------- */
 
-static void finish(Vacuumer *v, TaskResult result, const char *error) {
+static void finish(Vacuumer *v, TaskResult result, const char *error, DbFault fault) {
         VacuumRun *run = &v->run;
         char took[32], lock[32], freed[32], fb[32], fa[32];
         /* The database's size as its page count says: the file itself only
@@ -211,6 +213,7 @@ static void finish(Vacuumer *v, TaskResult result, const char *error) {
                 .checkpointed = -1,
         };
         r.retry = result == TASK_RESULT_BUSY ? BUSY_RETRY : 0;
+        r.fault = fault;
 
         if (result != TASK_RESULT_CANCELLED)
                 maintenance_totals_mut(v->mt)->pages_reclaimed += run->freed;
@@ -223,6 +226,7 @@ static void step_run(Job *j, Db *db) {
         StepJob *s = container_of(j, StepJob, job);
 
         db_vacuum_step(db, s->pages, s->max_wait, s->hold, &s->step);
+        s->fault = db_take_fault(db);
 }
 
 static void step_done(Job *j, bool ran) {
@@ -230,16 +234,17 @@ static void step_done(Job *j, bool ran) {
         Vacuumer *v = s->vacuumer;
         VacuumRun *run = &v->run;
         const DbVacuumStep st = s->step;
+        const DbFault fault = s->fault;
         usec_t pause;
         int r;
 
         free(s);
         if (!ran || st.result == DB_E_CANCELLED) {
-                finish(v, TASK_RESULT_CANCELLED, "sqlvigil is stopping");
+                finish(v, TASK_RESULT_CANCELLED, "sqlvigil is stopping", (DbFault){ 0 });
                 return;
         }
         if (st.result == DB_E_SQLITE) {
-                finish(v, TASK_RESULT_FAILED, st.error);
+                finish(v, TASK_RESULT_FAILED, st.error, fault);
                 return;
         }
         if (st.result == DB_E_BUSY) {
@@ -247,7 +252,7 @@ static void step_done(Job *j, bool ran) {
                  * wait: let them be, and try again after a pause. */
                 run->busy_total++;
                 if (++run->busy_in_a_row >= VACUUM_MAX_BUSY) {
-                        finish(v, TASK_RESULT_BUSY, "the write lock was busy for every attempt");
+                        finish(v, TASK_RESULT_BUSY, "the write lock was busy for every attempt", (DbFault){ 0 });
                         return;
                 }
                 pause = budget_pause(&run->budget, 0);
@@ -273,12 +278,12 @@ static void step_done(Job *j, bool ran) {
                           run->steps, st.freed, st.lock_held, run->budget.pages, run->budget.usec_per_page);
                 if (st.freed == 0 || run->freelist <= run->floor ||
                     (run->limit && (int64_t)run->freed >= run->limit)) {
-                        finish(v, TASK_RESULT_OK, NULL);
+                        finish(v, TASK_RESULT_OK, NULL, (DbFault){ 0 });
                         return;
                 }
         }
         if (!maintenance_active(v->mt)) {
-                finish(v, TASK_RESULT_CANCELLED, "sqlvigil is stopping");
+                finish(v, TASK_RESULT_CANCELLED, "sqlvigil is stopping", (DbFault){ 0 });
                 return;
         }
         r = sd_event_source_set_time_relative(v->step_timer, pause);
@@ -286,7 +291,7 @@ static void step_done(Job *j, bool ran) {
                 r = sd_event_source_set_enabled(v->step_timer, SD_EVENT_ONESHOT);
         if (r < 0) {
                 log_error("cannot arm the vacuum step timer: %s", strerror(-r));
-                finish(v, TASK_RESULT_FAILED, "cannot arm the step timer");
+                finish(v, TASK_RESULT_FAILED, "cannot arm the step timer", (DbFault){ 0 });
         }
 }
 
@@ -300,7 +305,7 @@ static void next_step(Vacuumer *v) {
                 want = MIN(want, run->limit - (int64_t)run->freed);
         s = calloc(1, sizeof(*s));
         if (!s) {
-                finish(v, TASK_RESULT_FAILED, "out of memory");
+                finish(v, TASK_RESULT_FAILED, "out of memory", (DbFault){ 0 });
                 return;
         }
         s->job = (Job){ .name = "vacuum", .cancellable = true, .run = step_run, .done = step_done };
@@ -312,7 +317,7 @@ static void next_step(Vacuumer *v) {
         s->max_wait = run->budget.budget;
         if (!maintenance_submit(v->mt, &s->job)) {
                 free(s);
-                finish(v, TASK_RESULT_CANCELLED, "sqlvigil is stopping");
+                finish(v, TASK_RESULT_CANCELLED, "sqlvigil is stopping", (DbFault){ 0 });
         }
 }
 
@@ -333,6 +338,7 @@ static void convert_run(Job *j, Db *db) {
 
         c->file_before = file_size(db_path(db));
         db_convert(db, c->max_wait, &c->convert);
+        c->fault = db_take_fault(db);
         c->file_after = file_size(db_path(db));
 }
 
@@ -371,6 +377,9 @@ static void convert_done(Job *j, bool ran) {
                 if (env->pragma_changed)
                         env->pragma_changed(env->userdata, PRAGMA_AUTO_VACUUM, &st);
         }
+        r.fault = c->fault;
+        /* The VACUUM writes the whole database once more, through the WAL. */
+        r.space_needed = c->file_before;
         /* The whole VACUUM holds the write lock: it is one hold. */
         if (ran && cv->duration)
                 lock_holds_add(&r.holds, cv->duration);
@@ -594,7 +603,7 @@ int vacuumer_start(Vacuumer *v) {
 void vacuumer_stop(Vacuumer *v) {
         if (v->run.active && sd_event_source_get_enabled(v->step_timer, NULL) > 0)
                 /* Between steps: no job will come back to end the run. */
-                finish(v, TASK_RESULT_CANCELLED, "sqlvigil is stopping");
+                finish(v, TASK_RESULT_CANCELLED, "sqlvigil is stopping", (DbFault){ 0 });
 }
 
 void vacuumer_reload(Vacuumer *v) {

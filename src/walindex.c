@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -46,7 +47,15 @@ int walindex_read(int fd, WalIndex *ret) {
                 if (u32_at(buf) != WALINDEX_VERSION || buf[12] != 1)
                         break;
                 ret->mx_frame = u32_at(buf + 16);
+                {
+                        uint16_t sz;
+
+                        memcpy(&sz, buf + 14, sizeof(sz));
+                        /* 65536 does not fit: SQLite stores it as 1. */
+                        ret->page_size = sz == 1 ? 65536 : sz;
+                }
                 ret->salt = u32_at(buf + 32);
+                ret->salt2 = u32_at(buf + 36);
                 ret->n_backfill = u32_at(buf + CKPT_INFO);
                 for (int i = 0; i < WALINDEX_READERS; i++)
                         ret->read_mark[i] = u32_at(buf + CKPT_INFO + 4 + 4 * i);
@@ -56,7 +65,89 @@ int walindex_read(int fd, WalIndex *ret) {
         return r;
 }
 
-static void read_comm(pid_t pid, char *buf, size_t size) {
+static int lock_state(int fd, int byte, WalLock *ret) {
+        struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = byte, .l_len = 1 };
+
+        if (fcntl(fd, F_GETLK, &fl) < 0)
+                return -errno;
+        *ret = (WalLock){
+                .held = fl.l_type != F_UNLCK,
+                .exclusive = fl.l_type == F_WRLCK,
+                .pid = fl.l_type != F_UNLCK ? fl.l_pid : 0,
+        };
+        return 0;
+}
+
+int walindex_lock(int fd, int byte, WalLock *ret) {
+        *ret = (WalLock){ 0 };
+        if (fd < 0)
+                return -EBADF;
+        return lock_state(fd, byte, ret);
+}
+
+int walindex_locks(int fd, WalLocks *ret) {
+        int r;
+
+        *ret = (WalLocks){ 0 };
+        if (fd < 0)
+                return -EBADF;
+        r = lock_state(fd, WALINDEX_LOCK_WRITE, &ret->write);
+        if (r == 0)
+                r = lock_state(fd, WALINDEX_LOCK_CHECKPOINT, &ret->checkpoint);
+        if (r == 0)
+                r = lock_state(fd, WALINDEX_LOCK_RECOVER, &ret->recover);
+        for (int i = 0; r == 0 && i < WALINDEX_READERS; i++)
+                r = lock_state(fd, WALINDEX_LOCK_READ0 + i, &ret->read[i]);
+        if (r == 0)
+                r = lock_state(fd, WALINDEX_LOCK_DMS, &ret->dms);
+        return r;
+}
+
+int walindex_trim(int shm_fd, int wal_fd, uint64_t target, uint64_t max_bytes, WalTrim *ret) {
+        struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = WALINDEX_LOCK_WRITE, .l_len = 1 };
+        struct stat st;
+        usec_t start;
+        WalIndex w;
+        uint64_t floor, to;
+        int r = 0;
+
+        *ret = (WalTrim){ 0 };
+        if (fstat(wal_fd, &st) < 0)
+                return -errno;
+        ret->before = ret->after = (uint64_t)st.st_size;
+        if ((uint64_t)st.st_size <= target)
+                return 0;
+        /* Not waiting: a writer has it, and it is their turn. */
+        if (fcntl(shm_fd, F_SETLK, &fl) < 0) {
+                if (errno == EAGAIN || errno == EACCES) {
+                        ret->busy = true;
+                        return 0;
+                }
+                return -errno;
+        }
+        start = now_usec(CLOCK_MONOTONIC);
+        /* Under the lock the header is stable: the valid frames end here. */
+        r = walindex_read(shm_fd, &w);
+        if (r == 0 && fstat(wal_fd, &st) == 0) {
+                floor = MAX(walindex_valid_bytes(&w), target);
+                to = (uint64_t)st.st_size > max_bytes ? (uint64_t)st.st_size - max_bytes : 0;
+                to = MAX(to, floor);
+                if (to < (uint64_t)st.st_size && ftruncate(wal_fd, (off_t)to) < 0)
+                        r = -errno;
+                else
+                        ret->after = MIN(to, (uint64_t)st.st_size);
+        } else if (r == 0)
+                r = -errno;
+        else
+                r = r > 0 ? -EAGAIN : r; /* an index being rebuilt: not now */
+        ret->held = now_usec(CLOCK_MONOTONIC) - start;
+        fl.l_type = F_UNLCK;
+        if (fcntl(shm_fd, F_SETLK, &fl) < 0 && r == 0)
+                r = -errno;
+        return r;
+}
+
+void walindex_comm(pid_t pid, char *buf, size_t size) {
         char path[64];
         FILE *f;
 
@@ -163,7 +254,7 @@ int walindex_readers(const char *locks_text, dev_t dev, ino_t ino, const WalInde
                 for (size_t i = 0; i < n; i++)
                         if (found[i].blocks_backfill == (pass == 0) && k < max) {
                                 out[k] = found[i];
-                                read_comm(out[k].pid, out[k].comm, sizeof(out[k].comm));
+                                walindex_comm(out[k].pid, out[k].comm, sizeof(out[k].comm));
                                 k++;
                         }
         *ret_n = k;

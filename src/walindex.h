@@ -30,6 +30,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "util.h"
+
 #define WALINDEX_READERS 5
 
 enum {
@@ -38,7 +40,9 @@ enum {
 
 typedef struct WalIndex {
         uint32_t mx_frame;   /* frames in the WAL (the last valid one) */
+        uint32_t page_size;  /* bytes; a frame is page_size + 24 bytes */
         uint32_t salt;       /* changes whenever the WAL is reset to its start */
+        uint32_t salt2;
         uint32_t n_backfill; /* frames already copied back into the database */
         uint32_t read_mark[WALINDEX_READERS];
 } WalIndex;
@@ -51,6 +55,66 @@ int walindex_read(int fd, WalIndex *ret);
 static inline uint32_t walindex_pending(const WalIndex *w) {
         return w->mx_frame > w->n_backfill ? w->mx_frame - w->n_backfill : 0;
 }
+
+/* Bytes of the -wal file that hold its valid frames: the 32-byte header
+ * and mx_frame frames. Everything after that is left over from before the
+ * last reset. */
+static inline uint64_t walindex_valid_bytes(const WalIndex *w) {
+        return 32 + (uint64_t)w->mx_frame * ((uint64_t)w->page_size + 24);
+}
+
+/* The lock bytes of the -shm (SQLite's wal.c and os_unix.c): POSIX record
+ * locks, per process. */
+enum {
+        WALINDEX_LOCK_WRITE = 120,
+        WALINDEX_LOCK_CHECKPOINT = 121,
+        WALINDEX_LOCK_RECOVER = 122,
+        WALINDEX_LOCK_READ0 = 123, /* read mark i is byte 123 + i */
+        WALINDEX_LOCK_DMS = 128,   /* every attached connection holds it shared */
+};
+
+typedef struct WalLock {
+        bool held;      /* another process holds a lock on the byte */
+        bool exclusive; /* an exclusive (write) one */
+        pid_t pid;      /* one holder (F_GETLK reports one of several) */
+} WalLock;
+
+typedef struct WalLocks {
+        WalLock write, checkpoint, recover, read[WALINDEX_READERS], dms;
+} WalLocks;
+
+/* What other processes hold on the -shm's lock bytes, asked with
+ * fcntl(F_GETLK), which takes nothing. Locks of this process are never
+ * seen (POSIX locks do not conflict within a process). Any thread. 0 or a
+ * negative errno. */
+int walindex_locks(int fd, WalLocks *ret);
+
+/* The same for one lock byte (WALINDEX_LOCK_*). */
+int walindex_lock(int fd, int byte, WalLock *ret);
+
+/* The name of pid from /proc/PID/comm, "?" when it cannot be read. */
+void walindex_comm(pid_t pid, char *buf, size_t size);
+
+typedef struct WalTrim {
+        uint64_t before, after; /* -wal file sizes, bytes */
+        usec_t held;            /* how long the write lock was held */
+        bool busy;              /* another process had the write lock: nothing done */
+} WalTrim;
+
+/*
+ * Shortens the -wal file open at wal_fd by at most max_bytes, down to
+ * target but never into its valid frames, while holding the WAL write lock
+ * (byte 120 of the -shm open read-write at shm_fd) so that no writer can
+ * append meanwhile: what SQLite's own journal_size_limit does, in pieces
+ * small enough to keep each hold short (an ftruncate() frees about 3 MB a
+ * millisecond here, so 80 MB at once held the lock 24 ms). Only safe while
+ * no connection of this process writes (the caller runs it on the database
+ * thread between statements, with no other writing connection open), and
+ * only after the WAL was reset: the bytes past its valid frames are then
+ * old frames no reader or recovery uses (their salts no longer match).
+ * Returns 0 (see ret->busy) or a negative errno.
+ */
+int walindex_trim(int shm_fd, int wal_fd, uint64_t target, uint64_t max_bytes, WalTrim *ret);
 
 typedef struct WalReader {
         pid_t pid;

@@ -159,11 +159,32 @@ static void test_stalled(void) {
         CHECK_STR(r.reason, "no progress from the database thread for 31s (in quick_check)");
 }
 
+static void test_wal_pending(void) {
+        HealthResult r;
+        DbProbe p;
+        HealthInput in = healthy(&p);
+
+        /* A -wal file left at 80 MB after a burst with nothing pending is
+         * no reason to worry (sqlvigil shortens it)... */
+        in.files.wal_bytes = 80ULL << 20;
+        in.files.wal_index = true;
+        in.files.wal_pending_bytes = 0;
+        health_evaluate(&limits, &in, &r);
+        CHECK_INT(r.state, HEALTH_OK);
+        /* ...80 MB not yet in the database is. */
+        in.files.wal_pending_bytes = 80ULL << 20;
+        health_evaluate(&limits, &in, &r);
+        CHECK_INT(r.state, HEALTH_DEGRADED);
+        CHECK_INT(r.code, HEALTH_CODE_WAL_SIZE);
+        CHECK_STR(r.reason, "WAL holds 80.0M not yet in the database (max_wal_size 64.0M)");
+}
+
 static void test_degraded_and_severity(void) {
         HealthResult r;
         DbProbe p;
         HealthInput in = healthy(&p);
 
+        /* Without the WAL index, the file's size is all there is. */
         in.files.wal_bytes = 80ULL << 20;
         health_evaluate(&limits, &in, &r);
         CHECK_INT(r.state, HEALTH_DEGRADED);
@@ -203,5 +224,6 @@ int main(void) {
         test_lock();
         test_stalled();
         test_degraded_and_severity();
+        test_wal_pending();
         return test_result("test-health");
 }

@@ -48,7 +48,7 @@ int main(int argc, char **argv) {
 
                 health_read_files(argv[1], wal, &f);
                 t1 = now_usec(CLOCK_MONOTONIC);
-                db_probe(db, 100 * USEC_PER_MSEC, &p);
+                db_probe(db, &p);
                 if (p.result != 0) {
                         fprintf(stderr, "sqlvigil-probe-loop: probe failed: %s\n", p.error);
                         return 1;

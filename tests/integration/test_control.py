@@ -462,10 +462,11 @@ def case_checkpoint_lock(tmp):
         c = replies[0]["checkpoint"]
         check(replies[0]["ok"] and c["result"] == "ok", str(replies[0]))
         check(c["busy"] is False, str(c))
-        # The PASSIVE that runs first found the lock taken, and a TRUNCATE
-        # reports the WAL it leaves (0 frames): what there was is unknown.
-        check(c["wal_frames"] is None and c["checkpointed"] is None, str(c))
-        check("all checkpointed" in c["summary"], str(c))
+        # The first PASSIVE pass found the lock taken (counts unknown); the
+        # slices go on, without the writer lock, until the lock is free, and
+        # the PASSIVE pass of that slice counts the frames there were.
+        check(c["wal_frames"] is not None and c["wal_frames"] > 0 and c["checkpointed"] == c["wal_frames"], str(c))
+        check(f"{c['wal_frames']} frames in WAL, {c['wal_frames']} checkpointed" in c["summary"], str(c))
         check(c["duration_usec"] >= 900000, f"duration {c['duration_usec']} us, the lock was held 1 s")
         check(os.path.getsize(db + "-wal") == 0, "truncate left a WAL")
         check(query(db, "SELECT count(*) FROM t")[0][0] == 400, "rows")

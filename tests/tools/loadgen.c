@@ -4,7 +4,10 @@
  *
  *   writer  inserts rows at a fixed pace with busy_timeout (5000 ms by
  *           default) and synchronous=NORMAL (what the seed service used),
- *           the way an application would, timing every statement;
+ *           the way an application would, timing every statement; with
+ *           --transaction deferred (or immediate) each insert is a
+ *           read-then-write transaction, BEGIN [IMMEDIATE]; SELECT; INSERT;
+ *           COMMIT, the way ORMs and better-sqlite3's db.transaction() do;
  *   reader  opens read transactions: short ones with gaps, or one that
  *           never ends.
  *
@@ -99,9 +102,12 @@ static int writer(int argc, char **argv) {
                 { "id", required_argument, NULL, 'w' },
                 { "autocheckpoint", required_argument, NULL, 'a' },
                 { "synchronous", required_argument, NULL, 's' },
+                { "transaction", required_argument, NULL, 'x' },
                 {},
         };
-        const char *path = NULL, *latencies = NULL, *synchronous = "normal";
+        const char *path = NULL, *latencies = NULL, *synchronous = "normal", *transaction = NULL;
+        uint64_t busy_errors = 0;
+        sqlite3_stmt *select = NULL;
         uint64_t interval = 3000, count = 0, attempted = 0, succeeded = 0, failed = 0, start, next, deadline = 0;
         double duration = 0;
         int payload = 100, busy = 5000, id = 1, autocheckpoint = -1, c;
@@ -124,11 +130,16 @@ static int writer(int argc, char **argv) {
                 case 'w': id = atoi(optarg); break;
                 case 'a': autocheckpoint = atoi(optarg); break;
                 case 's': synchronous = optarg; break;
+                case 'x': transaction = optarg; break;
                 default: return 2;
                 }
         }
         if (!path) {
                 fprintf(stderr, "loadgen writer: --db is required\n");
+                return 2;
+        }
+        if (transaction && strcmp(transaction, "deferred") != 0 && strcmp(transaction, "immediate") != 0) {
+                fprintf(stderr, "loadgen writer: --transaction takes deferred or immediate\n");
                 return 2;
         }
         db = open_db(path, busy, autocheckpoint, synchronous);
@@ -138,6 +149,8 @@ static int writer(int argc, char **argv) {
                 die("create table", db);
         if (sqlite3_prepare_v2(db, "INSERT INTO load(writer, seq, ts, payload) VALUES (?1, ?2, ?3, randomblob(?4))", -1,
                                &stmt, NULL) != SQLITE_OK)
+                die("prepare", db);
+        if (sqlite3_prepare_v2(db, "SELECT count(*) FROM load WHERE writer = ?1", -1, &select, NULL) != SQLITE_OK)
                 die("prepare", db);
         if (latencies && !(lf = fopen(latencies, "w"))) {
                 perror("loadgen: latencies");
@@ -162,13 +175,41 @@ static int writer(int argc, char **argv) {
                 sqlite3_bind_int64(stmt, 3, (sqlite3_int64)time(NULL));
                 sqlite3_bind_int(stmt, 4, payload);
                 t0 = now_us();
-                rc = sqlite3_step(stmt);
+                if (!transaction) {
+                        rc = sqlite3_step(stmt);
+                        sqlite3_reset(stmt);
+                } else {
+                        /* Read, then write, in one transaction. Deferred: the
+                         * write lock is asked for at the INSERT, and SQLite
+                         * answers SQLITE_BUSY at once, without the busy
+                         * handler, when another connection holds it. */
+                        rc = sqlite3_exec(db, strcmp(transaction, "immediate") == 0 ? "BEGIN IMMEDIATE" : "BEGIN",
+                                          NULL, NULL, NULL);
+                        if (rc == SQLITE_OK) {
+                                sqlite3_bind_int(select, 1, id);
+                                rc = sqlite3_step(select);
+                                sqlite3_reset(select);
+                                if (rc == SQLITE_ROW)
+                                        rc = sqlite3_step(stmt);
+                                sqlite3_reset(stmt);
+                        }
+                        if (rc == SQLITE_DONE)
+                                rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK ? SQLITE_DONE
+                                                                                             : sqlite3_errcode(db);
+                        if (rc != SQLITE_DONE) {
+                                /* The message before ROLLBACK replaces it. */
+                                if (!first_error[0])
+                                        snprintf(first_error, sizeof(first_error), "%s", sqlite3_errmsg(db));
+                                (void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+                        }
+                }
                 t1 = now_us();
-                sqlite3_reset(stmt);
                 if (rc == SQLITE_DONE)
                         succeeded++;
                 else {
                         failed++;
+                        if ((rc & 0xff) == SQLITE_BUSY)
+                                busy_errors++;
                         if (!first_error[0])
                                 snprintf(first_error, sizeof(first_error), "%s", sqlite3_errmsg(db));
                 }
@@ -187,6 +228,7 @@ static int writer(int argc, char **argv) {
                         next = t1;
         }
         sqlite3_finalize(stmt);
+        sqlite3_finalize(select);
         if (sqlite3_close(db) != SQLITE_OK)
                 die("close", db);
         if (lf && fclose(lf) != 0) {
@@ -196,10 +238,11 @@ static int writer(int argc, char **argv) {
 
         qsort(lat, lat_n, sizeof(*lat), cmp_u32);
         printf("{\"writer\": %d, \"attempted\": %" PRIu64 ", \"succeeded\": %" PRIu64 ", \"failed\": %" PRIu64
-               ", \"p50_us\": %u, \"p99_us\": %u, \"max_us\": %u, \"seconds\": %.3f, \"first_error\": \"%s\""
-               ", \"start_usec\": %" PRIu64 "}\n",
-               id, attempted, succeeded, failed, lat_n ? lat[lat_n / 2] : 0, lat_n ? lat[lat_n * 99 / 100] : 0,
-               lat_n ? lat[lat_n - 1] : 0, (double)(now_us() - start) / 1e6, first_error, start);
+               ", \"busy\": %" PRIu64 ", \"p50_us\": %u, \"p99_us\": %u, \"max_us\": %u, \"seconds\": %.3f"
+               ", \"first_error\": \"%s\", \"start_usec\": %" PRIu64 "}\n",
+               id, attempted, succeeded, failed, busy_errors, lat_n ? lat[lat_n / 2] : 0,
+               lat_n ? lat[lat_n * 99 / 100] : 0, lat_n ? lat[lat_n - 1] : 0, (double)(now_us() - start) / 1e6,
+               first_error, start);
         free(lat);
         return failed ? 1 : 0;
 }
