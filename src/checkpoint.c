@@ -122,6 +122,7 @@ typedef struct SliceJob {
         bool final_ran;
         bool wal_valid;
         WalIndex wal;
+        uint64_t pending_bytes;     /* not yet in the database, before the PASSIVE pass */
         WalLocks locks;
         ResetPlan plan;
         int slot;
@@ -406,6 +407,8 @@ static void slice_run(Job *j, Db *db) {
         SliceJob *s = container_of(j, SliceJob, job);
 
         s->wal_before = fd_size(s->wal_fd, db_wal_bytes(db));
+        if (walindex_read(s->shm_fd, &s->wal) == 0)
+                s->pending_bytes = (uint64_t)walindex_pending(&s->wal) * ((uint64_t)s->wal.page_size + 24);
         /* PASSIVE first, always: it copies what it can without blocking
          * anyone. */
         db_checkpoint(db, CHECKPOINT_PASSIVE, 0, &s->passive);
@@ -613,8 +616,7 @@ static void slice_done(Job *j, bool ran) {
                 run->passes.first = s->passive;
                 run->wal_before = s->wal_before;
                 run->have_first = true;
-                if (s->wal_valid)
-                        run->pending_bytes = (uint64_t)walindex_pending(&s->wal) * ((uint64_t)s->wal.page_size + 24);
+                run->pending_bytes = s->pending_bytes;
         }
         if (s->fault.code)
                 run->fault = s->fault;
