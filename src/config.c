@@ -20,6 +20,9 @@ const char *const checkpoint_mode_names[_CHECKPOINT_MODE_MAX + 1] = {
 const char *const analyze_mode_names[_ANALYZE_MODE_MAX + 1] = {
         "optimize", "analyze", NULL,
 };
+const char *const verify_mode_names[_VERIFY_MODE_MAX + 1] = {
+        "integrity", "quick", NULL,
+};
 
 typedef enum KeyType {
         KEY_STRING,   /* free text, empty allowed (means unset) */
@@ -114,10 +117,27 @@ static const ConfigKey keys[] = {
 
         { "metrics", "textfile", KEY_PATH, FIELD(metrics_textfile),
           .help = "Prometheus textfile output; unset: off" },
+
+        { "backup", "directory", KEY_PATH, FIELD(backup_directory),
+          .help = "where backups go; unset: no scheduled backups" },
+        { "backup", "interval", KEY_DURATION, FIELD(backup_interval), .min = USEC_PER_MINUTE,
+          .max = 365 * USEC_PER_DAY, .def = "1d", .help = "a backup this often, when the database changed" },
+        { "backup", "keep_last", KEY_UINT, FIELD(keep_last), .min = 1, .max = 10000, .def = "7",
+          .help = "retention: the newest this many" },
+        { "backup", "keep_daily", KEY_UINT, FIELD(keep_daily), .max = 10000, .def = "7",
+          .help = "retention: the newest of each of the last this many days" },
+        { "backup", "keep_weekly", KEY_UINT, FIELD(keep_weekly), .max = 10000, .def = "4",
+          .help = "retention: the newest of each of the last this many weeks" },
+        { "backup", "keep_monthly", KEY_UINT, FIELD(keep_monthly), .max = 10000, .def = "0",
+          .help = "retention: the newest of each of the last this many months" },
+        { "backup", "verify", KEY_ENUM, FIELD(backup_verify), verify_mode_names, .def = "integrity",
+          .help = "integrity | quick: the check a copy passes before it is kept" },
+        { "backup", "max_age", KEY_DURATION, FIELD(backup_max_age), .max = 3650 * USEC_PER_DAY,
+          .help = "a newest good backup older than this is degraded; unset: twice the interval" },
 };
 
 static const char *const sections[] = {
-        "database", "pragmas", "health", "checkpoint", "vacuum", "analyze", "control", "metrics",
+        "database", "pragmas", "health", "checkpoint", "vacuum", "analyze", "control", "metrics", "backup",
 };
 
 static const char *key_name(const ConfigKey *k) {
@@ -669,7 +689,8 @@ static bool key_format(const Config *c, const ConfigKey *k, char *buf, size_t si
                 bufprintf(buf, size, "%s", *(const bool *)field ? "yes" : "no");
                 return true;
         case KEY_DURATION:
-                if (k->offset == FIELD(health_interval) && *(const usec_t *)field == 0) {
+                if ((k->offset == FIELD(health_interval) || k->offset == FIELD(backup_max_age)) &&
+                    *(const usec_t *)field == 0) {
                         buf[0] = '\0';
                         return false;
                 }

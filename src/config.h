@@ -24,6 +24,12 @@ typedef enum CheckpointMode {
         _CHECKPOINT_MODE_MAX,
 } CheckpointMode;
 
+typedef enum VerifyMode {
+        VERIFY_INTEGRITY,
+        VERIFY_QUICK,
+        _VERIFY_MODE_MAX,
+} VerifyMode;
+
 typedef enum AnalyzeMode {
         ANALYZE_MODE_OPTIMIZE,
         ANALYZE_MODE_ANALYZE,
@@ -32,6 +38,7 @@ typedef enum AnalyzeMode {
 
 extern const char *const checkpoint_mode_names[_CHECKPOINT_MODE_MAX + 1];
 extern const char *const analyze_mode_names[_ANALYZE_MODE_MAX + 1];
+extern const char *const verify_mode_names[_VERIFY_MODE_MAX + 1];
 
 typedef struct PragmaRequest {
         bool set;
@@ -81,6 +88,13 @@ typedef struct Config {
 
         /* [metrics] */
         char *metrics_textfile; /* NULL: off */
+
+        /* [backup] */
+        char *backup_directory; /* NULL: no scheduled backups */
+        usec_t backup_interval;
+        uint64_t keep_last, keep_daily, keep_weekly, keep_monthly;
+        VerifyMode backup_verify;
+        usec_t backup_max_age;  /* 0: twice the interval */
 } Config;
 
 enum {

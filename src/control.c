@@ -398,6 +398,19 @@ static int bind_socket(int fd, const char *path, char *error, size_t error_size)
                         return -EADDRINUSE;
                 }
         }
+        /* Only a socket nobody answers on is ours to replace: anything else
+         * at the path (a typo naming a database, a directory) is not. */
+        {
+                struct stat st;
+
+                if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+                        bufprintf(error, error_size,
+                                  "control socket path %s is taken by a file that is not a socket; sqlvigil never "
+                                  "removes it (check [control] socket)",
+                                  path);
+                        return -EEXIST;
+                }
+        }
         if (unlink(path) < 0 && errno != ENOENT) {
                 int r = -errno;
 

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "budget.h"
+#include "copy.h"
 #include "db.h"
 
 struct Db {
@@ -344,6 +345,23 @@ int db_open(const char *path, bool create, Db **ret, char *error, size_t error_s
                 return DB_E_SQLITE;
         }
         sqlite3_progress_handler(db->sqlite, PROGRESS_OPS, progress_handler, db);
+
+        /* sqlvigil's close never checkpoints and never deletes the -wal and
+         * -shm by name. By then the names may be another database's: the
+         * files were renamed over or deleted, and SQLite's last close
+         * unlinks "PATH-wal" and "PATH-shm", whatever files those are. The
+         * final checkpoint comes before the close, on purpose. */
+        {
+                int one = 1, on = 0;
+
+                rc = sqlite3_db_config(db->sqlite, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, &on);
+                if (rc == SQLITE_OK)
+                        rc = sqlite3_file_control(db->sqlite, "main", SQLITE_FCNTL_PERSIST_WAL, &one);
+                if (rc != SQLITE_OK) {
+                        set_error(db, error, error_size, rc, "sqlite3_db_config(NO_CKPT_ON_CLOSE) or PERSIST_WAL");
+                        return DB_E_SQLITE;
+                }
+        }
 
         /* The first read: a file that is no database fails here, not later. */
         set_wait(db, 5 * USEC_PER_SEC);
@@ -688,6 +706,63 @@ void db_vacuum_step(Db *db, uint32_t pages, usec_t max_wait, usec_t hold, DbVacu
         }
         /* At once: a statement left on a row keeps its read transaction. */
         sqlite3_reset(db->stmt_counts);
+}
+
+void db_save_copy(Db *db, const char *dest, CopyResult *ret) {
+        copy_database(db->sqlite, dest, NULL, ret);
+}
+
+void db_fresh_look(const char *path, DbCheck *c) {
+        usec_t start = now_usec(CLOCK_MONOTONIC);
+        sqlite3_stmt *s = NULL;
+        sqlite3 *d = NULL;
+        int rc, on = 0;
+
+        *c = (DbCheck){ 0 };
+        rc = sqlite3_open_v2(path, &d, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_db_config(d, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, &on);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_busy_timeout(d, 1000);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_prepare_v2(d, "PRAGMA quick_check(10)", -1, &s, NULL);
+        if (rc != SQLITE_OK) {
+                bufprintf(c->error, sizeof(c->error), "%s", d ? sqlite3_errmsg(d) : sqlite3_errstr(rc));
+                if ((rc & 0xff) == SQLITE_CORRUPT || (rc & 0xff) == SQLITE_NOTADB) {
+                        c->problems = 1;
+                        bufprintf(c->first, sizeof(c->first), "%s", c->error);
+                } else
+                        c->result = DB_E_SQLITE;
+                goto finish;
+        }
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+                const char *t = (const char *)sqlite3_column_text(s, 0);
+
+                if (c->problems == 0 && t && strcmp(t, "ok") == 0) {
+                        c->passed = true;
+                        continue;
+                }
+                c->passed = false;
+                if (c->problems == 0)
+                        bufprintf(c->first, sizeof(c->first), "%s", t ? t : "?");
+                c->problems++;
+        }
+        if (rc != SQLITE_DONE) {
+                c->passed = false;
+                if ((rc & 0xff) == SQLITE_CORRUPT || (rc & 0xff) == SQLITE_NOTADB) {
+                        c->problems++;
+                        if (!c->first[0])
+                                bufprintf(c->first, sizeof(c->first), "%s", sqlite3_errmsg(d));
+                } else {
+                        c->result = DB_E_SQLITE;
+                        bufprintf(c->error, sizeof(c->error), "%s", sqlite3_errmsg(d));
+                }
+        }
+finish:
+        sqlite3_finalize(s);
+        if (d)
+                sqlite3_close(d);
+        c->duration = now_usec(CLOCK_MONOTONIC) - start;
 }
 
 void db_counts(Db *db, DbCounts *c) {

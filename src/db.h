@@ -185,6 +185,18 @@ typedef struct DbAnalyze {
 
 void db_analyze(Db *db, AnalyzeMode mode, uint64_t analysis_limit, usec_t max_wait, DbAnalyze *ret);
 
+/* A copy of the database this connection has open into the new file dest
+ * (copy.h): a database deleted while sqlvigil still held it, saved. */
+typedef struct CopyResult CopyResult;
+void db_save_copy(Db *db, const char *dest, CopyResult *ret);
+
+/* The database at path as a newly started application sees it: a new
+ * read-only connection (of this process, which never checkpoints on close)
+ * runs PRAGMA quick_check. A database copied over in place under a live WAL
+ * shows here ("database disk image is malformed") while sqlvigil's own
+ * connection still answers from its cache. Any thread. */
+void db_fresh_look(const char *path, DbCheck *ret);
+
 /* Size of the -wal file in bytes, 0 if there is none. */
 uint64_t db_wal_bytes(const Db *db);
 

@@ -3,7 +3,8 @@
 
 /*
  * The database's three files - the database, its -wal and its -shm - as
- * SQLite has them open, and as their paths name them now.
+ * SQLite has them open, and as their paths name them now; and sqlvigil's
+ * own mark beside them.
  *
  * SQLite opens the -wal and -shm when the connection first reads. sqlvigil
  * finds those descriptors in /proc/self/fd (by device and inode) and keeps
@@ -13,7 +14,18 @@
  *
  * Never close them while the connection is open: closing any descriptor of
  * a file drops every POSIX lock this process holds on it, SQLite's included
- * (walindex.h). dbfiles_close() comes after sqlite3_close().
+ * (walindex.h). dbfiles_done() comes after sqlite3_close().
+ *
+ * A WAL names no database: SQLite takes whatever -wal and -shm sit beside
+ * the name it opens. The mark, DB-sqlvigil, records which database file the
+ * -wal and -shm at those names belong to (device and inode of each), so
+ * that a -wal left beside another file (a database renamed over, a copy
+ * put in its place) is recognised at the next start and set aside instead
+ * of being replayed into the wrong file. It is rewritten when sqlvigil
+ * starts and when it finds its files displaced (then it says "stale" first
+ * of all, so a kill at any later moment still leaves the evidence), and a
+ * few bytes of it are rewritten every health round: a write that fails says
+ * the file system went read-only, however it did.
  */
 
 #include <stdbool.h>
@@ -23,13 +35,16 @@
 #include "util.h"
 
 typedef struct DbFiles {
-        char *db_path, *wal_path, *shm_path;
-        FileId db, wal, shm;  /* as SQLite has them open */
+        char *db_path, *wal_path, *shm_path, *dir, *mark_path;
+        FileId db, wal, shm, dir_id; /* as opened */
         bool have_wal, have_shm;
-        int wal_fd, shm_fd;   /* duplicates of SQLite's descriptors; -1 when not found */
+        int db_fd, wal_fd, shm_fd; /* duplicates of SQLite's descriptors; -1 when not found */
+        int mark_fd;          /* the mark, for the write probe; -1 when not written */
+        uint64_t probe_count;
 } DbFiles;
 
-/* Sets up f for the database at db_path (nothing is opened). 0 or -ENOMEM. */
+/* Sets up f for the database at db_path, opened as db (nothing is opened).
+ * 0 or -ENOMEM. */
 int dbfiles_init(DbFiles *f, const char *db_path, FileId db);
 
 /* Finds SQLite's descriptors of the -wal and -shm in /proc/self/fd (call
@@ -39,5 +54,94 @@ int dbfiles_init(DbFiles *f, const char *db_path, FileId db);
  * thread starts. */
 int dbfiles_attach(DbFiles *f);
 
-/* Closes the duplicates and frees the paths: only after sqlite3_close(). */
+/* Closes the duplicates and the mark and frees the paths: only after
+ * sqlite3_close(). */
 void dbfiles_done(DbFiles *f);
+
+/* ---- What happened to the files -------------------------------------------- */
+
+typedef enum FileState {
+        FILE_STATE_OK,         /* the path names the file that is open */
+        FILE_STATE_GONE,       /* nothing at the path; ours still has a name elsewhere */
+        FILE_STATE_DELETED,    /* nothing at the path, and ours has no name left (only open descriptors) */
+        FILE_STATE_REPLACED,   /* another file has the path (renamed or copied over it) */
+} FileState;
+
+extern const char *const file_state_names[4];
+
+typedef struct FilesCheck {
+        FileState db, wal, shm;
+        bool dir_moved;        /* the database's directory is not the one it was */
+        FileId db_now;         /* what the path names now (0:0 when nothing) */
+        int stat_errno;        /* stat() of the database path failed with this (not ENOENT) */
+} FilesCheck;
+
+/* Looks at the paths and at the open files (stat(), fstat() of the
+ * duplicates). Cheap: no open, no read. Any thread. */
+void dbfiles_check(const DbFiles *f, FilesCheck *ret);
+
+/* Whether anything is displaced. */
+bool files_check_bad(const FilesCheck *c);
+
+/* One sentence for the journal and STATUS=: which file, what happened. */
+void files_check_describe(const FilesCheck *c, const DbFiles *f, char *buf, size_t size);
+
+/* ---- The mark ----------------------------------------------------------------- */
+
+typedef struct Mark {
+        bool valid;
+        FileId db, wal, shm;
+        bool stale;            /* the -wal and -shm named do not belong to the file at the path */
+        pid_t pid;
+} Mark;
+
+/* Reads DB-sqlvigil. 0 (ret->valid tells whether there was one), or a
+ * negative errno for a mark that exists but cannot be read. */
+int mark_read(const char *mark_path, Mark *ret);
+
+/* Writes the mark for f's files (stale: they no longer belong to the file
+ * at the path) whole, under a temporary name, synced, renamed, the
+ * directory synced; keeps it open for the write probe. 0 or a negative
+ * errno. */
+int dbfiles_write_mark(DbFiles *f, bool stale);
+
+/* The write probe: rewrites the mark's counter in place (no fsync).
+ * 0, or the negative errno of the failed write (-EROFS, -EIO, -ENOSPC). */
+int dbfiles_probe_write(DbFiles *f);
+
+/* At start, before SQLite opens the database: which of the -wal and -shm
+ * at the paths the mark says belong to another database file (db_now:
+ * what the database path names now, 0:0 when nothing). Pure. */
+typedef struct StalePlan {
+        bool wal, shm;
+} StalePlan;
+
+void files_stale_plan(const Mark *mark, FileId db_now, FileId wal_now, FileId shm_now, StalePlan *ret);
+
+/* Moves the file at path out of SQLite's way, under a name that says so:
+ * PATH.stale-YYYYmmddTHHMMSSZ (never replacing anything). *ret_new gets
+ * the new path (malloc'd). 0 or a negative errno. */
+int files_set_aside(const char *path, const char *why, char **ret_new);
+
+/* In dir, the name of the file with identity id, if any (malloc'd into
+ * *ret_name); 0, -ENOENT, or another negative errno. */
+int files_find_by_id(const char *dir, FileId id, char **ret_name);
+
+/* Renames from to to, but never over an existing file. */
+int files_rename_noreplace(const char *from, const char *to);
+
+/* The fence: a new empty file at shm_path, with an exclusive lock on the
+ * byte every SQLite connection needs to attach to a WAL index (128): any
+ * program that opens the database now fails (SQLITE_PROTOCOL, after about
+ * 10 s of SQLite's own retries) instead of starting a second WAL beside the
+ * one still in use. Only if nothing is at the path. *ret_fd: the file,
+ * *ret_id its identity. 0, -EEXIST, or another negative errno. */
+int files_fence(const char *shm_path, int *ret_fd, FileId *ret_id);
+
+/* Removes the fence, if the path still names it. */
+void files_unfence(const char *shm_path, int fd, FileId id);
+
+/* Whether another process is attached to the WAL index open at shm_fd (it
+ * holds the DMS byte, as every connection that has read does): *ret_pid
+ * one of them, 0 when none. Takes no lock. 0 or a negative errno. */
+int files_other_user(int shm_fd, pid_t *ret_pid);

@@ -21,6 +21,9 @@ const char *const health_code_names[_HEALTH_CODE_MAX] = {
         [HEALTH_CODE_NONE] = "none",
         [HEALTH_CODE_FILE_DELETED] = "file-deleted",
         [HEALTH_CODE_FILE_REPLACED] = "file-replaced",
+        [HEALTH_CODE_WAL_DISPLACED] = "wal-displaced",
+        [HEALTH_CODE_OVERWRITTEN] = "overwritten",
+        [HEALTH_CODE_READ_ONLY] = "read-only",
         [HEALTH_CODE_QUERY_FAILED] = "query-failed",
         [HEALTH_CODE_CORRUPT] = "corrupt",
         [HEALTH_CODE_NOT_WAL] = "not-wal",
@@ -45,6 +48,7 @@ void health_read_files(const char *db_path, const char *wal_path, HealthFiles *f
         if (prev.fs_checked && now - prev.fs_checked < HEALTH_FS_MAX_AGE) {
                 f->fs_errno = prev.fs_errno;
                 f->free_bytes = prev.free_bytes;
+                f->read_only = prev.read_only;
                 f->fs_checked = prev.fs_checked;
         }
         if (stat(db_path, &st) < 0)
@@ -63,8 +67,10 @@ void health_read_files(const char *db_path, const char *wal_path, HealthFiles *f
         f->fs_checked = now;
         if (statvfs(dirname(dir), &vfs) < 0)
                 f->fs_errno = errno;
-        else
+        else {
                 f->free_bytes = (uint64_t)vfs.f_bavail * (uint64_t)vfs.f_frsize;
+                f->read_only = vfs.f_flag & ST_RDONLY;
+        }
 }
 
 typedef struct Verdict {
@@ -117,6 +123,19 @@ void health_evaluate(const HealthLimits *limits, const HealthInput *in, HealthRe
                 add(&v, HEALTH_FAILED, HEALTH_CODE_FILE_REPLACED,
                     "database file was replaced (inode %ju is open, the path now names inode %ju)",
                     (uintmax_t)in->open_ino, (uintmax_t)in->files.ino);
+
+        if (in->wal_displaced)
+                add(&v, HEALTH_FAILED, HEALTH_CODE_WAL_DISPLACED, "%s", in->wal_displaced);
+        if (in->overwritten)
+                add(&v, HEALTH_FAILED, HEALTH_CODE_OVERWRITTEN, "%s", in->overwritten);
+        /* A file system that refuses a write: mounted read-only, or
+         * remounted so after errors (ext4's "emergency_ro" shows in no
+         * statvfs() flag; the write says it). */
+        if (in->write_errno)
+                add(&v, HEALTH_FAILED, HEALTH_CODE_READ_ONLY, "the file system refused a write to %s: %s",
+                    in->write_path ? in->write_path : "sqlvigil's mark", strerror(in->write_errno));
+        else if (in->files.read_only)
+                add(&v, HEALTH_FAILED, HEALTH_CODE_READ_ONLY, "the database's file system is mounted read-only");
 
         if (p && p->result == DB_E_SQLITE) {
                 int primary = p->sqlite_code & 0xff;

@@ -40,6 +40,9 @@ typedef enum HealthCode {
         /* failed */
         HEALTH_CODE_FILE_DELETED,
         HEALTH_CODE_FILE_REPLACED,
+        HEALTH_CODE_WAL_DISPLACED,
+        HEALTH_CODE_OVERWRITTEN,
+        HEALTH_CODE_READ_ONLY,
         HEALTH_CODE_QUERY_FAILED,
         HEALTH_CODE_CORRUPT,
         HEALTH_CODE_NOT_WAL,
@@ -69,6 +72,7 @@ typedef struct HealthFiles {
         uint64_t wal_pending_bytes; /* WAL frames not yet in the database, in bytes */
         int fs_errno; /* statvfs() failed with this, 0 if not */
         uint64_t free_bytes;
+        bool read_only;    /* statvfs() says ST_RDONLY */
         usec_t fs_checked; /* CLOCK_MONOTONIC of the statvfs() behind fs_errno/free_bytes */
 } HealthFiles;
 
@@ -98,6 +102,10 @@ typedef struct HealthInput {
         const char *corruption;   /* first quick_check error, NULL: none */
         const char *starvation;   /* starvation report, NULL: none */
         const char *storage_fault; /* a storage fault sqlvigil's own work met, NULL: none */
+        const char *wal_displaced; /* the -wal or -shm at its path is not the database's, NULL: fine */
+        const char *overwritten;  /* the content was replaced in place under the live WAL, NULL: no */
+        int write_errno;          /* the write probe failed with this (EROFS...), 0: it worked */
+        const char *write_path;   /* what it wrote */
         int storage_fault_code;   /* its SQLite code: SQLITE_FULL is degraded, the rest failed */
 } HealthInput;
 

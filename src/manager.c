@@ -6,6 +6,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <string.h>
+#include <libgen.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <systemd/sd-daemon.h>
@@ -14,12 +16,16 @@
 #include "commands.h"
 #include "control.h"
 #include "files.h"
+#include "rescue.h"
+#include "walindex.h"
+#include "watch.h"
 #include "log.h"
 #include "manager.h"
 #include "messages.h"
 #include "metrics.h"
 #include "monitor.h"
 #include "notify.h"
+#include "paths.h"
 #include "worker.h"
 
 /* While the final checkpoint runs we keep asking systemd for this much more
@@ -46,6 +52,15 @@ struct Manager {
          * its -wal and -shm descriptors: closed only after the connection
          * (files.h). */
         DbFiles files;
+        Watch *watch;           /* inotify on the database's directory */
+        Rescue *rescue;         /* the files were displaced: saving what is committed */
+        FilesCheck files_check; /* the latest look at the paths */
+        int write_errno;        /* the write probe's latest failure, 0: it worked */
+        unsigned salt_mismatches; /* the -wal's header and the WAL index disagree, looks in a row */
+        char overwritten[512];  /* the content was replaced in place: why we think so */
+        sd_event_source *fresh_timer; /* a fresh look at the database, after a write by someone */
+        bool fresh_running;
+        usec_t fresh_not_before; /* CLOCK_MONOTONIC */
         Worker *db_worker;
         Worker *file_worker;
         Monitor *monitor;
@@ -89,6 +104,13 @@ typedef struct PragmaJob {
         char error[512];
         DbPragmas pragmas;
 } PragmaJob;
+
+typedef struct FreshJob {
+        Job job;
+        Manager *manager;
+        char *path;
+        DbCheck check;
+} FreshJob;
 
 typedef struct MetricsJob {
         Job job;
@@ -347,6 +369,15 @@ static void judge(Manager *m) {
         };
         if (m->maintenance)
                 in.storage_fault = maintenance_storage_fault(m->maintenance, &in.storage_fault_code);
+        char displaced[512];
+
+        if (m->files_check.wal != FILE_STATE_OK || m->files_check.shm != FILE_STATE_OK) {
+                files_check_describe(&m->files_check, &m->files, displaced, sizeof(displaced));
+                in.wal_displaced = displaced;
+        }
+        in.overwritten = m->overwritten[0] ? m->overwritten : NULL;
+        in.write_errno = m->write_errno;
+        in.write_path = m->files.mark_path;
         const char *current = m->db_worker ? worker_current(m->db_worker) : NULL;
         HealthResult result;
 
@@ -366,11 +397,215 @@ static void judge(Manager *m) {
         m->checked_at = now_usec(CLOCK_REALTIME);
 }
 
+/* ---- The files ------------------------------------------------------- */
+
+static void start_extending(Manager *m);
+static void finish_reload(Manager *m, bool applied, const char *error);
+
+static void on_rescue_done(void *userdata, const char *summary, bool complete) {
+        Manager *m = userdata;
+        LogFields f = { 0 };
+
+        if (m->tearing_down)
+                return;
+        (void)sd_event_source_set_enabled(m->extend_timer, SD_EVENT_OFF);
+        log_field(&f, "SQLVIGIL_COMPLETE", "%d", complete);
+        log_field(&f, "SQLVIGIL_EXIT_STATUS", "%d", EXIT_RESCUED);
+        log_field(&f, "SQLVIGIL_REASON_TEXT", "%s", summary);
+        log_event(complete ? LOG_WARNING : LOG_ERR, SQLVIGIL_MESSAGE_FILE_RESCUED, "file-rescued", &f,
+                  "files of %s: %s; exiting with status %d so that the service starts again on what the paths "
+                  "name now",
+                  m->db_path, summary, EXIT_RESCUED);
+        m->exit_code = EXIT_RESCUED;
+        (void)sd_event_exit(m->event, EXIT_RESCUED);
+}
+
+/* The files sqlvigil has open are no longer the ones at their paths (or no
+ * longer agree): say so at once, then save what is committed and leave
+ * (rescue.h). */
+static void start_rescue(Manager *m, RescueKind kind, const char *reason) {
+        char status[600];
+        LogFields f = { 0 };
+        HealthResult h = { .state = HEALTH_FAILED };
+        int r;
+
+        if (m->rescue || stopping(m) || m->tearing_down)
+                return;
+        h.code = kind == RESCUE_OVERWRITTEN                            ? HEALTH_CODE_OVERWRITTEN
+                 : kind == RESCUE_WAL_DISPLACED                        ? HEALTH_CODE_WAL_DISPLACED
+                 : m->files_check.db == FILE_STATE_REPLACED            ? HEALTH_CODE_FILE_REPLACED
+                                                                       : HEALTH_CODE_FILE_DELETED;
+        bufprintf(h.reason, sizeof(h.reason), "%s", reason);
+        log_field(&f, "SQLVIGIL_RESCUE", "%s", rescue_kind_names[kind]);
+        log_field(&f, "SQLVIGIL_DB_STATE", "%s", file_state_names[m->files_check.db]);
+        log_field(&f, "SQLVIGIL_WAL_STATE", "%s", file_state_names[m->files_check.wal]);
+        log_field(&f, "SQLVIGIL_SHM_STATE", "%s", file_state_names[m->files_check.shm]);
+        log_field(&f, "SQLVIGIL_REASON_TEXT", "%s", reason);
+        log_event(LOG_CRIT, SQLVIGIL_MESSAGE_FILE_FAULT, "file-fault", &f,
+                  "%s; sqlvigil keeps what is committed, moves the files that no longer belong out of SQLite's "
+                  "way, and restarts. Do not put other content into a live database with mv or cp: stop every "
+                  "program, or use sqlvigilctl restore",
+                  reason);
+        set_health(m, &h);
+
+        bufprintf(status, sizeof(status), "failed: %s; saving what is committed, then restarting", reason);
+        manager_say_stopping(m, status);
+        m->stop_started = now_usec(CLOCK_MONOTONIC);
+        monitor_stop(m->monitor);
+        maintenance_stop(m->maintenance);
+        if (m->reload_reply)
+                finish_reload(m, false, "sqlvigil is stopping");
+        worker_cancel(m->db_worker);
+        worker_cancel(m->file_worker);
+        start_extending(m);
+
+        r = rescue_start(&m->rescue,
+                         &(RescueEnv){
+                                 .event = m->event,
+                                 .db_worker = m->db_worker,
+                                 .maintenance = m->maintenance,
+                                 .files = &m->files,
+                                 .timeout = m->config->stop_timeout,
+                                 .userdata = m,
+                                 .done = on_rescue_done,
+                         },
+                         kind, &m->files_check);
+        if (r < 0) {
+                log_error("cannot save the files of %s: %s; exiting", m->db_path, strerror(-r));
+                m->exit_code = EXIT_RESCUED;
+                (void)sd_event_exit(m->event, EXIT_RESCUED);
+        }
+}
+
+/* Looks at the paths now: after an inotify event, and every round. */
+static void look_at_files(Manager *m) {
+        char reason[512];
+
+        if (m->tearing_down || stopping(m) || !m->files.db_path)
+                return;
+        dbfiles_check(&m->files, &m->files_check);
+        if (!files_check_bad(&m->files_check))
+                return;
+        files_check_describe(&m->files_check, &m->files, reason, sizeof(reason));
+        start_rescue(m, rescue_kind_for(&m->files_check), reason);
+}
+
+/* The -wal's header and the WAL index name the same WAL (their salts),
+ * whenever it holds frames: content copied over either of them does not. */
+static void check_wal_header(Manager *m) {
+        unsigned char hdr[32];
+        uint32_t salt1, salt2;
+        WalIndex w;
+
+        if (m->files.wal_fd < 0 || walindex_read(m->files.shm_fd, &w) != 0 || w.mx_frame == 0 ||
+            pread(m->files.wal_fd, hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr)) {
+                m->salt_mismatches = 0;
+                return;
+        }
+        /* SQLite copies the salts byte for byte between the -wal's header
+         * (offset 16) and the index header. */
+        memcpy(&salt1, hdr + 16, 4);
+        memcpy(&salt2, hdr + 20, 4);
+        if (salt1 == w.salt && salt2 == w.salt2) {
+                m->salt_mismatches = 0;
+                return;
+        }
+        /* Twice in a row, a round apart: a writer that was starting the
+         * WAL over between our two reads explains one. */
+        if (++m->salt_mismatches < 2)
+                return;
+        bufprintf(m->overwritten, sizeof(m->overwritten),
+                  "%s and its WAL index %s no longer belong together (their salts differ): one of them was "
+                  "overwritten in place",
+                  m->files.wal_path, m->files.shm_path);
+        start_rescue(m, RESCUE_OVERWRITTEN, m->overwritten);
+}
+
+static void fresh_run(Job *j, Db *db) {
+        FreshJob *fj = container_of(j, FreshJob, job);
+
+        (void)db;
+        db_fresh_look(fj->path, &fj->check);
+}
+
+static void fresh_done(Job *j, bool ran) {
+        FreshJob *fj = container_of(j, FreshJob, job);
+        Manager *m = fj->manager;
+
+        m->fresh_running = false;
+        if (!m->tearing_down && ran && fj->check.result == 0 && fj->check.problems > 0 && !stopping(m)) {
+                bufprintf(m->overwritten, sizeof(m->overwritten),
+                          "%s was written in place by another program while its WAL was in use, and a new "
+                          "connection now reads: %s",
+                          m->db_path, fj->check.first);
+                start_rescue(m, RESCUE_OVERWRITTEN, m->overwritten);
+        }
+        free(fj->path);
+        free(fj);
+}
+
+/* A fresh connection's look at the database, as a newly started program
+ * sees it: sqlvigil's own connection answers from its cache and would not
+ * notice content copied over the file. */
+static int on_fresh_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+        FreshJob *fj;
+
+        (void)s;
+        (void)usec;
+        if (m->fresh_running || stopping(m) || m->tearing_down)
+                return 0;
+        fj = calloc(1, sizeof(*fj));
+        if (!fj || !(fj->path = strdup(m->db_path))) {
+                free(fj);
+                return 0;
+        }
+        fj->job = (Job){ .name = "fresh look", .cancellable = true, .run = fresh_run, .done = fresh_done };
+        fj->manager = m;
+        m->fresh_running = true;
+        m->fresh_not_before = now_usec(CLOCK_MONOTONIC) + 5 * USEC_PER_SEC;
+        worker_submit(m->file_worker, &fj->job);
+        return 0;
+}
+
+static void on_watch(void *userdata, WatchEvent ev) {
+        Manager *m = userdata;
+        usec_t now = now_usec(CLOCK_MONOTONIC);
+        int r;
+
+        if (ev == WATCH_NAMES) {
+                look_at_files(m);
+                return;
+        }
+        /* Someone wrote the database file and closed it: cp over it, or an
+         * application closing its connection (SQLite opens it read-write).
+         * Look, a moment later (the writer may not be done), at most every
+         * 5 seconds: a fresh look reads the whole file. */
+        if (!m->fresh_timer || stopping(m))
+                return;
+        r = sd_event_source_set_time(m->fresh_timer, MAX(now + 200 * USEC_PER_MSEC, m->fresh_not_before));
+        if (r >= 0 && sd_event_source_get_enabled(m->fresh_timer, NULL) == 0)
+                r = sd_event_source_set_enabled(m->fresh_timer, SD_EVENT_ONESHOT);
+        if (r < 0)
+                log_warning("cannot arm the fresh look at %s: %s", m->db_path, strerror(-r));
+}
+
 static void on_round_done(void *userdata) {
         Manager *m = userdata;
+        int r;
 
         if (m->tearing_down || stopping(m))
                 return;
+        /* The periodic look, for changes inotify does not see (NFS, CIFS,
+         * another host). */
+        look_at_files(m);
+        if (stopping(m))
+                return;
+        check_wal_header(m);
+        if (stopping(m))
+                return;
+        r = dbfiles_probe_write(&m->files);
+        m->write_errno = r < 0 ? -r : 0;
         judge(m);
         if (m->watchdog_usec && m->health.state != HEALTH_FAILED)
                 log_notify_failure(notify_watchdog(&m->lifecycle), "WATCHDOG=1");
@@ -458,15 +693,16 @@ static void final_checkpoint_done(void *userdata, const CheckpointOutcome *o, bo
         (void)sd_event_exit(m->event, EXIT_CLEAN);
 }
 
+static int on_extend_timer(sd_event_source *s, uint64_t usec, void *userdata);
+
 static int on_extend_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Manager *m = userdata;
         usec_t elapsed = usec - m->stop_started;
         int r;
 
         if (elapsed > m->config->stop_timeout + STOP_EXTEND_GRACE) {
-                log_warning("stopping: the final checkpoint has taken %" PRIu64 "s; no longer extending the stop "
-                            "timeout",
-                            elapsed / USEC_PER_SEC);
+                log_warning("stopping: the %s has taken %" PRIu64 "s; no longer extending the stop timeout",
+                            m->rescue ? "rescue of the files" : "final checkpoint", elapsed / USEC_PER_SEC);
                 return sd_event_source_set_enabled(s, SD_EVENT_OFF);
         }
         log_notify_failure(notify_extend_timeout(&m->lifecycle, STOP_EXTEND_STEP), "EXTEND_TIMEOUT_USEC=");
@@ -476,7 +712,18 @@ static int on_extend_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         return r;
 }
 
-static void finish_reload(Manager *m, bool applied, const char *error);
+static void start_extending(Manager *m) {
+        int r;
+
+        log_notify_failure(notify_extend_timeout(&m->lifecycle, m->config->stop_timeout + STOP_EXTEND_STEP),
+                           "EXTEND_TIMEOUT_USEC=");
+        r = sd_event_add_time_relative(m->event, &m->extend_timer, CLOCK_MONOTONIC, USEC_PER_SEC,
+                                       100 * USEC_PER_MSEC, on_extend_timer, m);
+        if (r < 0)
+                log_warning("cannot arm the stop timeout extension: %s", strerror(-r));
+        else
+                (void)sd_event_source_set_description(m->extend_timer, "extend-stop-timeout");
+}
 
 static void manager_stop(Manager *m, const char *why) {
         int r;
@@ -496,15 +743,7 @@ static void manager_stop(Manager *m, const char *why) {
          * behind it and is not cancellable. */
         worker_cancel(m->db_worker);
         worker_cancel(m->file_worker);
-
-        log_notify_failure(notify_extend_timeout(&m->lifecycle, m->config->stop_timeout + STOP_EXTEND_STEP),
-                           "EXTEND_TIMEOUT_USEC=");
-        r = sd_event_add_time_relative(m->event, &m->extend_timer, CLOCK_MONOTONIC, USEC_PER_SEC,
-                                       100 * USEC_PER_MSEC, on_extend_timer, m);
-        if (r < 0)
-                log_warning("cannot arm the stop timeout extension: %s", strerror(-r));
-        else
-                (void)sd_event_source_set_description(m->extend_timer, "extend-stop-timeout");
+        start_extending(m);
 
         r = maintenance_final_checkpoint(m->maintenance, m->config->stop_mode, m->config->stop_timeout,
                                          final_checkpoint_done, m);
@@ -656,6 +895,8 @@ static void manager_reload(Manager *m) {
                 r = CONFIG_E_INVALID;
                 config_errors_add(&errors, "%s: [database] path is not set", m->config_path);
         }
+        if (r == 0 && paths_check(c, m->config_path, &errors) != 0)
+                r = CONFIG_E_INVALID;
         if (r == 0 && !streq(c->db_path, m->config->db_path)) {
                 r = CONFIG_E_INVALID;
                 config_errors_add(&errors,
@@ -734,7 +975,7 @@ int manager_new(Manager **ret, Config *config, const ManagerOptions *options) {
         m->started_rt = now_usec(CLOCK_REALTIME);
         m->health_since = m->started_rt;
         m->exit_code = EXIT_CLEAN;
-        m->files = (DbFiles){ .wal_fd = -1, .shm_fd = -1 };
+        m->files = (DbFiles){ .db_fd = -1, .wal_fd = -1, .shm_fd = -1, .mark_fd = -1 };
         if (options->config_path && !(m->config_path = strdup(options->config_path)))
                 goto oom;
         if (options->db_override && !(m->db_override = strdup(options->db_override)))
@@ -772,8 +1013,11 @@ Manager *manager_free(Manager *m) {
          * the threads: they join and hand back queued jobs, whose done()
          * callbacks still see whole objects. */
         control_free(m->control);
+        watch_free(m->watch);
+        sd_event_source_disable_unref(m->fresh_timer);
         worker_free(m->db_worker);
         worker_free(m->file_worker);
+        rescue_free(m->rescue);
         maintenance_free(m->maintenance);
         monitor_free(m->monitor);
         sd_event_source_disable_unref(m->extend_timer);
@@ -809,11 +1053,115 @@ static int start_failed(int status, const char *fmt, ...) {
         return status;
 }
 
+static FileId path_id(const char *path) {
+        struct stat st;
+
+        return stat(path, &st) == 0 ? (FileId){ .dev = st.st_dev, .ino = st.st_ino } : (FileId){ 0 };
+}
+
+/* Before SQLite opens the database: a -wal and -shm that the mark says
+ * belong to another database file (a file renamed over this one, content
+ * copied into it, while sqlvigil was not there to see) are set aside, or
+ * moved back beside the database they belong to, instead of being replayed
+ * into this one. Returns EXIT_CLEAN or the exit code to fail with. */
+static int set_aside_stale(Manager *m) {
+        _cleanup_(freep) char *mark_path = strdup_printf("%s-sqlvigil", m->db_path),
+                             *wal_path = strdup_printf("%s-wal", m->db_path),
+                             *shm_path = strdup_printf("%s-shm", m->db_path), *dir = NULL, *owner = NULL;
+        FileId db_now, wal_now, shm_now;
+        pid_t holders[8];
+        size_t n = 0;
+        StalePlan plan;
+        char who[256] = "", done[1024] = "", tmp[4096];
+        Mark mark;
+        int r;
+
+        if (!mark_path || !wal_path || !shm_path)
+                return start_failed(EXIT_FAILURE_OTHER, "out of memory");
+        r = mark_read(mark_path, &mark);
+        if (r < 0) {
+                log_warning("cannot read %s: %s; a -wal left beside %s by another database cannot be recognised",
+                            mark_path, strerror(-r), m->db_path);
+                return EXIT_CLEAN;
+        }
+        db_now = path_id(m->db_path);
+        wal_now = path_id(wal_path);
+        shm_now = path_id(shm_path);
+        if (mark.valid && mark.shm.ino)
+                (void)walindex_lock_holders(NULL, mark.shm.dev, mark.shm.ino, getpid(), holders, ELEMENTSOF(holders),
+                                            &n);
+        for (size_t i = 0; i < n; i++) {
+                char comm[32];
+
+                walindex_comm(holders[i], comm, sizeof(comm));
+                bufprintf(who + strlen(who), sizeof(who) - strlen(who), "%spid %d (%s)", i ? ", " : "",
+                          (int)holders[i], comm);
+        }
+        /* The same database file, and programs still attached to a WAL index
+         * that is no longer at its path (deleted or set aside while they
+         * ran): a new WAL beside theirs would split the database in two. */
+        if (n > 0 && mark.valid && !mark.stale && file_id_eq(db_now, mark.db) && !file_id_eq(shm_now, mark.shm))
+                return start_failed(EXIT_FAILURE_OTHER,
+                                    "%s still has %s open through a -shm that is no longer at %s (it was deleted "
+                                    "or set aside while they ran): their commits go where no new connection looks. "
+                                    "Restart them, then sqlvigil",
+                                    who, m->db_path, shm_path);
+
+        files_stale_plan(&mark, db_now, wal_now, shm_now, &plan);
+        if (!plan.wal && !plan.shm)
+                return EXIT_CLEAN;
+        bufprintf(tmp, sizeof(tmp), "%s", m->db_path);
+        dir = strdup(dirname(tmp));
+        /* The database they belong to, if it is still in the directory
+         * under another name: they go back beside it. */
+        if (dir && !mark.stale && !file_id_eq(db_now, mark.db))
+                (void)files_find_by_id(dir, mark.db, &owner);
+        for (int i = 0; i < 2; i++) {
+                const char *path = i == 0 ? wal_path : shm_path;
+                _cleanup_(freep) char *to = NULL;
+
+                if (!(i == 0 ? plan.wal : plan.shm))
+                        continue;
+                r = -ENOENT;
+                if (owner) {
+                        to = strdup_printf("%s/%s%s", dir, owner, i == 0 ? "-wal" : "-shm");
+                        r = to ? files_rename_noreplace(path, to) : -ENOMEM;
+                }
+                if (r < 0) {
+                        free(to);
+                        to = NULL;
+                        r = files_set_aside(path, "stale", &to);
+                }
+                if (r < 0)
+                        return start_failed(EXIT_FAILURE_OTHER,
+                                            "%s belongs to another database file (%s says so) and cannot be moved out "
+                                            "of the way: %s; move it yourself before starting sqlvigil",
+                                            path, mark_path, strerror(-r));
+                bufprintf(done + strlen(done), sizeof(done) - strlen(done), "%s%s -> %s", *done ? "; " : "", path,
+                          to);
+        }
+        {
+                LogFields f = { 0 };
+
+                log_field(&f, "SQLVIGIL_REASON_TEXT", "%s", done);
+                log_event(LOG_WARNING, SQLVIGIL_MESSAGE_STALE_WAL, "stale-wal", &f,
+                          "%s: the -wal and -shm beside it belonged to another database file%s, so SQLite would have "
+                          "replayed them into the wrong one; moved: %s%s%s",
+                          m->db_path,
+                          owner ? "" : mark.stale ? " (its content was replaced in place)" : " (renamed over or deleted)",
+                          done, n ? "; still using them: " : "", who);
+        }
+        return EXIT_CLEAN;
+}
+
 static int manager_open(Manager *m) {
         char error[1024];
         DbProbe probe;
         int r;
 
+        r = set_aside_stale(m);
+        if (r != EXIT_CLEAN)
+                return r;
         r = db_open(m->config->db_path, m->config->create, &m->db, error, sizeof(error));
         if (r == DB_E_MISSING)
                 return start_failed(EXIT_NOINPUT, "%s", error);
@@ -844,6 +1192,13 @@ static int manager_open(Manager *m) {
                 return start_failed(EXIT_FAILURE_OTHER,
                                     "cannot find SQLite's -wal and -shm of %s among this process's open files: %s",
                                     m->db_path, strerror(-r));
+        /* The mark: which database these -wal and -shm belong to. Writing
+         * it is also the first write probe: a read-only file system says
+         * so here, before READY=1. */
+        r = dbfiles_write_mark(&m->files, false);
+        if (r < 0)
+                return start_failed(EXIT_FAILURE_OTHER, "cannot write %s: %s%s", m->files.mark_path, strerror(-r),
+                                    r == -EROFS ? " (the database's file system is read-only)" : "");
         return EXIT_CLEAN;
 }
 
@@ -949,6 +1304,20 @@ int manager_start(Manager *m) {
                 r = maintenance_start(m->maintenance, &m->files);
         if (r < 0)
                 return start_failed(EXIT_FAILURE_OTHER, "cannot set up maintenance: %s", strerror(-r));
+
+        r = watch_new(&m->watch, m->event, m->db_path, on_watch, m);
+        if (r < 0)
+                log_warning("cannot watch %s with inotify: %s; displaced files are noticed at the next health "
+                            "round instead",
+                            m->files.dir, strerror(-r));
+        r = sd_event_add_time(m->event, &m->fresh_timer, CLOCK_MONOTONIC, USEC_INFINITY, 50 * USEC_PER_MSEC,
+                              on_fresh_timer, m);
+        if (r >= 0) {
+                (void)sd_event_source_set_description(m->fresh_timer, "fresh-look");
+                r = sd_event_source_set_enabled(m->fresh_timer, SD_EVENT_OFF);
+        }
+        if (r < 0)
+                return start_failed(EXIT_FAILURE_OTHER, "cannot create timers: %s", strerror(-r));
 
         {
                 char error[512];

@@ -22,6 +22,7 @@ enum {
         EXIT_FAILURE_OTHER = 1,
         EXIT_USAGE = 64,   /* EX_USAGE */
         EXIT_NOINPUT = 66, /* EX_NOINPUT: database missing, create = no */
+        EXIT_RESCUED = 75, /* EX_TEMPFAIL: the files were displaced; start again on what the paths name now */
         EXIT_CONFIG = 78,  /* EX_CONFIG */
 };
 

@@ -19,6 +19,7 @@
 #include "log.h"
 #include "manager.h"
 #include "messages.h"
+#include "paths.h"
 
 static void help(void) {
         printf("Usage: sqlvigil [OPTIONS]\n"
@@ -186,6 +187,19 @@ static int load_config(const Args *a, Config **ret) {
                 }
                 log_error("no database: pass --config FILE or --database PATH");
                 return EXIT_USAGE;
+        }
+
+        /* A typo in an output path must not have sqlvigil unlink the
+         * database to bind a socket, or rename metrics over it. */
+        if (c->db_path) {
+                ConfigErrors clash = { 0 };
+
+                r = paths_check(c, a->config, &clash);
+                if (r != 0) {
+                        report_config_errors(a->config ? a->config : "the command line", &clash);
+                        config_errors_clear(&clash);
+                        return r == -ENOMEM ? EXIT_FAILURE_OTHER : EXIT_CONFIG;
+                }
         }
 
         *ret = TAKE_PTR(c);

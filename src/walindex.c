@@ -261,6 +261,38 @@ int walindex_readers(const char *locks_text, dev_t dev, ino_t ino, const WalInde
         return 0;
 }
 
+int walindex_lock_holders(const char *locks_text, dev_t dev, ino_t ino, pid_t self, pid_t *out, size_t max,
+                          size_t *ret_n) {
+        _cleanup_(freep) char *owned = NULL;
+        const char *line;
+        size_t n = 0;
+
+        if (!locks_text) {
+                owned = slurp_proc_locks();
+                if (!owned)
+                        return -errno;
+                locks_text = owned;
+        }
+        for (line = locks_text; *line && n < max; line = strchrnul(line, '\n'), line += *line == '\n') {
+                char kind[16], mode[16], access[16];
+                unsigned maj, min;
+                unsigned long long lino;
+                bool seen = false;
+                int pid;
+
+                if (sscanf(line, "%*d: %15s %15s %15s %d %x:%x:%llu", kind, mode, access, &pid, &maj, &min, &lino) != 7)
+                        continue;
+                if (lino != (unsigned long long)ino || maj != major(dev) || min != minor(dev) || pid == (int)self)
+                        continue;
+                for (size_t i = 0; i < n; i++)
+                        seen = seen || out[i] == pid;
+                if (!seen)
+                        out[n++] = pid;
+        }
+        *ret_n = n;
+        return 0;
+}
+
 void walindex_format_readers(const WalReader *r, size_t n, uint32_t mx_frame, char *buf, size_t size) {
         size_t off = 0;
 

@@ -133,5 +133,11 @@ typedef struct WalReader {
 int walindex_readers(const char *locks_text, dev_t dev, ino_t ino, const WalIndex *wi, pid_t self,
                      WalReader *out, size_t max, size_t *ret_n);
 
+/* The processes other than self that hold any lock on the file dev/ino
+ * (from locks_text in /proc/locks format; NULL: read /proc/locks): up to
+ * max of them, each once, in *ret_n. 0 or a negative errno. */
+int walindex_lock_holders(const char *locks_text, dev_t dev, ino_t ino, pid_t self, pid_t *out, size_t max,
+                          size_t *ret_n);
+
 /* "pid 1234 (python3), reading frame 12 of 480; pid 99 (?)" */
 void walindex_format_readers(const WalReader *r, size_t n, uint32_t mx_frame, char *buf, size_t size);

@@ -23,6 +23,8 @@ MSG_HEALTH = "071157879bff4004816d0b2cbfe74e68"
 MSG_STOPPING = "aa36bd36702f47c994ae8bf6f277578e"
 MSG_CONFIG_REJECTED = "31558d0150cf4c098b8dc45b192366f8"
 MSG_RELOADED = "fdddf745c3384f5396d4e7289edd6ac8"
+MSG_FILE_FAULT = "926eff0a0d8d4f938cb4d1dd3853e354"
+MSG_FILE_RESCUED = "6aeb7fe315274ac181a32f70d01fa779"
 SD_UNIT_SUCCESS = "7ad2d189f7e94e70a38c781354912448"
 SD_UNIT_FAILURE_RESULT = "d9b373ed55a64feb8242e02dbe79a49c"
 SD_UNIT_RESTART_SCHEDULED = "5eb03494b6584870a536b337290809b3"
@@ -217,7 +219,10 @@ class Session:
         if unit:
             argv += ["-u", unit]
         if after:
-            argv += [f"--after-cursor={after}"]
+            # Not --after-cursor: journalctl 252 with a match (-u) skips the
+            # first matching entry after the cursor. --cursor includes the
+            # cursor's own entry, which is dropped below.
+            argv += [f"--cursor={after}"]
         r = self.run(*argv, quiet=True, check_status=False)
         out = []
         for line in r.stdout.splitlines():
@@ -231,6 +236,8 @@ class Session:
                         e[k] = bytes(v).decode("utf-8", "replace")
                     except (TypeError, ValueError):
                         e[k] = str(v)
+            if after and e.get("__CURSOR") == after:
+                continue
             if all(e.get(k) == v for k, v in match.items()):
                 out.append(e)
         return out

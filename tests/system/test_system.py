@@ -41,8 +41,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from inside import (MSG_CONFIG_REJECTED, MSG_HEALTH, MSG_READY, MSG_RELOADED,  # noqa: E402
-                    MSG_STARTED, MSG_STOPPING, SD_UNIT_FAILURE_RESULT, SD_UNIT_RESTART_SCHEDULED,
+from inside import (MSG_CONFIG_REJECTED, MSG_FILE_FAULT, MSG_FILE_RESCUED, MSG_HEALTH,  # noqa: E402
+                    MSG_READY, MSG_RELOADED, MSG_STARTED, MSG_STOPPING, SD_UNIT_FAILURE_RESULT, SD_UNIT_RESTART_SCHEDULED,
                     SD_UNIT_SUCCESS, Failure, check, run_inside)
 
 STATIC = {}
@@ -282,9 +282,10 @@ def reload_config(s):
 
 @booted
 def watchdog_restart(s):
-    """A replaced database fails health, pings stop, systemd's watchdog
-    kills and restarts it; the journal says why in sqlvigil's words first."""
-    t = s.instance("t")
+    """An application that holds the write lock past lock_timeout fails
+    health; pings stop, systemd's watchdog kills and restarts sqlvigil; the
+    journal says why in sqlvigil's words first, naming the holder."""
+    t = s.instance("t", rows=5, config="[health]\ninterval = 500ms\nlock_timeout = 2s\n")
     # A short watchdog to keep the test fast (pings every 1.5 s).
     s.dropin(t.unit, "50-test-watchdog", "[Service]\nWatchdogSec=3s\n")
     s.systemctl("start", t.unit)
@@ -294,23 +295,26 @@ def watchdog_restart(s):
           f"ready entry: SQLVIGIL_WATCHDOG_USEC={ready.get('SQLVIGIL_WATCHDOG_USEC')}")
     c = s.cursor()
 
-    # The application's deploy script swaps in a new database file.
-    new = t.db + ".new"
-    s.sqlite_cli("t", new, "PRAGMA journal_mode=wal; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); "
-                 "INSERT INTO t(v) VALUES ('replacement');")
-    os.rename(new, t.db)
-    s.log("replaced the database file")
+    # An application hangs inside a write transaction.
+    app = s.app(t)
+    app.sql("BEGIN IMMEDIATE")
+    app.sql("INSERT INTO t(v) VALUES ('inside the hung transaction')")
+    s.log("the application holds the write lock")
+    s.wait_journal("systemd: watchdog result", timeout=30, unit=t.unit, after=c,
+                   pred=lambda e: e.get("MESSAGE_ID") == SD_UNIT_FAILURE_RESULT and
+                   e.get("UNIT_RESULT") == "watchdog")
+    # The application recovers (its transaction ends); the restarted
+    # sqlvigil stays up.
+    app.sql("COMMIT")
 
     def restarted():
         st = s.show(t.unit, "ActiveState", "NRestarts", "MainPID")
         return st["ActiveState"] == "active" and st["NRestarts"] != "0" and st["MainPID"] != pid
     s.wait_until(restarted, 30, "a restart (NRestarts >= 1) and the unit active again")
     st = s.show(t.unit, "NRestarts", "MainPID", "ActiveState", "SubState")
-    check(st["MainPID"] != pid, f"same main process after the restart: {st}")
     s.log(f"restarted: {st}")
-    # The new process supervises the new file.
     s.wait_journal("ready after the restart", unit=t.unit, after=c, MESSAGE_ID=MSG_READY)
-    check(s.sqlite_cli("t", t.db, "SELECT v FROM t;") == "replacement", "not the replacement database")
+    check(s.sqlite_cli("t", t.db, "SELECT count(*) FROM t;") == "6", "the committed row is missing")
 
     entries = s.journal(unit=t.unit, after=c, sync=True)
 
@@ -319,14 +323,14 @@ def watchdog_restart(s):
             if pred(e):
                 s.log(f"journal #{i}: {what}: {e.get('MESSAGE')!r}")
                 return i, e
-        raise Failure(f"no journal entry: {what}; journal since the replacement:\n"
+        raise Failure(f"no journal entry: {what}; journal since the transaction began:\n"
                       + "\n".join(e.get("MESSAGE", "") for e in entries))
 
     i_health, health = first(lambda e: e.get("MESSAGE_ID") == MSG_HEALTH and e.get("SQLVIGIL_HEALTH") == "failed",
                              "sqlvigil: health failed")
-    check(health.get("SQLVIGIL_REASON") == "file-replaced", f"SQLVIGIL_REASON={health.get('SQLVIGIL_REASON')}")
-    check(health.get("MESSAGE", "").startswith("health: failed: database file was replaced"),
-          f"health message: {health.get('MESSAGE')!r}")
+    check(health.get("SQLVIGIL_REASON") == "lock-timeout", f"SQLVIGIL_REASON={health.get('SQLVIGIL_REASON')}")
+    check(f"pid {app.proc.pid}" in health.get("MESSAGE", "") or "python3" in health.get("MESSAGE", ""),
+          f"the health entry does not name the holder: {health.get('MESSAGE')!r}")
     check(health.get("SQLVIGIL_INSTANCE") == "t" and health.get("_PID") == pid, "health entry: wrong origin")
     i_wd, wd = first(lambda e: e.get("UNIT") == t.unit and "Watchdog timeout" in e.get("MESSAGE", ""),
                      "systemd: watchdog timeout")
@@ -337,6 +341,68 @@ def watchdog_restart(s):
     i_rs, rs = first(lambda e: e.get("MESSAGE_ID") == SD_UNIT_RESTART_SCHEDULED and e.get("UNIT") == t.unit,
                      "systemd: restart scheduled")
     check(i_wd < i_res < i_rs, "watchdog, result and restart out of order")
+    app.quit()
+
+
+@booted
+def rename_over(s):
+    """The restore that docs used to recommend: a database renamed over the
+    live one. sqlvigil keeps the old WAL out of the new file, saves the old
+    content, exits 75 and is restarted by systemd on the new file (no
+    watchdog kill); the application's writes afterwards land in a file that
+    passes integrity_check."""
+    t = s.instance("t", config="[checkpoint]\ninterval = 2s\n")
+    s.dropin(t.unit, "50-test-watchdog", "[Service]\nWatchdogSec=4s\n")
+    s.systemctl("start", t.unit)
+    pid = s.prop(t.unit, "MainPID")
+    s.wait_journal("ready", unit=t.unit, MESSAGE_ID=MSG_READY)
+
+    # An application writes 2000 rows and exits; the WAL holds them (a
+    # checkpoint may have copied some).
+    app = s.app(t)
+    app.cmd("insert 2000")
+    app.quit()
+    c = s.cursor()
+    new = t.db + ".new"
+    s.sqlite_cli("t", new, "PRAGMA journal_mode=wal; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); "
+                 "INSERT INTO t(v) VALUES ('replacement');")
+    os.rename(new, t.db)
+    s.log("renamed a new database over the live one")
+
+    fault = s.wait_journal("file-fault", unit=t.unit, after=c, MESSAGE_ID=MSG_FILE_FAULT)
+    check(fault.get("SQLVIGIL_DB_STATE") in ("deleted", "replaced") and t.db in fault.get("MESSAGE", ""),
+          f"file-fault entry: {fault.get('SQLVIGIL_DB_STATE')} {fault.get('MESSAGE')!r}")
+    check(fault.get("PRIORITY") == "2", f"file-fault PRIORITY={fault.get('PRIORITY')}")
+    rescued = s.wait_journal("file-rescued", unit=t.unit, after=c, MESSAGE_ID=MSG_FILE_RESCUED)
+    check(rescued.get("SQLVIGIL_COMPLETE") == "1", f"rescue incomplete: {rescued.get('MESSAGE')!r}")
+
+    def restarted():
+        st = s.show(t.unit, "ActiveState", "NRestarts", "MainPID")
+        return st["ActiveState"] == "active" and st["NRestarts"] != "0" and st["MainPID"] != pid
+    s.wait_until(restarted, 30, "a restart and the unit active again")
+    s.wait_journal("ready after the restart", unit=t.unit, after=c, MESSAGE_ID=MSG_READY)
+    entries = s.journal(unit=t.unit, after=c, sync=True)
+    res = [e for e in entries if e.get("MESSAGE_ID") == SD_UNIT_FAILURE_RESULT]
+    check(res and res[0].get("UNIT_RESULT") == "exit-code",
+          f"unit results: {[e.get('UNIT_RESULT') for e in res]}, expected exit-code (status 75), not the watchdog")
+    check(not any("Watchdog timeout" in e.get("MESSAGE", "") for e in entries),
+          "systemd's watchdog fired: sqlvigil should have restarted on its own")
+    check(any("status=75" in e.get("MESSAGE", "") for e in entries), "no exit with status 75")
+
+    # The application carries on with the new file.
+    app = s.app(t)
+    app.cmd("insert 500")
+    app.quit()
+    s.systemctl("stop", t.unit)
+    check(s.sqlite_cli("t", t.db, "PRAGMA integrity_check;") == "ok", "the new database is corrupt")
+    check(s.sqlite_cli("t", t.db, "SELECT count(*) FROM t;") == "501", "rows of the new database")
+    check(s.sqlite_cli("t", t.db, "SELECT v FROM t WHERE id = 1;") == "replacement", "not the replacement")
+    # The old content, every committed row, saved beside it.
+    saved = [f for f in os.listdir(t.dir) if f.startswith("t.db.deleted-") and not f.endswith(".tmp")]
+    check(len(saved) == 1, f"saved copies in {t.dir}: {sorted(os.listdir(t.dir))}")
+    old = os.path.join(t.dir, saved[0])
+    check(s.sqlite_cli("t", old, "PRAGMA integrity_check;") == "ok", f"{old} is corrupt")
+    check(s.sqlite_cli("t", old, "SELECT count(*) FROM t;") == "2000", f"rows in {old}")
 
 
 @booted
@@ -352,8 +418,8 @@ def start_limit(s):
     check("intervall" in e.get("MESSAGE", "") and e.get("SQLVIGIL_INSTANCE") == "bad",
           f"config-rejected entry: {e.get('MESSAGE')!r} {e.get('SQLVIGIL_INSTANCE')}")
 
-    # The database is deleted under a running instance: health fails, the
-    # watchdog (short, for the test) restarts it, every start exits 66.
+    # The database is deleted under a running instance: sqlvigil saves what
+    # it still holds and exits 75 at once; every start after that exits 66.
     gone = s.instance("gone")
     s.dropin(gone.unit, "50-test-watchdog", "[Service]\nWatchdogSec=3s\n")
     s.systemctl("start", gone.unit)
@@ -389,8 +455,11 @@ def start_limit(s):
           "no health entry saying the file was deleted")
     check(any("does not exist" in e.get("MESSAGE", "") and e.get("PRIORITY") == "3" for e in entries),
           "no error entry saying the database does not exist")
-    check(any(e.get("MESSAGE_ID") == SD_UNIT_FAILURE_RESULT and e.get("UNIT_RESULT") == "watchdog"
-              for e in entries), "systemd did not log the watchdog result")
+    check(any("status=75" in e.get("MESSAGE", "") for e in entries), "the first run did not exit with status 75")
+    check(not any("Watchdog timeout" in e.get("MESSAGE", "") for e in entries),
+          "the watchdog fired: sqlvigil should have left on its own")
+    saved = [f for f in os.listdir(gone.dir) if f.startswith("gone.db.deleted-")]
+    check(len(saved) == 1, f"the deleted database was not saved: {sorted(os.listdir(gone.dir))}")
 
     # By now the broken configuration has had several RestartSec= to be
     # restarted, had it been.

@@ -1,0 +1,422 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "checkpoint.h"
+#include "copy.h"
+#include "log.h"
+#include "rescue.h"
+#include "walindex.h"
+
+/* How often the rescue looks for the other processes still attached to the
+ * old files, and drains what they committed meanwhile. */
+#define TICK (200 * USEC_PER_MSEC)
+#define DRAIN_EVERY (1 * USEC_PER_SEC)
+
+const char *const rescue_kind_names[_RESCUE_KIND_MAX] = {
+        [RESCUE_DB_MOVED] = "database-moved",
+        [RESCUE_WAL_DISPLACED] = "wal-displaced",
+        [RESCUE_OVERWRITTEN] = "overwritten",
+};
+
+typedef enum Step {
+        STEP_SAVE,   /* a deleted database: its copy */
+        STEP_DRAIN,  /* the WAL into its own database file */
+        STEP_WAIT,   /* for the others to leave the old files */
+        STEP_DONE,
+} Step;
+
+struct Rescue {
+        RescueEnv env;
+        RescueKind kind;
+        FilesCheck check;
+        sd_event_source *timer;
+        Step step;
+        bool busy;             /* a job or checkpoint of the current step is out */
+        usec_t deadline;       /* CLOCK_MONOTONIC */
+        usec_t next_drain;
+        bool db_deleted;
+        char *db_name;         /* where the old database is now, in its directory; NULL if not there */
+        int fence_fd;
+        FileId fence_id;
+        bool locks_held;
+        pid_t other;           /* a process still attached to the old files */
+        int copied;            /* frames drained into the database, in all */
+        char actions[1536];    /* what was done, for the summary */
+        bool failed;
+};
+
+typedef struct SaveJob {
+        Job job;
+        Rescue *rescue;
+        char *dest;            /* the final name */
+        char *tmp;
+        CopyResult copy;
+        int rename_error;
+} SaveJob;
+
+static void advance(Rescue *r);
+
+RescueKind rescue_kind_for(const FilesCheck *c) {
+        if (c->db != FILE_STATE_OK || c->dir_moved)
+                return RESCUE_DB_MOVED;
+        return RESCUE_WAL_DISPLACED;
+}
+
+static void act(Rescue *r, const char *fmt, ...) _printf_(2, 3);
+static void act(Rescue *r, const char *fmt, ...) {
+        size_t off = strlen(r->actions);
+        va_list ap;
+
+        if (off && off + 2 < sizeof(r->actions)) {
+                memcpy(r->actions + off, "; ", 3);
+                off += 2;
+        }
+        va_start(ap, fmt);
+        (void)vsnprintf(r->actions + off, sizeof(r->actions) - off, fmt, ap);
+        va_end(ap);
+}
+
+/* ---- Setting files aside ------------------------------------------------------- */
+
+/* The old database's -wal or -shm at path: beside the old database when it
+ * is still in the directory (under NAME-wal, where SQLite looks for it),
+ * else out of the way under a name that says so. */
+static void follow_or_set_aside(Rescue *r, const char *path, const char *suffix) {
+        _cleanup_(freep) char *to = NULL, *aside = NULL;
+        int q = -ENOENT;
+
+        if (r->db_name) {
+                to = strdup_printf("%s/%s%s", r->env.files->dir, r->db_name, suffix);
+                if (to)
+                        q = files_rename_noreplace(path, to);
+                if (q == 0) {
+                        act(r, "moved %s to %s, beside the database it belongs to", path, to);
+                        return;
+                }
+        }
+        q = files_set_aside(path, "stale", &aside);
+        if (q == 0)
+                act(r, "set %s aside as %s", path, aside);
+        else {
+                act(r, "could not move %s out of the way: %s", path, strerror(-q));
+                r->failed = true;
+        }
+}
+
+static void set_aside(Rescue *r, const char *path, const char *why) {
+        _cleanup_(freep) char *aside = NULL;
+        int q = files_set_aside(path, why, &aside);
+
+        if (q == 0)
+                act(r, "set %s aside as %s", path, aside);
+        else if (q != -ENOENT) {
+                act(r, "could not move %s out of the way: %s", path, strerror(-q));
+                r->failed = true;
+        }
+}
+
+/* The checkpoint and write locks of the old WAL index, so that no process
+ * still attached to it copies its frames into the database's new content
+ * or commits more of them. Only while sqlvigil's own connection does
+ * nothing (POSIX locks do not conflict within a process). */
+static bool hold_locks(Rescue *r) {
+        struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = WALINDEX_LOCK_WRITE, .l_len = 2 };
+
+        if (r->locks_held || r->env.files->shm_fd < 0)
+                return r->locks_held;
+        if (fcntl(r->env.files->shm_fd, F_SETLK, &fl) == 0) {
+                r->locks_held = true;
+                act(r, "holding the write and checkpoint locks of the old WAL so nobody copies it in");
+        }
+        return r->locks_held;
+}
+
+static void release_locks(Rescue *r) {
+        struct flock fl = { .l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = WALINDEX_LOCK_WRITE, .l_len = 2 };
+
+        if (r->locks_held && fcntl(r->env.files->shm_fd, F_SETLK, &fl) == 0)
+                r->locks_held = false;
+}
+
+/* The first, synchronous part: nothing of the old files stays where
+ * SQLite would take it for the new ones. */
+static void set_files_aside(Rescue *r) {
+        DbFiles *f = r->env.files;
+        struct stat st;
+        int q;
+
+        switch (r->kind) {
+        case RESCUE_DB_MOVED:
+                r->db_deleted = f->db_fd >= 0 && fstat(f->db_fd, &st) == 0 && st.st_nlink == 0;
+                if (!r->check.dir_moved && !r->db_deleted &&
+                    files_find_by_id(f->dir, f->db, &r->db_name) == 0)
+                        act(r, "the database sqlvigil had open is now %s/%s", f->dir, r->db_name);
+                /* The WAL first: a -shm alone is rebuilt by the next
+                 * connection, a -wal alone is replayed. */
+                if (!r->check.dir_moved && r->check.wal == FILE_STATE_OK)
+                        follow_or_set_aside(r, f->wal_path, "-wal");
+                if (!r->check.dir_moved && r->check.shm == FILE_STATE_OK)
+                        follow_or_set_aside(r, f->shm_path, "-shm");
+                break;
+        case RESCUE_WAL_DISPLACED:
+                if (r->check.wal == FILE_STATE_REPLACED)
+                        set_aside(r, f->wal_path, "foreign");
+                if (r->check.shm == FILE_STATE_REPLACED)
+                        set_aside(r, f->shm_path, "foreign");
+                q = files_fence(f->shm_path, &r->fence_fd, &r->fence_id);
+                if (q == 0)
+                        act(r, "fenced %s: programs that open the database now fail with \"locking protocol\" "
+                               "until sqlvigil has drained the old WAL",
+                            f->shm_path);
+                else {
+                        act(r, "could not fence %s (%s): a program opened the database meanwhile and may run "
+                               "a second WAL",
+                            f->shm_path, q == -EEXIST ? "another process created it first" : strerror(-q));
+                        r->failed = true;
+                }
+                break;
+        case RESCUE_OVERWRITTEN:
+                (void)hold_locks(r);
+                if (r->check.wal == FILE_STATE_OK)
+                        set_aside(r, f->wal_path, "stale");
+                if (r->check.shm == FILE_STATE_OK)
+                        set_aside(r, f->shm_path, "stale");
+                break;
+        default:
+                break;
+        }
+}
+
+/* ---- The steps ------------------------------------------------------------------- */
+
+static void save_run(Job *j, Db *db) {
+        SaveJob *s = container_of(j, SaveJob, job);
+
+        db_save_copy(db, s->tmp, &s->copy);
+        if (s->copy.result == 0 && files_rename_noreplace(s->tmp, s->dest) < 0) {
+                s->rename_error = errno;
+                (void)unlink(s->tmp);
+        }
+}
+
+static void save_done(Job *j, bool ran) {
+        SaveJob *s = container_of(j, SaveJob, job);
+        Rescue *r = s->rescue;
+        char bytes[32];
+
+        if (!ran)
+                act(r, "could not save the deleted database: the database thread was stopping");
+        else if (s->copy.result != 0 || s->rename_error) {
+                act(r, "could not save the deleted database as %s: %s", s->dest,
+                    s->rename_error ? strerror(s->rename_error) : s->copy.error);
+                r->failed = true;
+        } else {
+                (void)copy_fsync_dir(r->env.files->dir);
+                act(r, "saved the deleted database (%s, %" PRIi64 " pages) as %s",
+                    format_bytes(bytes, sizeof(bytes), s->copy.bytes), s->copy.pages, s->dest);
+        }
+        free(s->dest);
+        free(s->tmp);
+        free(s);
+        r->busy = false;
+        r->step = STEP_DRAIN;
+        advance(r);
+}
+
+static void start_save(Rescue *r) {
+        char stamp[32];
+        time_t t = time(NULL);
+        struct tm tm;
+        SaveJob *s;
+
+        gmtime_r(&t, &tm);
+        strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+        s = calloc(1, sizeof(*s));
+        if (s) {
+                s->dest = strdup_printf("%s.deleted-%s", r->env.files->db_path, stamp);
+                s->tmp = strdup_printf("%s.deleted-%s.tmp", r->env.files->db_path, stamp);
+        }
+        if (!s || !s->dest || !s->tmp) {
+                if (s) {
+                        free(s->dest);
+                        free(s->tmp);
+                }
+                free(s);
+                act(r, "could not save the deleted database: out of memory");
+                r->failed = true;
+                r->step = STEP_DRAIN;
+                advance(r);
+                return;
+        }
+        s->job = (Job){ .name = "save", .urgent = true, .cancellable = false, .run = save_run, .done = save_done };
+        s->rescue = r;
+        r->busy = true;
+        worker_submit(r->env.db_worker, &s->job);
+}
+
+static void drained(void *userdata, const CheckpointOutcome *o, bool ran) {
+        Rescue *r = userdata;
+
+        r->busy = false;
+        if (ran && o->copied > 0)
+                r->copied += o->copied;
+        if (!ran || o->result == TASK_RESULT_FAILED) {
+                act(r, "draining the old WAL failed: %s", ran ? o->error : "the database thread was stopping");
+                r->failed = true;
+        }
+        if (r->step == STEP_DRAIN) {
+                if (ran && o->result != TASK_RESULT_FAILED)
+                        act(r, "drained the old WAL into %s (%d frames in it, %s)",
+                            r->db_deleted ? "the deleted database" : r->db_name ? r->db_name : r->env.files->db_path,
+                            o->frames, task_result_names[o->result]);
+                r->step = STEP_WAIT;
+        }
+        advance(r);
+}
+
+static void start_drain(Rescue *r, usec_t timeout) {
+        int q = maintenance_final_checkpoint(r->env.maintenance, CHECKPOINT_TRUNCATE, timeout, drained, r);
+
+        if (q < 0) {
+                act(r, "could not drain the old WAL: %s", strerror(-q));
+                r->failed = true;
+                r->step = STEP_WAIT;
+                advance(r);
+                return;
+        }
+        r->busy = true;
+}
+
+static void finish(Rescue *r) {
+        char who[96] = "", text[2048];
+
+        r->step = STEP_DONE;
+        (void)sd_event_source_set_enabled(r->timer, SD_EVENT_OFF);
+        if (r->fence_fd >= 0) {
+                files_unfence(r->env.files->shm_path, r->fence_fd, r->fence_id);
+                r->fence_fd = -1;
+                act(r, "removed the fence %s", r->env.files->shm_path);
+        }
+        release_locks(r);
+        if (r->other > 0) {
+                walindex_comm(r->other, who, sizeof(who));
+                act(r, "pid %d (%s) still has the old files open after %" PRIu64 " s: restart it; %s",
+                    (int)r->other, who, r->env.timeout / USEC_PER_SEC,
+                    r->kind == RESCUE_OVERWRITTEN ? "its commits go to a WAL set aside"
+                                                  : "its commits from now on go where no new connection looks");
+        }
+        bufprintf(text, sizeof(text), "%s", r->actions);
+        r->env.done(r->env.userdata, text, !r->failed && r->other <= 0);
+}
+
+static void advance(Rescue *r) {
+        usec_t now = now_usec(CLOCK_MONOTONIC);
+
+        if (r->busy || r->step == STEP_DONE)
+                return;
+        switch (r->step) {
+        case STEP_SAVE:
+                if (r->db_deleted) {
+                        start_save(r);
+                        return;
+                }
+                r->step = STEP_DRAIN;
+                /* fall through */
+        case STEP_DRAIN:
+                if (r->kind != RESCUE_OVERWRITTEN) {
+                        start_drain(r, r->env.timeout);
+                        return;
+                }
+                r->step = STEP_WAIT;
+                /* fall through */
+        case STEP_WAIT:
+                if (r->kind == RESCUE_OVERWRITTEN && !hold_locks(r) && now < r->deadline)
+                        return; /* the next tick tries again */
+                if (files_other_user(r->env.files->shm_fd, &r->other) < 0)
+                        r->other = 0;
+                if (r->other <= 0 || now >= r->deadline) {
+                        finish(r);
+                        return;
+                }
+                /* Someone still commits into the old WAL: bring that in too. */
+                if (r->kind != RESCUE_OVERWRITTEN && now >= r->next_drain) {
+                        r->next_drain = now + DRAIN_EVERY;
+                        start_drain(r, MIN(USEC_PER_SEC, r->deadline - now));
+                }
+                return;
+        default:
+                return;
+        }
+}
+
+static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
+        Rescue *r = userdata;
+        int q;
+
+        q = sd_event_source_set_time(s, usec + TICK);
+        if (q >= 0)
+                q = sd_event_source_set_enabled(s, SD_EVENT_ON);
+        if (q < 0) {
+                act(r, "cannot arm the rescue timer: %s", strerror(-q));
+                r->failed = true;
+                finish(r);
+                return 0;
+        }
+        advance(r);
+        return 0;
+}
+
+int rescue_start(Rescue **ret, const RescueEnv *env, RescueKind kind, const FilesCheck *check) {
+        Rescue *r;
+        int q;
+
+        r = calloc(1, sizeof(*r));
+        if (!r)
+                return -ENOMEM;
+        r->env = *env;
+        r->kind = kind;
+        r->check = *check;
+        r->fence_fd = -1;
+        r->deadline = now_usec(CLOCK_MONOTONIC) + env->timeout;
+
+        /* First of all, the evidence: should sqlvigil be killed from here
+         * on, the next start sets the old -wal and -shm aside. */
+        q = dbfiles_write_mark(env->files, true);
+        if (q < 0) {
+                act(r, "could not mark the old -wal and -shm stale in %s: %s", env->files->mark_path, strerror(-q));
+                r->failed = true;
+        }
+        set_files_aside(r);
+
+        q = sd_event_add_time_relative(env->event, &r->timer, CLOCK_MONOTONIC, TICK, 10 * USEC_PER_MSEC, on_tick, r);
+        if (q < 0) {
+                free(r->db_name);
+                free(r);
+                return q;
+        }
+        (void)sd_event_source_set_description(r->timer, "rescue");
+        (void)sd_event_source_set_enabled(r->timer, SD_EVENT_ON);
+        r->step = STEP_SAVE;
+        *ret = r;
+        advance(r);
+        return 0;
+}
+
+Rescue *rescue_free(Rescue *r) {
+        if (!r)
+                return NULL;
+        sd_event_source_disable_unref(r->timer);
+        if (r->fence_fd >= 0)
+                files_unfence(r->env.files->shm_path, r->fence_fd, r->fence_id);
+        release_locks(r);
+        free(r->db_name);
+        free(r);
+        return NULL;
+}
