@@ -33,7 +33,8 @@ static void outcome_reply(void *userdata, const MaintenanceOutcome *o) {
         Json *j = control_reply_begin(cl, o->ok);
 
         if (!o->ok) {
-                json_kv_string(j, "code", "failed");
+                /* Cut short by the stop: its own outcome, not a failure. */
+                json_kv_string(j, "code", run && run->result == TASK_RESULT_CANCELLED ? "cancelled" : "failed");
                 json_kv_string(j, "error", o->error ? o->error : "failed");
         }
         json_key(j, keys[o->task]);

@@ -356,7 +356,9 @@ static void convert_done(Job *j, bool ran) {
         format_bytes(fa, sizeof(fa), c->file_after);
         if (!ran || cv->result == DB_E_CANCELLED) {
                 r.result = TASK_RESULT_CANCELLED;
-                bufprintf(r.summary, sizeof(r.summary), "full VACUUM to auto_vacuum=incremental cancelled");
+                bufprintf(r.summary, sizeof(r.summary),
+                          "full VACUUM to auto_vacuum=incremental cancelled (sqlvigil is stopping); the file is "
+                          "unchanged");
         } else if (cv->result != 0 || !cv->incremental) {
                 r.result = cv->result == DB_E_BUSY ? TASK_RESULT_BUSY : TASK_RESULT_FAILED;
                 bufprintf(r.summary, sizeof(r.summary), "full VACUUM to auto_vacuum=incremental failed: %s",
@@ -385,7 +387,7 @@ static void convert_done(Job *j, bool ran) {
                 lock_holds_add(&r.holds, cv->duration);
         r.message_id = SQLVIGIL_MESSAGE_VACUUM;
         r.event = "vacuum";
-        r.priority = r.result == TASK_RESULT_OK ? LOG_NOTICE : LOG_ERR;
+        r.priority = r.result == TASK_RESULT_OK || r.result == TASK_RESULT_CANCELLED ? LOG_NOTICE : LOG_ERR;
         bufprintf(r.message, sizeof(r.message), "vacuum:");
         log_field(&r.fields, "SQLVIGIL_CONVERT", "1");
         log_field(&r.fields, "SQLVIGIL_PAGE_COUNT_BEFORE", "%" PRIi64, cv->page_count_before);
