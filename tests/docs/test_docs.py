@@ -453,6 +453,7 @@ def case_test_lists(tmp):
     build = read(src("tests", "meson.build"))
     scripts = (
         ("daemon_cases", ("tests", "integration", "test_daemon.py"), r"^def case_(\w+)\("),
+        ("lifecycle_cases", ("tests", "integration", "test_lifecycle.py"), r"^def case_(\w+)\("),
         ("control_cases", ("tests", "integration", "test_control.py"), r"^def case_(\w+)\("),
         ("maintenance_cases", ("tests", "integration", "test_maintenance.py"), r"^def case_(\w+)\("),
         ("docs_cases", ("tests", "docs", "test_docs.py"), r"^def case_(\w+)\("),
