@@ -670,6 +670,9 @@ static int bind_socket(int fd, const char *path, char *error, size_t error_size)
  * readable and writable by everyone, listening; *ret_st: the file made.
  * Returns the descriptor, or a negative errno with the reason in error (a
  * file it made at path is gone again). */
+/* nonnull: with -fsanitize=undefined, GCC otherwise follows the branch
+ * after a failed null check of path into the messages below and warns. */
+static int listen_at(const char *path, struct stat *ret_st, char *error, size_t error_size) __attribute__((nonnull(1)));
 static int listen_at(const char *path, struct stat *ret_st, char *error, size_t error_size) {
         int fd, r;
 
@@ -726,7 +729,7 @@ int control_new(Control **ret, const ControlEnv *env, const char *path, bool exp
                 control_free(c);
                 return CONTROL_E_DISABLED;
         }
-        r = listen_at(c->path, &st, error, error_size);
+        r = listen_at(path, &st, error, error_size);
         if (r < 0) {
                 free(TAKE_PTR(c->path)); /* not ours: do not remove it */
                 control_free(c);
