@@ -180,14 +180,18 @@ def case_stop_cancels_conversion(tmp):
     con.execute("COMMIT")
     con.execute("DELETE FROM t WHERE id > 100")
     con.close()
-    d, notify, sock, conf = start(tmp, db, "[pragmas]\nbusy_timeout = 60000\nauto_vacuum = incremental\n"
-                                           "[vacuum]\ninterval = 300ms\nconvert = yes\n[analyze]\ninterval = 0\n"
-                                           "[health]\nlock_timeout = 5min\nquick_check_interval = 0\n"
-                                           "[checkpoint]\nstop_timeout = 2s\n")
-    holder = None
+    # Taken before sqlvigil starts (it needs no write lock to start), so the
+    # conversion cannot run before it.
+    holder = LockHolder(db, 120)
     try:
-        # Taken before the conversion's first interval can come round.
-        holder = LockHolder(db, 120)
+        d, notify, sock, conf = start(tmp, db, "[pragmas]\nbusy_timeout = 60000\nauto_vacuum = incremental\n"
+                                               "[vacuum]\ninterval = 300ms\nconvert = yes\n[analyze]\ninterval = 0\n"
+                                               "[health]\nlock_timeout = 5min\nquick_check_interval = 0\n"
+                                               "[checkpoint]\nstop_timeout = 2s\n")
+    except Failure:
+        holder.kill()
+        raise
+    try:
         d.wait_log(r"vacuum: converting to auto_vacuum=incremental", timeout=20)
         wait_until(lambda: ask(sock, "stats\n")["maintenance"]["running"] == "vacuum", 10, "the conversion to run")
         time.sleep(0.3)
@@ -207,8 +211,7 @@ def case_stop_cancels_conversion(tmp):
         print(f"  stop during the conversion's lock wait took {took:.2f}s")
     finally:
         d.kill()
-        if holder:
-            holder.kill()
+        holder.kill()
         notify.close()
 
 
