@@ -54,7 +54,6 @@ struct Control {
         /* Connections turned away, for the journal. */
         unsigned busy_unlogged;
         usec_t busy_logged_at;   /* CLOCK_MONOTONIC */
-        uid_t busy_last_uid;
 };
 
 struct ControlClient {
@@ -419,15 +418,18 @@ static int on_client_timeout(sd_event_source *s, uint64_t usec, void *userdata) 
 static void note_busy(Control *c, const ControlPeer *peer, ControlAdmit why) {
         usec_t now = now_usec(CLOCK_MONOTONIC);
 
+        char since[32] = "";
+
         c->busy_unlogged++;
-        c->busy_last_uid = peer->uid;
         if (c->busy_logged_at && now - c->busy_logged_at < BUSY_LOG_INTERVAL)
                 return;
-        log_warning("control socket %s: %u connection%s turned away busy%s (the latest from pid %d, uid %u: %s); "
+        if (c->busy_logged_at)
+                format_elapsed(since, sizeof(since), now - c->busy_logged_at);
+        log_warning("control socket %s: %u connection%s turned away busy%s%s (the latest from pid %d, uid %u: %s); "
                     "%u served now, %u of them unprivileged",
-                    c->path, c->busy_unlogged, c->busy_unlogged == 1 ? "" : "s",
-                    c->busy_logged_at ? " in the last seconds" : "", (int)peer->pid, (unsigned)peer->uid,
-                    why == CONTROL_USER_FULL ? "that uid has all the connections one user may have" : "full",
+                    c->path, c->busy_unlogged, c->busy_unlogged == 1 ? "" : "s", since[0] ? " in the last " : "",
+                    since, (int)peer->pid, (unsigned)peer->uid,
+                    why == CONTROL_USER_FULL ? "that uid has all the connections one user may have" : "no slot free",
                     c->n_clients, c->n_unprivileged);
         c->busy_unlogged = 0;
         c->busy_logged_at = now;

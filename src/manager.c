@@ -760,7 +760,8 @@ static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, v
 
         (void)s;
         if (stopping(m)) {
-                log_notice("%s: already stopping; waiting for the final checkpoint", strsignal((int)si->ssi_signo));
+                log_notice("%s: already stopping; waiting for the %s", strsignal((int)si->ssi_signo),
+                           m->rescue ? "files to be saved" : "final checkpoint");
                 return 0;
         }
         manager_stop(m, strsignal((int)si->ssi_signo));
