@@ -141,7 +141,10 @@ static void end_early(Vacuumer *v, TaskTrigger trigger, usec_t started_rt, TaskR
         task_report_init(&r, trigger, started_rt);
         r.result = result;
         r.nothing_done = nothing;
-        bufprintf(r.summary, sizeof(r.summary), "%s", error ? error : "nothing to reclaim");
+        if (result == TASK_RESULT_CANCELLED)
+                bufprintf(r.summary, sizeof(r.summary), "cancelled before it began: %s", error ? error : "?");
+        else
+                bufprintf(r.summary, sizeof(r.summary), "%s", error ? error : "nothing to reclaim");
         r.message_id = SQLVIGIL_MESSAGE_VACUUM;
         r.event = "vacuum";
         r.priority = result == TASK_RESULT_FAILED ? LOG_ERR : LOG_INFO;

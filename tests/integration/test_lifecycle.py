@@ -257,6 +257,59 @@ def case_stop_cancels_admin(tmp):
         notify.close()
 
 
+def case_stop_cancels_queued(tmp):
+    """A reload waits for the write lock on the database thread while an
+    admin's analyze, integrity check, vacuum and checkpoint wait behind it:
+    SIGTERM ends every one of them `cancelled` - each reply (code and
+    result), each journal entry - abandons the reload, and stop wins."""
+    db = os.path.join(tmp, "q.db")
+    con = sqlite3.connect(db)
+    con.execute("PRAGMA auto_vacuum=full")
+    con.close()
+    make_db(db, rows=100)
+    base = ("[health]\nlock_timeout = 5min\nquick_check_interval = 0\n[checkpoint]\nstop_timeout = 2s\n"
+            "interval = 0\n[vacuum]\ninterval = 0\n[analyze]\ninterval = 0\n")
+    d, notify, sock, conf = start(tmp, db, base + "[pragmas]\nbusy_timeout = 60000\n")
+    holder = LockHolder(db, 120)
+    clients = {}
+    try:
+        write_config(conf, f"[database]\npath = {db}\n[control]\nsocket = {sock}\n{base}"
+                           "[pragmas]\nbusy_timeout = 60000\nauto_vacuum = incremental\n")
+        clients["reload"] = ctl_async(sock, "reload")
+        wait_until(lambda: ask(sock, "stats\n")["process"]["state"] == "reloading", 10, "the reload to be running")
+        # stats names the first running task in the order checkpoint,
+        # vacuum, analyze, quick_check: asked for in reverse, each shows up
+        # there once it is in flight.
+        for args, key, task in ((["check", "integrity"], "check", "quick_check"), (["analyze"], "analyze", "analyze"),
+                                (["vacuum"], "vacuum", "vacuum"), (["checkpoint", "truncate"], "checkpoint", "checkpoint")):
+            clients[key] = ctl_async(sock, *args)
+            wait_until(lambda: ask(sock, "stats\n")["maintenance"]["running"] == task, 10,
+                       f"the admin's {key} to be in flight")
+        ended = [key for key, c in clients.items() if c.poll() is not None]
+        check(not ended, f"ended before the stop: {ended}")
+        d.signal(signal.SIGTERM)
+        rc = d.wait_exit(60)
+        check(rc == 0, f"exit {rc}:\n{d.dump()}")
+        check_stop_wins(notify, d.dump)
+        for key, c in clients.items():
+            out, err = c.communicate(timeout=10)
+            reply = json.loads(out)
+            if key == "reload":
+                check(reply["code"] == "stopping" and "reload abandoned" in reply["error"], f"reload: {reply}")
+                continue
+            check(c.returncode == 1 and reply["code"] == "cancelled" and reply[key]["result"] == "cancelled",
+                  f"{key}: exit {c.returncode}, reply {reply}")
+        for rx in (r"analyze \(admin\) analyze: cancelled", r"integrity_check: cancelled",
+                   r"vacuum \(admin\) cancelled", r"checkpoint \(admin\) truncate: cancelled"):
+            check(d.find_log(rx), f"no journal entry matching {rx!r}:\n{d.dump()}")
+    finally:
+        d.kill()
+        holder.kill()
+        for c in clients.values():
+            c.kill()
+        notify.close()
+
+
 def case_rescue_abandons_reload(tmp):
     """The database is deleted while a reload waits for the write lock: the
     rescue's STOPPING=1 (failed, saving what is committed) is the last word -
