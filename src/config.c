@@ -120,7 +120,7 @@ static const ConfigKey keys[] = {
 
         { "backup", "directory", KEY_PATH, FIELD(backup_directory),
           .help = "where backups go; unset: no scheduled backups" },
-        { "backup", "interval", KEY_DURATION, FIELD(backup_interval), .min = USEC_PER_MINUTE,
+        { "backup", "interval", KEY_DURATION, FIELD(backup_interval), .min = USEC_PER_SEC,
           .max = 365 * USEC_PER_DAY, .def = "1d", .help = "a backup this often, when the database changed" },
         { "backup", "keep_last", KEY_UINT, FIELD(keep_last), .min = 1, .max = 10000, .def = "7",
           .help = "retention: the newest this many" },

@@ -35,6 +35,8 @@ const char *const health_code_names[_HEALTH_CODE_MAX] = {
         [HEALTH_CODE_WAL_SIZE] = "wal-size",
         [HEALTH_CODE_DISK_SPACE] = "disk-space",
         [HEALTH_CODE_STARVATION] = "starvation",
+        [HEALTH_CODE_BACKUP_STALE] = "backup-stale",
+        [HEALTH_CODE_BACKUP_FAILED] = "backup-failed",
 };
 
 void health_read_files(const char *db_path, const char *wal_path, HealthFiles *f) {
@@ -198,6 +200,21 @@ void health_evaluate(const HealthLimits *limits, const HealthInput *in, HealthRe
 
         if (in->starvation)
                 add(&v, HEALTH_DEGRADED, HEALTH_CODE_STARVATION, "%s", in->starvation);
+
+        /* Backups: a database that works but has no recent copy is one
+         * disk failure from loss. */
+        if (in->backup_max_age > 0 && in->backup_known) {
+                if (in->backup_have && in->backup_age > in->backup_max_age)
+                        add(&v, HEALTH_DEGRADED, HEALTH_CODE_BACKUP_STALE, "the newest backup, %s, is %s old (max_age %s)",
+                            in->backup_newest ? in->backup_newest : "?", format_elapsed(a, sizeof(a), in->backup_age),
+                            format_elapsed(b, sizeof(b), in->backup_max_age));
+                else if (!in->backup_have && in->running_for > in->backup_max_age)
+                        add(&v, HEALTH_DEGRADED, HEALTH_CODE_BACKUP_STALE, "no backup after %s of running (max_age %s)",
+                            format_elapsed(a, sizeof(a), in->running_for),
+                            format_elapsed(b, sizeof(b), in->backup_max_age));
+        }
+        if (in->backup_failure)
+                add(&v, HEALTH_DEGRADED, HEALTH_CODE_BACKUP_FAILED, "the last backup failed: %s", in->backup_failure);
 }
 
 usec_t health_lock_update(HealthLock *l, bool busy, usec_t now, usec_t waited) {

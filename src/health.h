@@ -18,7 +18,8 @@
  *             problem: sqlvigil shortens it), free disk is below
  *             min_free_disk, the write
  *             lock has been busy for a quarter of lock_timeout, checkpoints
- *             are starved.
+ *             are starved, the newest backup is older than max_age, or the
+ *             last backup failed.
  */
 
 #include <stdbool.h>
@@ -55,6 +56,8 @@ typedef enum HealthCode {
         HEALTH_CODE_WAL_SIZE,
         HEALTH_CODE_DISK_SPACE,
         HEALTH_CODE_STARVATION,
+        HEALTH_CODE_BACKUP_STALE,
+        HEALTH_CODE_BACKUP_FAILED,
         _HEALTH_CODE_MAX,
 } HealthCode;
 
@@ -107,6 +110,14 @@ typedef struct HealthInput {
         int write_errno;          /* the write probe failed with this (EROFS...), 0: it worked */
         const char *write_path;   /* what it wrote */
         int storage_fault_code;   /* its SQLite code: SQLITE_FULL is degraded, the rest failed */
+        /* Backups, when [backup] directory is set and has been read. */
+        bool backup_known;
+        bool backup_have;           /* there is a good backup... */
+        usec_t backup_age;          /* ...this old (now minus its time) */
+        const char *backup_newest;  /* its name */
+        usec_t backup_max_age;      /* 0: backups are not judged */
+        usec_t running_for;         /* how long sqlvigil has run: no backup yet is stale after max_age */
+        const char *backup_failure; /* the last backup failed for this reason, NULL: it did not */
 } HealthInput;
 
 typedef struct HealthResult {

@@ -168,6 +168,25 @@ char *metrics_render(const Status *s) {
                 }
         }
 
+        if (s->backups.configured) {
+                const BackupFacts *b = &s->backups;
+
+                gauge(&o, "sqlvigil_backups", "Good backups in the backup directory.", (double)b->count);
+                gauge(&o, "sqlvigil_backup_failed", "1 if the last backup run failed.", b->failed);
+                if (b->have_newest) {
+                        gauge(&o, "sqlvigil_backup_newest_timestamp_seconds",
+                              "When the newest good backup was taken, in Unix time.", (double)b->newest_time / 1e6);
+                        gauge(&o, "sqlvigil_backup_newest_size_bytes", "Size of the newest good backup.",
+                              (double)b->newest_bytes);
+                        gauge(&o, "sqlvigil_backup_newest_copy_seconds", "How long the newest backup's copy took.",
+                              (double)b->newest_copy_usec / 1e6);
+                        gauge(&o, "sqlvigil_backup_newest_check_seconds", "How long the newest backup's check took.",
+                              (double)b->newest_check_usec / 1e6);
+                        gauge(&o, "sqlvigil_backup_newest_check_ok", "1 if the newest backup passed its check.",
+                              b->newest_check_ok);
+                }
+        }
+
         free(labels);
         if (fclose(o.f) != 0) {
                 free(text);

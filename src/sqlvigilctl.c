@@ -8,6 +8,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <poll.h>
@@ -50,12 +51,16 @@ static void help(void) {
                "  health                 ok, degraded or failed, with the reason\n"
                "  stats                  everything, as indented JSON\n"
                "  config                 the configuration in force\n"
+               "  backups                the backups in [backup] directory, newest first\n"
                "Admin commands (root, sqlvigil's user, or [control] admin_group):\n"
                "  checkpoint [passive|full|restart|truncate]\n"
                "  vacuum [PAGES]         incremental vacuum in budgeted steps\n"
                "  analyze | optimize     ANALYZE every table | the stale ones\n"
                "  check [quick|integrity]\n"
                "  reload                 reload the configuration and say whether it applied\n"
+               "  backup                 take a backup now\n"
+               "  restore FILE           put FILE's content into the live database, after a\n"
+               "                         safety backup; FILE is opened with your permissions\n"
                "\n"
                "Options:\n"
                "  -s, --socket PATH      the control socket\n"
@@ -155,7 +160,32 @@ static int find_only_instance(char **ret) {
 
 /* ---- Talking to the daemon ---------------------------------------------- */
 
-static int ask(const char *socket_path, const char *line, int timeout_ms, char **ret) {
+/* Sends line, with pass_fd[0] (and pass_fd[1]) as SCM_RIGHTS when not -1. */
+static ssize_t send_request(int fd, const char *line, const int pass_fd[2]) {
+        union {
+                struct cmsghdr align;
+                char buf[CMSG_SPACE(2 * sizeof(int))];
+        } control;
+        struct iovec iov = { .iov_base = (char *)line, .iov_len = strlen(line) };
+        struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+        if (pass_fd[0] >= 0) {
+                size_t n = pass_fd[1] >= 0 ? 2 : 1;
+                struct cmsghdr *c;
+
+                memset(&control, 0, sizeof(control));
+                msg.msg_control = &control;
+                msg.msg_controllen = CMSG_SPACE(n * sizeof(int));
+                c = CMSG_FIRSTHDR(&msg);
+                c->cmsg_level = SOL_SOCKET;
+                c->cmsg_type = SCM_RIGHTS;
+                c->cmsg_len = CMSG_LEN(n * sizeof(int));
+                memcpy(CMSG_DATA(c), pass_fd, n * sizeof(int));
+        }
+        return sendmsg(fd, &msg, MSG_NOSIGNAL);
+}
+
+static int ask(const char *socket_path, const char *line, const int pass_fd[2], int timeout_ms, char **ret) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         size_t len = 0, cap = 65536;
         char *buf;
@@ -178,7 +208,7 @@ static int ask(const char *socket_path, const char *line, int timeout_ms, char *
                 close(fd);
                 return e == EACCES || e == EPERM ? CTL_DENIED : CTL_UNREACHABLE;
         }
-        if (send(fd, line, strlen(line), MSG_NOSIGNAL) < 0 || shutdown(fd, SHUT_WR) < 0) {
+        if (send_request(fd, line, pass_fd) < 0 || shutdown(fd, SHUT_WR) < 0) {
                 fprintf(stderr, "sqlvigilctl: cannot send to %s: %s\n", socket_path, strerror(errno));
                 close(fd);
                 return CTL_UNREACHABLE;
@@ -392,8 +422,59 @@ static void show_status(const JsonValue *r) {
                str(r, "process.state"), format_elapsed(b1, sizeof(b1), (usec_t)MAX(num(r, "process.uptime_usec"), 0)),
                bytes(r, "process.rss_bytes", b2, sizeof(b2)), str(r, "process.version"),
                str(r, "process.sqlite_version"));
+        if (json_get(r, "backups") && json_get(r, "backups")->type == JSON_OBJECT) {
+                if (json_get(r, "backups.newest") && json_get(r, "backups.newest")->type == JSON_OBJECT) {
+                        at = 0;
+                        (void)json_get_number(r, "backups.newest.time", &at);
+                        printf("  backups     %" PRIi64 " in %s; newest %s, %s, %s\n", num(r, "backups.count"),
+                               str(r, "backups.directory"), str(r, "backups.newest.file"), ago(at, b3, sizeof(b3)),
+                               bytes(r, "backups.newest.bytes", b1, sizeof(b1)));
+                } else
+                        printf("  backups     none yet in %s\n", str(r, "backups.directory"));
+                if (json_get_string(r, "backups.failure"))
+                        printf("              the last one failed: %s\n", str(r, "backups.failure"));
+        }
         printf("  checks      every health round; median %" PRIi64 " us, p99 %" PRIi64 " us\n",
                num(r, "health.check_usec_p50"), num(r, "health.check_usec_p99"));
+}
+
+static void show_backups(const JsonValue *r) {
+        const JsonValue *list = json_get(r, "backups");
+        char b1[32], b2[32], b3[64];
+        double at;
+
+        if (!list || !list->child) {
+                printf("no backups\n");
+                return;
+        }
+        for (const JsonValue *e = list->child; e; e = e->next) {
+                at = 0;
+                (void)json_get_number(e, "time", &at);
+                printf("%-40s %-14s %9s  %-9s %s check %s (copy %s)%s\n", str(e, "file"), ago(at, b3, sizeof(b3)),
+                       bytes(e, "bytes", b1, sizeof(b1)), str(e, "trigger"), str(e, "check"), str(e, "check_result"),
+                       format_elapsed(b2, sizeof(b2), (usec_t)MAX(num(e, "copy_usec"), 0)),
+                       json_get(e, "present") && json_get(e, "present")->boolean ? "" : "  MISSING");
+        }
+}
+
+static void show_backup(const JsonValue *r) {
+        char b1[32], b2[32], b3[32];
+
+        printf("backup: %s (%s, %" PRIi64 " pages): copied in %s, %s check in %s\n", str(r, "backup.path"),
+               bytes(r, "backup.bytes", b1, sizeof(b1)), num(r, "backup.pages"),
+               format_elapsed(b2, sizeof(b2), (usec_t)MAX(num(r, "backup.copy_usec"), 0)), str(r, "backup.check"),
+               format_elapsed(b3, sizeof(b3), (usec_t)MAX(num(r, "backup.check_usec"), 0)));
+}
+
+static void show_restore(const JsonValue *r) {
+        char b1[32], b2[32], b3[32];
+
+        printf("restore: %s (%s, %" PRIi64 " pages) is now the database's content, in %s (write lock %s)\n"
+               "the content before is in %s\n",
+               str(r, "restore.file"), bytes(r, "restore.bytes", b1, sizeof(b1)), num(r, "restore.pages"),
+               format_elapsed(b2, sizeof(b2), (usec_t)MAX(num(r, "restore.duration_usec"), 0)),
+               format_elapsed(b3, sizeof(b3), (usec_t)MAX(num(r, "restore.lock_usec"), 0)),
+               str(r, "restore.safety_backup"));
 }
 
 static void show_config(const JsonValue *r) {
@@ -445,7 +526,7 @@ int main(int argc, char *argv[]) {
         char error[256];
         Request req;
         size_t off;
-        int c, r;
+        int c, r, pass_fd[2] = { -1, -1 };
 
         opterr = 0;
         while ((c = getopt_long(argc, argv, "+:s:i:t:h", options, NULL)) >= 0) {
@@ -492,8 +573,34 @@ int main(int argc, char *argv[]) {
                 fprintf(stderr, "sqlvigilctl: too many arguments; try --help\n");
                 return CTL_USAGE;
         }
-        line = strdup_printf("%s%s%s\n", argv[optind], argc - optind == 2 ? " " : "",
-                             argc - optind == 2 ? argv[optind + 1] : "");
+        if (streq(argv[optind], "restore")) {
+                /* FILE is opened here, with the caller's permissions, and
+                 * handed over: the daemon never opens a path for a client. */
+                if (argc - optind != 2) {
+                        fprintf(stderr, "sqlvigilctl: restore needs the FILE to restore from\n");
+                        return CTL_USAGE;
+                }
+                pass_fd[0] = open(argv[optind + 1], O_RDONLY | O_CLOEXEC | O_NOCTTY);
+                if (pass_fd[0] < 0) {
+                        fprintf(stderr, "sqlvigilctl: cannot open %s: %s\n", argv[optind + 1], strerror(errno));
+                        return errno == EACCES || errno == EPERM ? CTL_DENIED : CTL_FAILED;
+                }
+                /* One of sqlvigil's backups (NAME.db) has its manifest
+                 * beside it (NAME.json): the daemon checks the SHA-256. */
+                {
+                        const char *f = argv[optind + 1];
+                        size_t n = strlen(f);
+                        _cleanup_(freep) char *manifest = n > 3 && streq(f + n - 3, ".db")
+                                                                   ? strdup_printf("%.*s.json", (int)(n - 3), f)
+                                                                   : NULL;
+
+                        if (manifest)
+                                pass_fd[1] = open(manifest, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+                }
+                line = strdup("restore\n");
+        } else
+                line = strdup_printf("%s%s%s\n", argv[optind], argc - optind == 2 ? " " : "",
+                                     argc - optind == 2 ? argv[optind + 1] : "");
         if (!line)
                 return CTL_FAILED;
         /* The daemon's own parser: what it would refuse, we refuse here. */
@@ -517,7 +624,10 @@ int main(int argc, char *argv[]) {
         use_color = isatty(STDOUT_FILENO) && !getenv("NO_COLOR");
         if (timeout < 0)
                 timeout = request_is_admin(req.command) ? 0 : 10;
-        r = ask(socket_path, line, timeout > 0 ? (int)(timeout * 1000) : -1, &reply);
+        r = ask(socket_path, line, pass_fd, timeout > 0 ? (int)(timeout * 1000) : -1, &reply);
+        for (int i = 0; i < 2; i++)
+                if (pass_fd[i] >= 0)
+                        close(pass_fd[i]);
         if (r != CTL_OK)
                 return r;
 
@@ -576,6 +686,18 @@ int main(int argc, char *argv[]) {
         case REQUEST_RELOAD:
                 if (!json)
                         printf("reload: applied\n");
+                break;
+        case REQUEST_BACKUPS:
+                if (!json)
+                        show_backups(v);
+                break;
+        case REQUEST_BACKUP:
+                if (!json)
+                        show_backup(v);
+                break;
+        case REQUEST_RESTORE:
+                if (!json)
+                        show_restore(v);
                 break;
         default:
                 if (!json)
