@@ -3,7 +3,9 @@
 """The daemon core through the real binary: arguments and exit codes,
 readiness, the health-gated watchdog, stop and reload."""
 
+import datetime
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -93,6 +95,36 @@ def case_bad_config_at_start(tmp):
     r = run_cmd(["--config", os.path.join(tmp, "missing.conf")])
     check(r.returncode == 78, f"missing config: exit {r.returncode}")
     check("cannot open configuration file" in r.stderr, r.stderr)
+
+
+def case_stderr_time(tmp):
+    """Outside journald every stderr line starts with the local time, ISO
+    8601 with milliseconds and the UTC offset (TZ fixes the offset here),
+    so it can be lined up with an application's log."""
+    db = os.path.join(tmp, "t.db")
+    make_db(db)
+    notify = Notify(tmp)
+    before = time.time()
+    d = Daemon(["--database", db], notify=notify, env={"TZ": "XXX-05:45"})
+    try:
+        notify.wait_for("READY", "1", timeout=20)
+        d.signal(signal.SIGTERM)
+        check(d.wait_exit(30) == 0, d.dump())
+    finally:
+        d.kill()
+        notify.close()
+    after = time.time()
+    lines = d.log()
+    check(len(lines) >= 2, f"too few lines:\n{d.dump()}")
+    rx = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+05:45) sqlvigil: \S")
+    stamps = []
+    for line in lines:
+        m = rx.match(line)
+        check(m, f"line without an ISO 8601 time: {line!r}")
+        stamps.append(datetime.datetime.fromisoformat(m.group(1)).timestamp())
+    check(all(before - 0.001 <= t <= after + 0.001 for t in stamps),
+          f"times {stamps} outside the run {before}..{after}")
+    check(stamps == sorted(stamps), f"times go backwards: {stamps}")
 
 
 def case_missing_database(tmp):
