@@ -36,5 +36,10 @@ expect "quick integrity" sqlvigilctl check ""
 expect "" sqlvigilctl status ""
 expect "--json" sqlvigilctl --j
 expect "vacuum" sqlvigilctl --json v
+# Options after the command, as sqlvigilctl takes them there too.
+expect "--json" sqlvigilctl stats --j
+expect "--timeout" sqlvigilctl -i x health --ti
+expect "" sqlvigilctl stats --json ""
+expect "passive full restart truncate" sqlvigilctl --json checkpoint ""
 [ $fail = 0 ] && echo "ok: completion"
 exit $fail

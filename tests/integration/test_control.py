@@ -192,6 +192,9 @@ def case_instance_lookup(tmp):
         check(stat.S_ISSOCK(os.stat(path).st_mode), f"no socket at {path}")
         r = ctl("-i", name, "health")
         check(r.returncode == 0 and r.stdout == "ok\n", f"-i: {r.returncode} {r.stderr}")
+        r = ctl("health", "-i", name, "--json")  # options after the command
+        check(r.returncode == 0 and json.loads(r.stdout)["health"]["state"] == "ok",
+              f"health -i: {r.returncode} {r.stdout} {r.stderr}")
         others = [e for e in os.listdir("/run/sqlvigil") if e != name]
         if not others:
             r = ctl("health")
@@ -205,6 +208,105 @@ def case_instance_lookup(tmp):
         d.kill()
         notify.close()
         shutil.rmtree(rundir, ignore_errors=True)
+
+
+def case_options_anywhere(tmp):
+    """Options before or after the command, as people type them; an unknown
+    or incomplete option is a usage error (2) that names it."""
+    d, notify, db, sock, _ = start(tmp)
+    try:
+        r = ctl("stats", "--json", "-s", sock)
+        check(r.returncode == 0, f"stats --json: {r.returncode} {r.stderr}")
+        check(r.stdout.count("\n") == 1 and json.loads(r.stdout)["database"]["path"] == db,
+              f"stats --json printed no one-line reply: {r.stdout[:200]!r}")
+        r = ctl("health", "-s", sock, "--timeout", "3")
+        check(r.returncode == 0 and r.stdout == "ok\n", f"health --timeout 3: {r.returncode} {r.stdout!r} {r.stderr}")
+        r = ctl("-s", sock, "health", "-t", "0.5", "--json")
+        check(r.returncode == 0 and json.loads(r.stdout)["health"]["state"] == "ok", f"{r.returncode} {r.stderr}")
+        # Between the command and its argument, and after "--".
+        r = ctl("checkpoint", "--json", "-s", sock, "truncate")
+        check(r.returncode == 0 and json.loads(r.stdout)["checkpoint"]["mode"] == "truncate",
+              f"checkpoint --json ... truncate: {r.returncode} {r.stdout} {r.stderr}")
+        r = ctl("-s", sock, "--", "health")
+        check(r.returncode == 0 and r.stdout == "ok\n", f"-- health: {r.returncode} {r.stderr}")
+        # The same with $POSIXLY_CORRECT, which stops getopt's own reordering.
+        r = subprocess.run([CTL, "stats", "--json", "-s", sock], capture_output=True, text=True, timeout=60,
+                           env=dict(os.environ, POSIXLY_CORRECT="1"))
+        check(r.returncode == 0 and json.loads(r.stdout)["database"]["path"] == db,
+              f"POSIXLY_CORRECT: {r.returncode} {r.stderr}")
+
+        for args, message in (
+                (["stats", "--jsn"], "sqlvigilctl: unknown option '--jsn'; did you mean '--json'? Try --help\n"),
+                (["health", "--frobnicate"], "sqlvigilctl: unknown option '--frobnicate'; try --help\n"),
+                (["health", "-x"], "sqlvigilctl: unknown option '-x'; try --help\n"),
+                (["health", "--timeout"], "sqlvigilctl: option '--timeout' needs an argument; try --help\n"),
+                (["health", "-t"], "sqlvigilctl: option '-t' needs an argument; try --help\n"),
+                (["health", "-t", "3s"], "sqlvigilctl: --timeout takes a number of seconds between 0.001 and "
+                                         "2147483, or 'infinity', not '3s'\n"),
+                (["health", "-t", "0"], "sqlvigilctl: --timeout takes a number of seconds between 0.001 and "
+                                        "2147483, or 'infinity', not '0'\n"),
+                (["vacuum", "10", "--json", "20"], "sqlvigilctl: too many arguments ('20'); try --help\n"),
+                (["--json"], "sqlvigilctl: no command; try --help\n")):
+            r = ctl("-s", sock, *args)
+            check(r.returncode == 2, f"{args}: exit {r.returncode}, expected 2: {r.stderr}")
+            check(r.stderr == message, f"{args}: stderr {r.stderr!r}, expected {message!r}")
+            check(r.stdout == "", f"{args}: printed {r.stdout!r}")
+        stop(d, notify)
+    finally:
+        d.kill()
+
+
+def case_reload_timeout(tmp):
+    """sqlvigilctl reload gives up after 30 s by default (systemd gives
+    ExecReload= 90 s), with exit status 3 and a message that says the reload
+    goes on; --timeout changes it. A socket that accepts and never answers
+    stands in for a daemon whose reload waits; health keeps its 10 s."""
+    path = os.path.join(tmp, "silent.sock")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(path)
+    server.listen(16)
+    held = []
+    running = True
+
+    def accept():
+        while running:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            held.append(conn)  # read nothing, answer nothing
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    try:
+        start_t = time.monotonic()
+        r = ctl("-s", path, "reload", "--timeout", "1.5")
+        took = time.monotonic() - start_t
+        check(r.returncode == 3, f"reload --timeout 1.5: exit {r.returncode}, expected 3: {r.stderr}")
+        check(r.stderr == f"sqlvigilctl: no answer from {path} within 1.5 s; sqlvigil goes on with the reload "
+                          "and logs whether it was applied; pass --timeout to wait longer\n", repr(r.stderr))
+        check(1.4 <= took < 20, f"--timeout 1.5 took {took:.1f}s")
+
+        start_t = time.monotonic()
+        r = ctl("-s", path, "health", timeout=120)
+        took = time.monotonic() - start_t
+        check(r.returncode == 3 and r.stderr == f"sqlvigilctl: no answer from {path} within 10 s\n",
+              f"health: {r.returncode} {r.stderr!r}")
+        check(9.9 <= took < 40, f"health's default timeout took {took:.1f}s")
+
+        start_t = time.monotonic()
+        r = ctl("reload", "-s", path, timeout=120)
+        took = time.monotonic() - start_t
+        check(r.returncode == 3, f"reload: exit {r.returncode}, expected 3: {r.stderr}")
+        check(r.stderr.startswith(f"sqlvigilctl: no answer from {path} within 30 s; sqlvigil goes on"),
+              repr(r.stderr))
+        # Below systemd's 90 s for ExecReload=, with room for a slow machine.
+        check(29.9 <= took < 60, f"reload's default timeout took {took:.1f}s")
+    finally:
+        running = False
+        server.close()
+        for c in held:
+            c.close()
 
 
 def case_permissions(tmp):
@@ -613,6 +715,10 @@ def case_path_bytes(tmp):
         r = subprocess.run([CTL, "-s", sock, "--json", "stats"], capture_output=True, timeout=60)
         check(r.returncode == 0 and strict_json(r.stdout, "sqlvigilctl --json")["database"]["path"] == as_text(db),
               f"sqlvigilctl --json stats: {r.returncode} {r.stderr!r}")
+        # For a person: the path in its log form, no terminal escape let through.
+        r = subprocess.run([CTL, "-s", sock, "status"], capture_output=True, timeout=60)
+        check(r.returncode == 0 and f" — {as_log(db)}\n".encode() in r.stdout and b"\x1b" not in r.stdout,
+              f"sqlvigilctl status: {r.returncode} {r.stdout[:300]!r}")
 
         wait_until(lambda: os.path.exists(prom), 10, "the metrics file")
         data = open(prom, "rb").read()
