@@ -288,6 +288,7 @@ static void take_list_facts(Backuper *bk, const BackupList *l) {
         if (!newest)
                 return;
         f->newest_time = newest->m.time;
+        f->current_at = MAX(f->current_at, newest->m.time);
         f->newest_bytes = newest->m.bytes;
         f->newest_copy_usec = newest->m.copy_usec;
         f->newest_check_usec = newest->m.check_usec;
@@ -362,6 +363,9 @@ static void backup_job_done(Job *j, bool ran) {
                 r.outcome.ok = true;
                 bufprintf(r.summary, sizeof(r.summary), "unchanged since the newest backup, %s: no copy taken",
                           bk->facts.newest_name);
+                bk->facts.current_at = b->started_rt;
+                bk->facts.failed = false;
+                bk->facts.failure[0] = '\0';
         } else if (b->end == BACKUP_END_FAILED) {
                 r.result = TASK_RESULT_FAILED;
                 r.priority = LOG_ERR;

@@ -46,6 +46,8 @@ typedef struct BackupFacts {
         size_t count;             /* good backups in the directory */
         bool have_newest;
         usec_t newest_time;       /* CLOCK_REALTIME µs of the newest good backup */
+        usec_t current_at;        /* when the newest was last found to hold the database's content: its
+                                   * time, or that of a later run that found nothing committed since */
         uint64_t newest_bytes;
         usec_t newest_copy_usec, newest_check_usec;
         bool newest_check_ok;

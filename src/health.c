@@ -204,8 +204,13 @@ void health_evaluate(const HealthLimits *limits, const HealthInput *in, HealthRe
         /* Backups: a database that works but has no recent copy is one
          * disk failure from loss. */
         if (in->backup_max_age > 0 && in->backup_known) {
-                if (in->backup_have && in->backup_age > in->backup_max_age)
-                        add(&v, HEALTH_DEGRADED, HEALTH_CODE_BACKUP_STALE, "the newest backup, %s, is %s old (max_age %s)",
+                /* An old backup of a database that has not changed since is
+                 * as good as a new one: what counts is how long the
+                 * database may have been ahead of its newest backup. */
+                if (in->backup_have && in->backup_behind > in->backup_max_age)
+                        add(&v, HEALTH_DEGRADED, HEALTH_CODE_BACKUP_STALE,
+                            "the newest backup, %s, is %s old and the database may have changed since "
+                            "(max_age %s)",
                             in->backup_newest ? in->backup_newest : "?", format_elapsed(a, sizeof(a), in->backup_age),
                             format_elapsed(b, sizeof(b), in->backup_max_age));
                 else if (!in->backup_have && in->running_for > in->backup_max_age)

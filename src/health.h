@@ -114,6 +114,8 @@ typedef struct HealthInput {
         bool backup_known;
         bool backup_have;           /* there is a good backup... */
         usec_t backup_age;          /* ...this old (now minus its time) */
+        usec_t backup_behind;       /* how long the database has been ahead of it, at most (now minus
+                                     * the last time a run found nothing new since it) */
         const char *backup_newest;  /* its name */
         usec_t backup_max_age;      /* 0: backups are not judged */
         usec_t running_for;         /* how long sqlvigil has run: no backup yet is stale after max_age */

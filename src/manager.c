@@ -380,6 +380,7 @@ static void judge(Manager *m) {
                 in.backup_known = bf->known;
                 in.backup_have = bf->have_newest;
                 in.backup_age = now_rt > bf->newest_time ? now_rt - bf->newest_time : 0;
+                in.backup_behind = now_rt > bf->current_at ? now_rt - bf->current_at : 0;
                 in.backup_newest = bf->newest_name;
                 in.backup_max_age = m->config->backup_max_age ? m->config->backup_max_age
                                                               : 2 * m->config->backup_interval;
