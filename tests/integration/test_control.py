@@ -613,6 +613,27 @@ def case_metrics(tmp):
     finally:
         d.kill()
 
+    # With backups: their metrics, after one, pass promtool too.
+    bdir = os.path.join(tmp, "backups")
+    os.mkdir(bdir)
+    d, notify, db, sock, _ = start(tmp, f"[metrics]\ntextfile = {prom}\n[health]\ninterval = 200ms\n"
+                                        f"[backup]\ndirectory = {bdir}\n", umask=0o077)
+    try:
+        check(ctl("-s", sock, "backup").returncode == 0, "backup")
+        wait_until(lambda: "sqlvigil_backup_newest_timestamp_seconds" in open(prom).read(), 10,
+                   "the backup in the metrics")
+        text = open(prom).read()
+        for name, value in (("sqlvigil_backups", "1"), ("sqlvigil_backup_failed", "0"),
+                            ("sqlvigil_backup_newest_check_ok", "1")):
+            check(f'\n{name}{{database="{db}"}} {value}\n' in text, f"{name} is not {value}:\n{text}")
+        size = os.path.getsize(next(os.path.join(bdir, f) for f in os.listdir(bdir) if f.endswith(".db")))
+        check(f'sqlvigil_backup_newest_size_bytes{{database="{db}"}} {size}\n' in text, "backup size")
+        r = subprocess.run([promtool, "check", "metrics"], stdin=open(prom), capture_output=True, text=True)
+        check(r.returncode == 0, f"promtool with backups: {r.stdout} {r.stderr}")
+        stop(d, notify)
+    finally:
+        d.kill()
+
 
 # ---- Bytes out: whatever a path holds, every output is valid UTF-8 ---------
 
