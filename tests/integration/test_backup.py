@@ -634,13 +634,22 @@ def case_kill_during_backup(tmp):
     rng = random.Random(seed)
     print(f"seed {seed}", flush=True)
     killed_mid = 0
+    d, notify, sock, _ = start(tmp, db, "keep_last = 1000\n", name="timing", backup_dir=bdir)
+    try:
+        began = time.monotonic()
+        check(ctl("-s", sock, "backup").returncode == 0, "the timing backup failed")
+        took = time.monotonic() - began
+        stop(d, notify)
+    finally:
+        d.kill()
+    print(f"a backup takes {took:.2f}s here", flush=True)
     for trial in range(20):
         d, notify, sock, _ = start(tmp, db, "keep_last = 1000\n", name=f"k{trial}", backup_dir=bdir)
         try:
             query(db, "INSERT INTO t(v) VALUES (?)", f"trial {trial}")
             rows += 1
             p = subprocess.Popen([CTL, "-s", sock, "backup"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(rng.uniform(0, 0.25))
+            time.sleep(rng.uniform(0, 1.2 * took))
             d.signal(signal.SIGKILL)
             d.wait_exit(30)
             p.wait(30)
@@ -694,9 +703,21 @@ def case_kill_during_restore(tmp):
     rng = random.Random(seed)
     print(f"seed {seed}", flush=True)
     outcomes = {"old": 0, "new": 0}
+    # How long a whole restore takes here (a sanitizer build is several
+    # times slower): the kills are spread over that, and a little beyond.
+    d, notify, sock, bdir = start(tmp, db, "keep_last = 1\n", name="timing")
+    try:
+        began = time.monotonic()
+        r = ctl("-s", sock, "restore", src)
+        took = time.monotonic() - began
+        check(r.returncode == 0, f"the timing restore failed: {r.stderr}")
+        stop(d, notify)
+    finally:
+        d.kill()
+    print(f"a restore takes {took:.2f}s here", flush=True)
     for trial in range(20):
         # Back to the old content between trials that restored.
-        if query(db, "SELECT what FROM marker")[0][0] == "new":
+        if query(db, "SELECT what FROM marker")[0][0] == "new":  # back to the old content
             con = sqlite3.connect(db, isolation_level=None)
             con.execute("DELETE FROM t")
             con.execute("UPDATE marker SET what = 'old'")
@@ -708,7 +729,7 @@ def case_kill_during_restore(tmp):
         try:
             p = subprocess.Popen([CTL, "-s", sock, "restore", src], stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL)
-            time.sleep(rng.uniform(0, 0.4))
+            time.sleep(rng.uniform(0, 1.3 * took))
             d.signal(signal.SIGKILL)
             d.wait_exit(30)
             p.wait(30)
