@@ -238,7 +238,7 @@ static void take(BackupJob *b) {
         if (r == 0)
                 r = files_rename_noreplace(mtmp, mfinal) < 0 ? -errno : 0;
         if (r == 0)
-                r = copy_fsync_dir(b->dir);
+                r = fsync_path(b->dir, true);
         if (r < 0) {
                 fail(b, "cannot put the backup in place in %s: %s", b->dir, strerror(-r));
                 (void)unlink(mtmp);

@@ -512,7 +512,7 @@ int backupdir_cleanup(const char *dir, const char *db_path, char *report, size_t
         }
         closedir(d);
         if (changed)
-                (void)copy_fsync_dir(dir);
+                (void)fsync_path(dir, true);
         return r;
 }
 

@@ -32,17 +32,6 @@ static void sqlite_error(sqlite3 *db, int rc, const char *what, CopyResult *c) {
         c->result = DB_E_SQLITE;
 }
 
-int copy_fsync_dir(const char *dir) {
-        int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), r = 0;
-
-        if (fd < 0)
-                return -errno;
-        if (fsync(fd) < 0)
-                r = -errno;
-        close(fd);
-        return r;
-}
-
 int copy_set_rollback_header(const char *path) {
         static const unsigned char one[2] = { 1, 1 };
         int fd, r = 0;
@@ -56,17 +45,6 @@ int copy_set_rollback_header(const char *path) {
                 r = errno ? -errno : -EIO;
         if (close(fd) < 0 && r == 0)
                 r = -errno;
-        return r;
-}
-
-static int sync_file(const char *path) {
-        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW), r = 0;
-
-        if (fd < 0)
-                return -errno;
-        if (fsync(fd) < 0)
-                r = -errno;
-        close(fd);
         return r;
 }
 
@@ -157,7 +135,7 @@ finish:
         if (c->result == 0) {
                 r = copy_set_rollback_header(dest);
                 if (r == 0)
-                        r = sync_file(dest);
+                        r = fsync_path(dest, false);
                 if (r < 0) {
                         c->result = r;
                         c->dest_failed = true;

@@ -79,5 +79,4 @@ int copy_sha256(const char *path, char ret_hex[65]);
  * to 1), in place. 0 or a negative errno. */
 int copy_set_rollback_header(const char *path);
 
-/* fsync() of a directory, so a rename in it survives a crash. */
-int copy_fsync_dir(const char *dir);
+

@@ -293,17 +293,6 @@ int mark_read(const char *mark_path, Mark *ret) {
         return r;
 }
 
-static int fsync_dir(const char *dir) {
-        int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), r = 0;
-
-        if (fd < 0)
-                return -errno;
-        if (fsync(fd) < 0)
-                r = -errno;
-        close(fd);
-        return r;
-}
-
 int dbfiles_write_mark(DbFiles *f, bool stale) {
         _cleanup_(freep) char *tmp = NULL, *text = NULL;
         size_t len, off = 0;
@@ -337,7 +326,7 @@ int dbfiles_write_mark(DbFiles *f, bool stale) {
                 r = -errno;
                 goto fail;
         }
-        (void)fsync_dir(f->dir);
+        (void)fsync_path(f->dir, true);
         if (f->mark_fd >= 0)
                 close(f->mark_fd);
         f->mark_fd = fd;

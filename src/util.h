@@ -96,3 +96,10 @@ void describe_space(const char *dir, uint64_t needed, char *buf, size_t size);
 
 /* Sleeps for usec, resuming after signals; returns early only if usec is 0. */
 void sleep_usec(usec_t usec);
+
+/* fsync() of the file or directory at path (opened read-only, never
+ * following a final symbolic link): a directory's, so that a rename in it
+ * survives a crash. 0 or a negative errno. Any thread. Never for the
+ * database's own files: closing the descriptor would drop SQLite's locks
+ * (files.h). */
+int fsync_path(const char *path, bool directory);
