@@ -193,7 +193,9 @@ def case_backup_under_writers(tmp):
             check(p.stdout.readline().strip() == "ready", f"writer {w} did not start")
         # Scheduled backups (interval 1 s) and admin ones meanwhile.
         for _ in range(3):
-            r = ctl("-s", sock, "backup")
+            # A scheduled one may be running: the admin's waits its turn.
+            r = wait_until(lambda: (lambda r: r if r.returncode == 0 or "already running" not in r.stderr else None)(
+                ctl("-s", sock, "backup")), 60, "an admin backup between scheduled ones", interval=0.05)
             check(r.returncode == 0, f"sqlvigilctl backup: {r.returncode} {r.stderr}")
             check("backup: " in r.stdout and ".db" in r.stdout, f"backup output: {r.stdout!r}")
         wait_until(lambda: sum(1 for m in backups_in(bdir).values() if m["trigger"] == "interval") >= 2, 60,
