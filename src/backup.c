@@ -47,6 +47,7 @@ typedef struct BackupJob {
         /* In: fixed when the run starts. */
         char *db_path, *wal_path, *dir;
         bool prune;               /* the configured directory: retention applies */
+        uint64_t keep_free;       /* [health] min_free_disk: left free when the copy shares the database's disk */
         bool quick;
         RetentionRules rules;
         int shm_fd;
@@ -153,6 +154,22 @@ static void take(BackupJob *b) {
                 return;
         }
 
+        /* Room for the copy (about the file and its WAL) without taking
+         * the applications' share when it is their disk too. */
+        {
+                struct stat db_st;
+                char why[384];
+
+                if (stat(b->db_path, &db_st) == 0) {
+                        uint64_t needed = (uint64_t)db_st.st_size + file_size(b->wal_path);
+
+                        r = check_space(b->dir, needed, db_st.st_dev == st.st_dev ? b->keep_free : 0, why, sizeof(why));
+                        if (r == -ENOSPC) {
+                                fail(b, "no room for a backup: %s", why);
+                                return;
+                        }
+                }
+        }
         snapshot_rt = now_usec(CLOCK_REALTIME);
         r = backupdir_new_base(b->dir, stem, snapshot_rt, &base);
         if (r < 0) {
@@ -430,6 +447,7 @@ void backuper_run(Backuper *bk, TaskTrigger trigger) {
         if (!b->db_path || !b->wal_path || (!b->dir && (c->backup_directory || trigger == TRIGGER_RESTORE)))
                 goto oom;
         b->quick = c->backup_verify == VERIFY_QUICK;
+        b->keep_free = c->min_free_disk;
         b->rules = (RetentionRules){ .last = c->keep_last,
                                      .daily = c->keep_daily,
                                      .weekly = c->keep_weekly,

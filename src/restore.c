@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,7 @@ typedef struct PrepareJob {
         dev_t db_dev;
         ino_t db_ino;
         int64_t live_page_size;
+        uint64_t keep_free;       /* [health] min_free_disk */
         bool refused;
         char error[768];
         uint64_t bytes;
@@ -125,6 +127,20 @@ static void prepare_run(Job *j, Db *db) {
                 bufprintf(p->error, sizeof(p->error), "it is the live database itself");
                 p->refused = true;
                 return;
+        }
+        /* The private copy and the WAL the restore writes (every page once)
+         * land on the database's disk: both must fit, with the
+         * applications' share left free. */
+        {
+                char dir[4096], room[384];
+
+                bufprintf(dir, sizeof(dir), "%s", p->tmp);
+                q = check_space(dirname(dir), 2 * (uint64_t)st.st_size, p->keep_free, room, sizeof(room));
+                if (q == -ENOSPC) {
+                        bufprintf(p->error, sizeof(p->error), "no room beside the database for it: %s", room);
+                        p->refused = true;
+                        return;
+                }
         }
         /* Whatever a crash left under the private name is ours. */
         if (unlink(p->tmp) < 0 && errno != ENOENT) {
@@ -475,6 +491,7 @@ int restorer_start(Restorer *r, int fd, int manifest_fd, RestoreReply reply, voi
                 }
         }
         p->live_page_size = env->pragmas->page_size;
+        p->keep_free = maintenance_config(r->mt)->min_free_disk;
         worker_submit(env->backup_worker, &p->job);
         return 0;
 }

@@ -103,3 +103,10 @@ void sleep_usec(usec_t usec);
  * database's own files: closing the descriptor would drop SQLite's locks
  * (files.h). */
 int fsync_path(const char *path, bool directory);
+
+/* Whether the file system holding dir has room for needed more bytes and
+ * still keep keep_free free (the applications' share: a copy sqlvigil
+ * makes must never be what fills the database's disk). 0 when it has;
+ * -ENOSPC with the sentence of describe_space() in buf when it has not;
+ * another negative errno when statvfs() fails. */
+int check_space(const char *dir, uint64_t needed, uint64_t keep_free, char *buf, size_t size);
