@@ -361,17 +361,31 @@ def case_backup_dir_faults(tmp):
             for name in os.listdir(small):
                 check(not name.endswith(".tmp"), f"left behind: {name}")
             check_backup(small, next(iter(good)), next(iter(good.values())))
-            # Read-only.
-            subprocess.run(["mount", "-o", "remount,ro", small], check=True)
+            stop(d, notify)
+        finally:
+            d.kill()
+        # Read-only: room enough (another file system), but no writing.
+        rofs = os.path.join(tmp, "rofs")
+        os.makedirs(rofs)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", rofs], check=True)
+        d, notify, sock, _ = start(tmp, db, backup_dir=rofs, name="r")
+        try:
             rc, rep, err = ctl_json(sock, "backup")
-            check(rc == 1 and "Read-only" in rep["error"], f"read-only directory: {rep}")
+            check(rc == 0 and rep["ok"], f"a backup before the remount: {rep}")
+            good = backups_in(rofs)
+            subprocess.run(["mount", "-o", "remount,ro", rofs], check=True)
+            rc, rep, err = ctl_json(sock, "backup")
+            check(rc == 1 and "Read-only" in rep["error"] and rofs in rep["error"], f"read-only directory: {rep}")
             check(ctl_json(sock, "health")[1]["health"]["code"] == "backup-failed", "health")
-            check(backups_in(small) == good, "the earlier backup changed")
+            check(backups_in(rofs) == good, "the earlier backup changed")
+            check_backup(rofs, next(iter(good)), next(iter(good.values())))
             stop(d, notify)
         finally:
             d.kill()
     finally:
         subprocess.run(["umount", "-l", small])
+        if os.path.ismount(os.path.join(tmp, "rofs")):
+            subprocess.run(["umount", "-l", os.path.join(tmp, "rofs")])
     check(integrity(db) == ["ok"], "the database is corrupt")
 
 
