@@ -416,6 +416,14 @@ static int apply_pragmas(Db *db, const PragmaRequest requests[_PRAGMA_MAX], usec
                 char sql[128], value[32], text[64];
 
                 *st = (PragmaStatus){ .requested = requests[id].set, .requested_value = requests[id].value };
+                if (info->scope == PRAGMA_SCOPE_APPLICATION) {
+                        /* Set here, it would change sqlvigil's connection
+                         * only, where it does nothing, and read back as
+                         * "applied" to anyone who thinks it protects the
+                         * applications. Their values are not ours to know. */
+                        st->outcome = st->requested ? PRAGMA_APPLICATION_ONLY : PRAGMA_UNREQUESTED;
+                        continue;
+                }
                 if (st->requested && pragma_info[id].persistent && !fresh) {
                         /* Setting a persistent pragma can take the write lock
                          * even when nothing changes (auto_vacuum writes its

@@ -37,6 +37,7 @@ typedef enum PragmaOutcome {
         PRAGMA_DIFFERS,     /* per-connection: SQLite read back another value (a cap) */
         PRAGMA_NEEDS_VACUUM,/* persistent: the file keeps its value until a full VACUUM */
         PRAGMA_FIXED,       /* persistent: the file keeps it (page_size in WAL mode) */
+        PRAGMA_APPLICATION_ONLY, /* scope application: requested, not applied; only the applications can */
 } PragmaOutcome;
 
 typedef struct PragmaStatus {
@@ -45,7 +46,8 @@ typedef struct PragmaStatus {
         int64_t requested_value;
         bool known;          /* SQLite's answer was a value of this pragma */
         int64_t value;       /* that value, when known */
-        char effective[32];  /* as the configuration spells it; SQLite's text when not known */
+        char effective[32];  /* as the configuration spells it; SQLite's text when not known;
+                              * "" for scope application (sqlvigil does not know the applications') */
 } PragmaStatus;
 
 /* What db_apply_pragmas() found, for the event loop's copy. */

@@ -142,27 +142,68 @@ static bool stopping(const Manager *m) {
         return m->lifecycle == LIFECYCLE_STOPPING;
 }
 
-static void log_pragmas(Manager *m, const Config *c) {
-        char line[1024], req[32];
+/* "file journal_mode=wal page_size=4096 auto_vacuum=none; sqlvigil's own
+ * connection busy_timeout=5000 ...; each application's own, not applied:
+ * foreign_keys=on": what is in force, by whom it shapes. */
+static void format_pragmas_line(const DbPragmas *p, char *line, size_t size) {
+        static const char *const heads[_PRAGMA_SCOPE_MAX] = {
+                [PRAGMA_SCOPE_FILE] = "file",
+                [PRAGMA_SCOPE_SQLVIGIL] = "sqlvigil's own connection",
+                [PRAGMA_SCOPE_APPLICATION] = "each application's own, not applied:",
+        };
         size_t off = 0;
+
+        line[0] = '\0';
+        for (PragmaScope scope = 0; scope < _PRAGMA_SCOPE_MAX; scope++) {
+                bool first = true;
+
+                for (PragmaId id = 0; id < _PRAGMA_MAX && off < size; id++) {
+                        const PragmaStatus *st = &p->status[id];
+                        char req[32];
+
+                        if (pragma_info[id].scope != scope ||
+                            (scope == PRAGMA_SCOPE_APPLICATION && !st->requested))
+                                continue;
+                        if (scope == PRAGMA_SCOPE_APPLICATION)
+                                pragma_format_value(id, st->requested_value, req, sizeof(req));
+                        off += (size_t)snprintf(line + off, size - off, "%s%s %s=%s", off && first ? "; " : "",
+                                                first ? heads[scope] : "", pragma_info[id].name,
+                                                scope == PRAGMA_SCOPE_APPLICATION ? req : st->effective);
+                        first = false;
+                }
+        }
+        if (off >= size && size > 4)
+                memcpy(line + size - 4, "...", 4);
+}
+
+static void log_pragmas(Manager *m, const Config *c) {
+        char line[1024], req[32], note[512], where[512];
 
         for (PragmaId id = 0; id < _PRAGMA_MAX; id++) {
                 const PragmaStatus *st = &m->pragmas.status[id];
                 const char *name = pragma_info[id].name;
+                PragmaNote kind;
                 LogFields f = { 0 };
 
-                off += (size_t)snprintf(line + off, sizeof(line) - MIN(off, sizeof(line)), "%s%s=%s", off ? " " : "",
-                                        name, st->effective);
-                if (off >= sizeof(line))
-                        off = sizeof(line) - 1;
-                if (st->outcome == PRAGMA_UNREQUESTED || st->outcome == PRAGMA_APPLIED)
+                if (!st->requested)
+                        continue;
+                pragma_format_value(id, st->requested_value, req, sizeof(req));
+                kind = pragma_note(id, st->requested_value, note, sizeof(note));
+                if (st->outcome == PRAGMA_APPLIED && kind == PRAGMA_NOTE_NONE)
                         continue;
 
-                pragma_format_value(id, st->requested_value, req, sizeof(req));
+                where[0] = '\0';
+                if (c->pragmas[id].line && c->source)
+                        bufprintf(where, sizeof(where), " (%s:%u)", c->source, c->pragmas[id].line);
                 log_field(&f, "SQLVIGIL_PRAGMA", "%s", name);
+                log_field(&f, "SQLVIGIL_SCOPE", "%s", pragma_scope_names[pragma_info[id].scope]);
                 log_field(&f, "SQLVIGIL_REQUESTED", "%s", req);
-                log_field(&f, "SQLVIGIL_EFFECTIVE", "%s", st->effective);
+                if (st->outcome != PRAGMA_APPLICATION_ONLY)
+                        log_field(&f, "SQLVIGIL_EFFECTIVE", "%s", st->effective);
                 switch (st->outcome) {
+                case PRAGMA_APPLICATION_ONLY:
+                        log_event(LOG_WARNING, SQLVIGIL_MESSAGE_PRAGMA, "pragma", &f, "%s%s", note, where);
+                        break;
                 case PRAGMA_NEEDS_VACUUM:
                         log_event(LOG_WARNING, SQLVIGIL_MESSAGE_PRAGMA, "pragma", &f,
                                   "%s: requested %s, file has %s; only a full VACUUM changes it (%s)", name, req,
@@ -181,12 +222,17 @@ static void log_pragmas(Manager *m, const Config *c) {
                                   "not do)",
                                   name, req, st->effective);
                         break;
-                default:
+                case PRAGMA_DIFFERS:
                         log_event(LOG_WARNING, SQLVIGIL_MESSAGE_PRAGMA, "pragma", &f,
                                   "%s: requested %s, SQLite uses %s on this connection", name, req, st->effective);
                         break;
+                default:
+                        /* Applied, but worth a word (mmap_size). */
+                        log_event(LOG_NOTICE, SQLVIGIL_MESSAGE_PRAGMA, "pragma", &f, "%s%s", note, where);
+                        break;
                 }
         }
+        format_pragmas_line(&m->pragmas, line, sizeof(line));
         log_info("pragmas in force: %s", line);
 }
 
