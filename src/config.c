@@ -81,6 +81,8 @@ static const ConfigKey keys[] = {
           .max = 7 * USEC_PER_DAY, .def = "30s", .help = "write lock unobtainable this long is failed" },
         { "health", "quick_check_interval", KEY_DURATION, FIELD(quick_check_interval),
           .max = 365 * USEC_PER_DAY, .def = "6h", .help = "PRAGMA quick_check; 0 turns it off" },
+        { "health", "foreign_key_check", KEY_BOOL, FIELD(foreign_key_check), .def = "yes",
+          .help = "PRAGMA foreign_key_check with every check; violations are degraded" },
 
         { "checkpoint", "interval", KEY_DURATION, FIELD(checkpoint_interval), .max = 7 * USEC_PER_DAY,
           .def = "1min", .help = "PASSIVE when the WAL has new frames; 0: only the WAL-driven ones below" },

@@ -62,6 +62,7 @@ typedef struct Config {
         uint64_t min_free_disk;
         usec_t lock_timeout;
         usec_t quick_check_interval; /* 0: never */
+        bool foreign_key_check;      /* with every check */
 
         /* [checkpoint] */
         usec_t checkpoint_interval; /* 0: only on min_wal_pages */

@@ -14,6 +14,7 @@
 
 #include "checkpoint.h"
 #include "commands.h"
+#include "compat.h"
 #include "control.h"
 #include "files.h"
 #include "rescue.h"
@@ -67,6 +68,7 @@ struct Manager {
         Maintenance *maintenance;
         Control *control;
         DbPragmas pragmas;      /* the loop's copy: only job results on this thread change it */
+        char check_unsupported[512]; /* the start-up probe: quick_check cannot run here, why; "" it can */
 
         /* Health. */
         usec_t watchdog_usec;   /* 0: no watchdog */
@@ -412,9 +414,16 @@ static void judge(Manager *m) {
                 .lock_holder_comm = facts->lock_holder_comm,
                 .corruption = m->maintenance ? maintenance_corruption(m->maintenance) : NULL,
                 .starvation = m->maintenance ? maintenance_starvation(m->maintenance) : NULL,
+                .inconsistency = m->maintenance ? maintenance_inconsistency(m->maintenance) : NULL,
+                .unsupported = m->maintenance              ? maintenance_check_unsupported(m->maintenance)
+                               : m->check_unsupported[0] ? m->check_unsupported
+                                                         : NULL,
         };
         if (m->maintenance)
                 in.storage_fault = maintenance_storage_fault(m->maintenance, &in.storage_fault_code);
+        /* Without scheduled checks, none goes unwatched. */
+        if (m->config->quick_check_interval == 0)
+                in.unsupported = NULL;
         char displaced[512];
 
         if (m->files_check.wal != FILE_STATE_OK || m->files_check.shm != FILE_STATE_OK) {
@@ -1200,6 +1209,62 @@ static int set_aside_stale(Manager *m) {
         return EXIT_CLEAN;
 }
 
+/* Once, at start: what sqlvigil's SQLite cannot do with this database,
+ * which a newer SQLite (the applications' own) may have given features
+ * this one lacks. Said in one warning; quick_check that cannot run is a
+ * health fact from the first round on. */
+static void check_compat(Manager *m) {
+        char ours[32], theirs[32], words[128], written[96] = "", scheduled[160] = "", cannot[512], others[600] = "";
+        CompatReport r;
+        LogFields f = { 0 };
+
+        db_compat(m->db, &r);
+        if (!r.restricted) {
+                log_debug("SQLite %s can do everything sqlvigil does with %s (looked in %" PRIu64 " us)",
+                          sqlite3_libversion(), m->db_path, r.duration);
+                return;
+        }
+        bufprintf(ours, sizeof(ours), "%s", sqlite3_libversion());
+        compat_format_version(r.file_version, theirs, sizeof(theirs));
+        if (r.file_version > (uint32_t)sqlite3_libversion_number())
+                bufprintf(written, sizeof(written), " (its header says SQLite %s wrote it last)", theirs);
+        compat_unsupported_words(&r, words, sizeof(words));
+        if (!r.quick_check && m->config->quick_check_interval > 0) {
+                bufprintf(m->check_unsupported, sizeof(m->check_unsupported),
+                          "quick_check cannot run: sqlvigil's SQLite %s lacks what this database's schema uses, which "
+                          "a newer SQLite wrote: %s (%s)",
+                          ours, r.quick_check_error, r.culprits);
+                bufprintf(scheduled, sizeof(scheduled), "; the scheduled quick_check is among them: health is degraded "
+                                                        "(sqlite-too-old)");
+        }
+
+        log_field(&f, "SQLVIGIL_SQLITE_VERSION", "%s", ours);
+        if (r.file_version)
+                log_field(&f, "SQLVIGIL_FILE_SQLITE_VERSION", "%s", theirs);
+        log_field(&f, "SQLVIGIL_UNSUPPORTED", "%s", words);
+        log_field(&f, "SQLVIGIL_OBJECTS", "%u", r.objects);
+        log_field(&f, "SQLVIGIL_REASON_TEXT", "%s", r.culprits);
+        log_field(&f, "SQLVIGIL_DURATION_USEC", "%" PRIu64, r.duration);
+        if (*words) {
+                char list[192];
+
+                bufprintf(list, sizeof(list), "%s%s%s%s", r.quick_check ? "" : ", quick_check",
+                          r.integrity_check ? "" : ", integrity_check", r.foreign_key_check ? "" : ", foreign_key_check",
+                          r.vacuum ? "" : ", the VACUUM of [vacuum] convert");
+                bufprintf(cannot, sizeof(cannot),
+                          "sqlvigil cannot run %s on it, and reports each as 'unsupported' with the reason%s", list + 2,
+                          scheduled);
+        }
+        else
+                bufprintf(cannot, sizeof(cannot), "sqlvigil's own work is not affected");
+        if (*r.statements)
+                bufprintf(others, sizeof(others), "; with SQLite %s, %s", ours, r.statements);
+        log_event(LOG_WARNING, SQLVIGIL_MESSAGE_SQLITE_SKEW, "sqlite-skew", &f,
+                  "%s uses what sqlvigil's SQLite %s lacks, features of a newer SQLite%s: %s. %s%s. This is no "
+                  "damage; a sqlvigil built with the applications' SQLite, or a newer one, lifts it",
+                  m->db_path, ours, written, r.culprits, cannot, others);
+}
+
 static int manager_open(Manager *m) {
         char error[1024];
         DbProbe probe;
@@ -1230,6 +1295,7 @@ static int manager_open(Manager *m) {
         db_probe(m->db, &probe);
         if (probe.result != 0)
                 return start_failed(EXIT_FAILURE_OTHER, "%s: %s", m->config->db_path, probe.error);
+        check_compat(m);
         r = dbfiles_init(&m->files, m->db_path, m->db_id);
         if (r < 0)
                 return start_failed(EXIT_FAILURE_OTHER, "%s", strerror(-r));
@@ -1346,8 +1412,11 @@ int manager_start(Manager *m) {
                                     .pragma_changed = on_pragma_changed,
                             },
                             m->config);
-        if (r >= 0)
+        if (r >= 0) {
+                maintenance_set_check_unsupported(m->maintenance,
+                                                  m->check_unsupported[0] ? m->check_unsupported : NULL);
                 r = maintenance_start(m->maintenance, &m->files);
+        }
         if (r < 0)
                 return start_failed(EXIT_FAILURE_OTHER, "cannot set up maintenance: %s", strerror(-r));
 
