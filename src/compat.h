@@ -66,8 +66,9 @@ typedef struct CompatReport {
  * prepares, for every table, SELECT, INSERT, UPDATE and DELETE statements
  * that never run, SELECT for every view, and the PRAGMAs sqlvigil runs;
  * then names each object that fails by replaying it into a private
- * in-memory database. Cost: about 10 us per statement prepared, tens of
- * milliseconds for thousands of objects. The caller fills file_version.
+ * in-memory database. Cost: about 10 us per statement prepared; 30 ms for
+ * 1,600 objects, 130-230 ms for 5,334 (two cores). The caller fills
+ * file_version.
  * 0, or SQLite's code when the schema itself cannot be read (the report
  * then says so in quick_check_error).
  */

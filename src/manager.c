@@ -1214,7 +1214,8 @@ static int set_aside_stale(Manager *m) {
  * this one lacks. Said in one warning; quick_check that cannot run is a
  * health fact from the first round on. */
 static void check_compat(Manager *m) {
-        char ours[32], theirs[32], words[128], written[96] = "", scheduled[160] = "", cannot[512], others[600] = "";
+        char ours[32], theirs[32], words[128], written[96] = "", scheduled[160] = "", cannot[512], others[600] = "",
+             took[32];
         CompatReport r;
         LogFields f = { 0 };
 
@@ -1261,8 +1262,10 @@ static void check_compat(Manager *m) {
                 bufprintf(others, sizeof(others), "; with SQLite %s, %s", ours, r.statements);
         log_event(LOG_WARNING, SQLVIGIL_MESSAGE_SQLITE_SKEW, "sqlite-skew", &f,
                   "%s uses what sqlvigil's SQLite %s lacks, features of a newer SQLite%s: %s. %s%s. This is no "
-                  "damage; a sqlvigil built with the applications' SQLite, or a newer one, lifts it",
-                  m->db_path, ours, written, r.culprits, cannot, others);
+                  "damage; a sqlvigil built with the applications' SQLite, or a newer one, lifts it (found in %s "
+                  "by statements prepared, never run)",
+                  m->db_path, ours, written, r.culprits, cannot, others,
+                  format_elapsed(took, sizeof(took), r.duration));
 }
 
 static int manager_open(Manager *m) {

@@ -23,8 +23,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (SQLVIGIL, Daemon, Failure, Notify, check, make_db, query, run, wait_until,  # noqa: E402
-                     write_config)
+from harness import (SQLVIGIL, Daemon, Failure, Loadgen, Notify, check, make_db, query, run,  # noqa: E402
+                     wait_until, write_config)
 
 CTL = os.environ.get("SQLVIGILCTL", "build/src/sqlvigilctl")
 NEWER = 3053000  # what the header says wrote the "newer" databases
@@ -320,6 +320,59 @@ def case_foreign_keys_report(tmp):
         check(h["code"] == "foreign-key" and "1 table cannot be checked: foreign key mismatch" in h["reason"], str(h))
         stop(d, notify)
     finally:
+        d.kill()
+        notify.close()
+
+
+def case_foreign_keys_no_write_lock(tmp):
+    """foreign_key_check holds a read snapshot, never the write lock: an
+    application writer whose busy timeout is 0 (any lock in its way is an
+    error at once) commits throughout checks of a 1,000,000-row child
+    table without a single SQLITE_BUSY. sqlvigil's other lock-taking work
+    is turned off, so nothing else could take the lock."""
+    db = os.path.join(tmp, "big.db")
+    con = sqlite3.connect(db, isolation_level=None)
+    con.execute("PRAGMA journal_mode=wal")
+    con.execute("CREATE TABLE parent(id INTEGER PRIMARY KEY, name TEXT)")
+    con.execute("CREATE TABLE child(id INTEGER PRIMARY KEY, pid INT REFERENCES parent(id), v TEXT)")
+    con.execute("BEGIN")
+    con.executemany("INSERT INTO parent VALUES (?, ?)", ((i, f"p{i}") for i in range(1, 10001)))
+    con.executemany("INSERT INTO child(pid, v) VALUES (?, ?)",
+                    (((i % 10000) + 1 if i % 250000 else 20000 + i, f"value {i}") for i in range(1_000_000)))
+    con.execute("COMMIT")
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    con.close()
+    orphans = len(query(db, "PRAGMA foreign_key_check"))
+    check(orphans == 4, f"{orphans} orphans prepared, expected 4")
+
+    d, notify, sock, conf = start(tmp, db, "[health]\nquick_check_interval = 0\n"
+                                           "[checkpoint]\ninterval = 0\nmin_wal_pages = 4294967295\n"
+                                           "truncate_wal_size = 0\n"
+                                           "[vacuum]\ninterval = 0\n[analyze]\ninterval = 0\n")
+    writer = None
+    try:
+        writer = Loadgen("writer", db, "--interval-us", 1000, "--busy-timeout", 0)
+        checks, fk_usec = 0, 0
+        for checks in range(1, 41):
+            rc, reply = ctl_json(sock, "check")
+            c = reply["check"]
+            check(c["result"] == "inconsistent" and c["foreign_keys"]["violations"] == 4, str(c)[:300])
+            fk_usec += c["foreign_keys"]["duration_usec"]
+            if fk_usec >= 2_000_000:  # two seconds of foreign_key_check in all
+                break
+        summary = writer.stop()
+        writer = None
+        check(summary["busy"] == 0 and summary["failed"] == 0,
+              f"the writer met the lock {summary['busy']} times ({summary['failed']} failed writes: "
+              f"{summary.get('first_error')}) during {checks} checks")
+        check(fk_usec >= 1_000_000 and summary["succeeded"] >= 500,
+              f"too little overlap to tell: {fk_usec} us of foreign_key_check, {summary['succeeded']} commits")
+        print(f"  {checks} checks, foreign_key_check {fk_usec / checks / 1000:.0f} ms on average; writer: "
+              f"{summary['succeeded']} commits, p99 {summary['p99_us']} us, max {summary['max_us']} us", flush=True)
+        stop(d, notify)
+    finally:
+        if writer:
+            writer.kill()
         d.kill()
         notify.close()
 
