@@ -1230,14 +1230,16 @@ static void check_compat(Manager *m) {
         if (r.file_version > (uint32_t)sqlite3_libversion_number())
                 bufprintf(written, sizeof(written), " (its header says SQLite %s wrote it last)", theirs);
         compat_unsupported_words(&r, words, sizeof(words));
-        if (!r.quick_check && m->config->quick_check_interval > 0) {
+        /* A health fact while checks are scheduled (judge() asks the
+         * configuration in force, which a reload may change). */
+        if (!r.quick_check)
                 bufprintf(m->check_unsupported, sizeof(m->check_unsupported),
                           "quick_check cannot run: sqlvigil's SQLite %s lacks what this database's schema uses, which "
                           "a newer SQLite wrote: %s (%s)",
                           ours, r.quick_check_error, r.culprits);
+        if (!r.quick_check && m->config->quick_check_interval > 0)
                 bufprintf(scheduled, sizeof(scheduled), "; the scheduled quick_check is among them: health is degraded "
                                                         "(sqlite-too-old)");
-        }
 
         log_field(&f, "SQLVIGIL_SQLITE_VERSION", "%s", ours);
         if (r.file_version)
