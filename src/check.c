@@ -118,6 +118,12 @@ static void job_done(Job *j, bool ran) {
         if (!ran || d->result == DB_E_CANCELLED || (c->fk_ran && fk->result == DB_E_CANCELLED)) {
                 r.result = TASK_RESULT_CANCELLED;
                 bufprintf(r.summary, sizeof(r.summary), "%s: cancelled", kind);
+                /* The stop came during foreign_key_check: the check itself
+                 * had passed. */
+                if (ran && d->result == 0 && d->passed) {
+                        ck->corrupt = false;
+                        ck->corruption[0] = '\0';
+                }
         } else if (d->result == 0 && !d->passed) {
                 r.result = TASK_RESULT_CORRUPT;
                 r.priority = LOG_CRIT;
