@@ -35,6 +35,8 @@ typedef struct CopyResult {
         usec_t duration;     /* the copy, from the first step to the sync */
         usec_t snapshot;     /* how long the source's read snapshot was held */
         DbFault fault;
+        bool dest_failed;    /* the failure was the copy's (its file system), not the source's */
+        sqlite3 *src;        /* internal: the source connection */
         char error[512];
 } CopyResult;
 
@@ -61,6 +63,14 @@ typedef struct CopyCheck {
 /* Opens path read-only (never creating -wal or -shm beside it: a header in
  * WAL mode is refused) and runs integrity_check (quick: quick_check). */
 void copy_check(const char *path, bool quick, CopyCheck *ret);
+
+/* "file:PATH?mode=ro&immutable=1" with PATH percent-encoded as RFC 3986
+ * wants (a '?', '#' or '%' in a path would otherwise end or change it):
+ * a read-only connection that takes no locks and never looks for, or
+ * creates, a -wal, -shm or journal beside the file. For files that nobody
+ * else writes: sqlvigil's own copies. sqlite3_malloc'd; NULL when out of
+ * memory. */
+char *copy_immutable_uri(const char *path);
 
 /* SHA-256 of the file at path, as 64 hex digits. 0 or a negative errno. */
 int copy_sha256(const char *path, char ret_hex[65]);

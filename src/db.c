@@ -753,6 +753,60 @@ void db_vacuum_step(Db *db, uint32_t pages, usec_t max_wait, usec_t hold, DbVacu
         sqlite3_reset(db->stmt_counts);
 }
 
+void db_restore(Db *db, const char *src_path, usec_t max_wait, DbRestore *r) {
+        usec_t start = now_usec(CLOCK_MONOTONIC), locked;
+        sqlite3_backup *b = NULL;
+        sqlite3 *src = NULL;
+        char *uri;
+        int rc;
+
+        *r = (DbRestore){ 0 };
+        uri = copy_immutable_uri(src_path);
+        if (!uri) {
+                r->result = DB_E_SQLITE;
+                bufprintf(r->error, sizeof(r->error), "out of memory");
+                return;
+        }
+        rc = sqlite3_open_v2(uri, &src, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX, NULL);
+        sqlite3_free(uri);
+        if (rc != SQLITE_OK) {
+                r->result = DB_E_SQLITE;
+                bufprintf(r->error, sizeof(r->error), "cannot open %s: %s", src_path,
+                          src ? sqlite3_errmsg(src) : sqlite3_errstr(rc));
+                sqlite3_close(src);
+                goto done;
+        }
+        db_wait_quiet(db);
+        set_wait(db, max_wait);
+        b = sqlite3_backup_init(db->sqlite, "main", src, "main");
+        if (!b) {
+                set_error(db, r->error, sizeof(r->error), sqlite3_errcode(db->sqlite), "sqlite3_backup_init");
+                r->result = DB_E_SQLITE;
+                sqlite3_close(src);
+                goto done;
+        }
+        /* All pages in one step: one transaction on the live database. */
+        rc = sqlite3_backup_step(b, -1);
+        r->pages = sqlite3_backup_pagecount(b);
+        if (rc == SQLITE_DONE)
+                rc = sqlite3_backup_finish(b);
+        else
+                (void)sqlite3_backup_finish(b);
+        locked = now_usec(CLOCK_MONOTONIC) - start;
+        r->held = locked - MIN(locked, db->busy_slept);
+        db_note_hold(db, r->held);
+        if (rc != SQLITE_OK && rc != SQLITE_DONE) {
+                set_error(db, r->error, sizeof(r->error), rc, "copying into the database");
+                r->result = (rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED ? DB_E_BUSY : DB_E_SQLITE;
+                if (r->result == DB_E_BUSY)
+                        r->held = 0;
+        }
+        sqlite3_close(src);
+done:
+        r->fault = db_take_fault(db);
+        r->duration = now_usec(CLOCK_MONOTONIC) - start;
+}
+
 void db_save_copy(Db *db, const char *dest, CopyResult *ret) {
         copy_database(db->sqlite, dest, NULL, ret);
 }

@@ -35,6 +35,8 @@ const char *const health_code_names[_HEALTH_CODE_MAX] = {
         [HEALTH_CODE_WAL_SIZE] = "wal-size",
         [HEALTH_CODE_DISK_SPACE] = "disk-space",
         [HEALTH_CODE_STARVATION] = "starvation",
+        [HEALTH_CODE_BACKUP_STALE] = "backup-stale",
+        [HEALTH_CODE_BACKUP_FAILED] = "backup-failed",
         [HEALTH_CODE_FOREIGN_KEY] = "foreign-key",
         [HEALTH_CODE_SQLITE_TOO_OLD] = "sqlite-too-old",
 };
@@ -209,6 +211,25 @@ void health_evaluate(const HealthLimits *limits, const HealthInput *in, HealthRe
         if (in->starvation)
                 add(&v, HEALTH_DEGRADED, HEALTH_CODE_STARVATION, "%s", in->starvation);
 
+        /* Backups: a database that works but has no recent copy is one
+         * disk failure from loss. */
+        if (in->backup_max_age > 0 && in->backup_known) {
+                /* An old backup of a database that has not changed since is
+                 * as good as a new one: what counts is how long the
+                 * database may have been ahead of its newest backup. */
+                if (in->backup_have && in->backup_behind > in->backup_max_age)
+                        add(&v, HEALTH_DEGRADED, HEALTH_CODE_BACKUP_STALE,
+                            "the newest backup, %s, is %s old and the database may have changed since "
+                            "(max_age %s)",
+                            in->backup_newest ? in->backup_newest : "?", format_elapsed(a, sizeof(a), in->backup_age),
+                            format_elapsed(b, sizeof(b), in->backup_max_age));
+                else if (!in->backup_have && in->running_for > in->backup_max_age)
+                        add(&v, HEALTH_DEGRADED, HEALTH_CODE_BACKUP_STALE, "no backup after %s of running (max_age %s)",
+                            format_elapsed(a, sizeof(a), in->running_for),
+                            format_elapsed(b, sizeof(b), in->backup_max_age));
+        }
+        if (in->backup_failure)
+                add(&v, HEALTH_DEGRADED, HEALTH_CODE_BACKUP_FAILED, "the last backup failed: %s", in->backup_failure);
         /* Readable, but inconsistent: the applications' own foreign keys
          * were not enforced (PRAGMA foreign_keys is theirs to turn on). */
         if (in->inconsistency)

@@ -18,11 +18,12 @@
  *             problem: sqlvigil shortens it), free disk is below
  *             min_free_disk, the write
  *             lock has been busy for a quarter of lock_timeout, checkpoints
- *             are starved, rows refer to parent rows that do not exist
- *             (foreign_key_check: the data reads, but is inconsistent), or
- *             sqlvigil's SQLite cannot check (or read) a database that a
- *             newer SQLite wrote: version skew is no damage, and restarting
- *             sqlvigil would not help.
+ *             are starved, the newest backup is older than max_age, the
+ *             last backup failed, rows refer to parent rows that do not
+ *             exist (foreign_key_check: the data reads, but is
+ *             inconsistent), or sqlvigil's SQLite cannot check (or read) a
+ *             database that a newer SQLite wrote: version skew is no damage,
+ *             and restarting sqlvigil would not help.
  */
 
 #include <stdbool.h>
@@ -59,6 +60,8 @@ typedef enum HealthCode {
         HEALTH_CODE_WAL_SIZE,
         HEALTH_CODE_DISK_SPACE,
         HEALTH_CODE_STARVATION,
+        HEALTH_CODE_BACKUP_STALE,
+        HEALTH_CODE_BACKUP_FAILED,
         HEALTH_CODE_FOREIGN_KEY,
         HEALTH_CODE_SQLITE_TOO_OLD,
         _HEALTH_CODE_MAX,
@@ -115,6 +118,16 @@ typedef struct HealthInput {
         int write_errno;          /* the write probe failed with this (EROFS...), 0: it worked */
         const char *write_path;   /* what it wrote */
         int storage_fault_code;   /* its SQLite code: SQLITE_FULL is degraded, the rest failed */
+        /* Backups, when [backup] directory is set and has been read. */
+        bool backup_known;
+        bool backup_have;           /* there is a good backup... */
+        usec_t backup_age;          /* ...this old (now minus its time) */
+        usec_t backup_behind;       /* how long the database has been ahead of it, at most (now minus
+                                     * the last time a run found nothing new since it) */
+        const char *backup_newest;  /* its name */
+        usec_t backup_max_age;      /* 0: backups are not judged */
+        usec_t running_for;         /* how long sqlvigil has run: no backup yet is stale after max_age */
+        const char *backup_failure; /* the last backup failed for this reason, NULL: it did not */
 } HealthInput;
 
 typedef struct HealthResult {

@@ -41,6 +41,8 @@ typedef struct Maintenance Maintenance;
 typedef struct MaintenanceEnv {
         sd_event *event;
         Worker *db_worker;          /* the database thread */
+        Worker *file_worker;        /* files only: the backup directory's listing */
+        Worker *backup_worker;      /* copies of the database: backups */
         const char *db_path;        /* for file sizes and the file system's free space */
         const char *wal_path;
         const DbPragmas *pragmas;   /* the loop's copy, kept current by the daemon */
@@ -76,6 +78,9 @@ typedef struct MaintenanceOutcome {
         /* Task figures for the JSON reply; -1 where unknown. */
         int64_t frames, checkpointed, pages, freelist_after, tables, problems;
         bool busy;
+        /* A backup's manifest and path, when one was taken. */
+        const struct BackupManifest *backup;
+        const char *backup_path;
 } MaintenanceOutcome;
 
 typedef void (*MaintenanceReply)(void *userdata, const MaintenanceOutcome *outcome);
@@ -162,6 +167,15 @@ typedef struct CheckpointOutcome CheckpointOutcome;
 typedef void (*FinalCheckpointDone)(void *userdata, const CheckpointOutcome *outcome, bool ran);
 int maintenance_final_checkpoint(Maintenance *mt, CheckpointMode mode, usec_t timeout, FinalCheckpointDone done,
                                  void *userdata);
+
+/* The backups: facts for health, the status and the metrics; the list for
+ * `sqlvigilctl backups` (backup.h). */
+typedef struct BackupFacts BackupFacts;
+typedef struct Backuper Backuper;
+const BackupFacts *maintenance_backups(const Maintenance *mt);
+Backuper *maintenance_backuper(Maintenance *mt);
+typedef struct Restorer Restorer;
+Restorer *maintenance_restorer(Maintenance *mt);
 
 /* Facts for health and the status: NULL when there is nothing to say. */
 const char *maintenance_corruption(const Maintenance *mt);

@@ -21,6 +21,7 @@
 #include "walindex.h"
 #include "watch.h"
 #include "log.h"
+#include "backup.h"
 #include "manager.h"
 #include "messages.h"
 #include "metrics.h"
@@ -64,6 +65,7 @@ struct Manager {
         usec_t fresh_not_before; /* CLOCK_MONOTONIC */
         Worker *db_worker;
         Worker *file_worker;
+        Worker *backup_worker;  /* backups and a restore's preparation: long file work of its own */
         Monitor *monitor;
         Maintenance *maintenance;
         Control *control;
@@ -270,6 +272,8 @@ void manager_status(Manager *m, Status *s) {
                 for (int t = 0; t < _TASK_MAX; t++)
                         s->last[t] = *maintenance_last(m->maintenance, (TaskId)t);
                 s->totals = *maintenance_totals(m->maintenance);
+                s->backup_directory = m->config->backup_directory;
+                s->backups = *maintenance_backups(m->maintenance);
         }
 }
 
@@ -424,6 +428,20 @@ static void judge(Manager *m) {
         /* Without scheduled checks, none goes unwatched. */
         if (m->config->quick_check_interval == 0)
                 in.unsupported = NULL;
+        if (m->maintenance && m->config->backup_directory) {
+                const BackupFacts *bf = maintenance_backups(m->maintenance);
+                usec_t now_rt = now_usec(CLOCK_REALTIME);
+
+                in.backup_known = bf->known;
+                in.backup_have = bf->have_newest;
+                in.backup_age = now_rt > bf->newest_time ? now_rt - bf->newest_time : 0;
+                in.backup_behind = now_rt > bf->current_at ? now_rt - bf->current_at : 0;
+                in.backup_newest = bf->newest_name;
+                in.backup_max_age = m->config->backup_max_age ? m->config->backup_max_age
+                                                              : 2 * m->config->backup_interval;
+                in.running_for = now_usec(CLOCK_MONOTONIC) - m->started_at;
+                in.backup_failure = bf->failed ? bf->failure : NULL;
+        }
         char displaced[512];
 
         if (m->files_check.wal != FILE_STATE_OK || m->files_check.shm != FILE_STATE_OK) {
@@ -512,6 +530,7 @@ static void start_rescue(Manager *m, RescueKind kind, const char *reason) {
                 finish_reload(m, false, "sqlvigil is stopping");
         worker_cancel(m->db_worker);
         worker_cancel(m->file_worker);
+        worker_cancel(m->backup_worker);
         start_extending(m);
 
         r = rescue_start(&m->rescue,
@@ -798,6 +817,7 @@ static void manager_stop(Manager *m, const char *why) {
          * behind it and is not cancellable. */
         worker_cancel(m->db_worker);
         worker_cancel(m->file_worker);
+        worker_cancel(m->backup_worker);
         start_extending(m);
 
         r = maintenance_final_checkpoint(m->maintenance, m->config->stop_mode, m->config->stop_timeout,
@@ -1072,6 +1092,7 @@ Manager *manager_free(Manager *m) {
         sd_event_source_disable_unref(m->fresh_timer);
         worker_free(m->db_worker);
         worker_free(m->file_worker);
+        worker_free(m->backup_worker);
         rescue_free(m->rescue);
         maintenance_free(m->maintenance);
         monitor_free(m->monitor);
@@ -1145,6 +1166,20 @@ static int set_aside_stale(Manager *m) {
         if (mark.valid && mark.shm.ino)
                 (void)walindex_lock_holders(NULL, mark.shm.dev, mark.shm.ino, getpid(), holders, ELEMENTSOF(holders),
                                             &n);
+        bufprintf(tmp, sizeof(tmp), "%s", m->db_path);
+        dir = realpath(dirname(tmp), NULL);
+        if (!dir)
+                return start_failed(EXIT_FAILURE_OTHER, "cannot resolve the directory of %s: %s", m->db_path,
+                                    strerror(errno));
+        /* Only processes that have that -shm open beside this database: its
+         * inode number may belong to an unrelated file by now. One whose
+         * descriptors cannot be read (another user's) counts: better a start
+         * refused with the reason than a second WAL. */
+        for (size_t i = 0; i < n;)
+                if (files_pid_has_open_in(holders[i], mark.shm, dir) != 0)
+                        i++;
+                else
+                        holders[i] = holders[--n];
         for (size_t i = 0; i < n; i++) {
                 char comm[32];
 
@@ -1165,8 +1200,6 @@ static int set_aside_stale(Manager *m) {
         files_stale_plan(&mark, db_now, wal_now, shm_now, &plan);
         if (!plan.wal && !plan.shm)
                 return EXIT_CLEAN;
-        bufprintf(tmp, sizeof(tmp), "%s", m->db_path);
-        dir = strdup(dirname(tmp));
         /* The database they belong to, if it is still in the directory
          * under another name: they go back beside it. */
         if (dir && !mark.stale && !file_id_eq(db_now, mark.db))
@@ -1397,6 +1430,8 @@ int manager_start(Manager *m) {
         r = worker_new(&m->db_worker, "sqlvigil-db", m->db, m->event);
         if (r >= 0)
                 r = worker_new(&m->file_worker, "sqlvigil-files", NULL, m->event);
+        if (r >= 0)
+                r = worker_new(&m->backup_worker, "sqlvigil-backup", NULL, m->event);
         if (r < 0)
                 return start_failed(EXIT_FAILURE_OTHER, "cannot start the worker threads: %s", strerror(-r));
 
@@ -1408,6 +1443,8 @@ int manager_start(Manager *m) {
                             &(MaintenanceEnv){
                                     .event = m->event,
                                     .db_worker = m->db_worker,
+                                    .file_worker = m->file_worker,
+                                    .backup_worker = m->backup_worker,
                                     .db_path = m->db_path,
                                     .wal_path = m->wal_path,
                                     .pragmas = &m->pragmas,

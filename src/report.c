@@ -140,6 +140,33 @@ void report_stats_members(const Status *s, Json *j) {
         json_object_end(j);
         json_object_end(j);
 
+        /* null when no [backup] directory is configured. */
+        json_key(j, "backups");
+        if (!s->backups.configured)
+                json_null(j);
+        else {
+                const BackupFacts *b = &s->backups;
+
+                json_object_begin(j);
+                json_kv_string(j, "directory", s->backup_directory);
+                json_kv_uint(j, "count", b->count);
+                json_key(j, "newest");
+                if (!b->have_newest)
+                        json_null(j);
+                else {
+                        json_object_begin(j);
+                        json_kv_string(j, "file", b->newest_name);
+                        json_kv_double(j, "time", seconds(b->newest_time));
+                        json_kv_uint(j, "bytes", b->newest_bytes);
+                        json_kv_uint(j, "copy_usec", b->newest_copy_usec);
+                        json_kv_uint(j, "check_usec", b->newest_check_usec);
+                        json_kv_bool(j, "check_ok", b->newest_check_ok);
+                        json_object_end(j);
+                }
+                json_kv_string(j, "failure", b->failed ? b->failure : NULL);
+                json_object_end(j);
+        }
+
         json_key(j, "process");
         json_object_begin(j);
         json_kv_int(j, "pid", s->pid);

@@ -217,6 +217,9 @@ int main(int argc, char *argv[]) {
         r = parse_args(argc, argv, &args);
         if (r >= 0)
                 return r;
+        /* A command for a terminal, like nginx -t: its lines need no time. */
+        if (args.check_config)
+                log_set_stderr_time(false);
 
         r = load_config(&args, &config);
         if (r != EXIT_CLEAN)

@@ -217,6 +217,56 @@ static void test_degraded_and_severity(void) {
         CHECK_INT(r.code, HEALTH_CODE_STARVATION);
 }
 
+static void test_backups(void) {
+        HealthResult r;
+        DbProbe p;
+        HealthInput in = healthy(&p);
+
+        /* Not judged until the directory has been read, nor without a limit. */
+        in.backup_max_age = 2 * USEC_PER_DAY;
+        in.running_for = 3 * USEC_PER_DAY;
+        health_evaluate(&limits, &in, &r);
+        CHECK_INT(r.state, HEALTH_OK);
+
+        in.backup_known = true;
+        health_evaluate(&limits, &in, &r);
+        CHECK_INT(r.state, HEALTH_DEGRADED);
+        CHECK_INT(r.code, HEALTH_CODE_BACKUP_STALE);
+        CHECK_STR(r.reason, "no backup after 3d of running (max_age 2d)");
+        /* A new daemon has not had max_age to take one. */
+        in.running_for = USEC_PER_DAY;
+        health_evaluate(&limits, &in, &r);
+        CHECK_INT(r.state, HEALTH_OK);
+
+        /* An old backup of a database that did not change since is current. */
+        in.backup_have = true;
+        in.backup_newest = "app-20260101T000000Z.db";
+        in.backup_age = 5 * USEC_PER_DAY;
+        in.backup_behind = USEC_PER_HOUR;
+        health_evaluate(&limits, &in, &r);
+        CHECK_INT(r.state, HEALTH_OK);
+        in.backup_behind = 5 * USEC_PER_DAY;
+        health_evaluate(&limits, &in, &r);
+        CHECK_INT(r.code, HEALTH_CODE_BACKUP_STALE);
+        CHECK_STR(r.reason, "the newest backup, app-20260101T000000Z.db, is 5d old and the database may have "
+                            "changed since (max_age 2d)");
+
+        /* A failed run is said as well, after the age. */
+        in.backup_failure = "the backup directory /b: No such file or directory";
+        health_evaluate(&limits, &in, &r);
+        CHECK_INT(r.code, HEALTH_CODE_BACKUP_STALE);
+        CHECK(strstr(r.reason, "; the last backup failed: the backup directory /b") != NULL);
+        in.backup_behind = 0;
+        health_evaluate(&limits, &in, &r);
+        CHECK_INT(r.code, HEALTH_CODE_BACKUP_FAILED);
+        CHECK_INT(r.state, HEALTH_DEGRADED);
+
+        /* A database failure outranks them. */
+        in.files.ino = 7;
+        health_evaluate(&limits, &in, &r);
+        CHECK_INT(r.state, HEALTH_FAILED);
+}
+
 /* What the checks found about the content, and what this SQLite cannot
  * do: degraded, never failed (no damage, and a restart would not help). */
 static void test_foreign_keys_and_skew(void) {
@@ -257,12 +307,13 @@ static void test_foreign_keys_and_skew(void) {
 
 int main(void) {
         test_ok();
+        test_backups();
         test_file_identity();
         test_probe_failures();
         test_lock();
         test_stalled();
         test_degraded_and_severity();
-        test_foreign_keys_and_skew();
         test_wal_pending();
+        test_foreign_keys_and_skew();
         return test_result("test-health");
 }
