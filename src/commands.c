@@ -23,6 +23,51 @@ bool commands_peer_is_admin(const ControlPeer *peer, uid_t self, bool has_admin_
         return false;
 }
 
+/* "foreign_keys": what foreign_key_check found, null when it did not run. */
+static void foreign_keys_object(Json *j, const DbFkCheck *fk) {
+        json_key(j, "foreign_keys");
+        if (!fk) {
+                json_null(j);
+                return;
+        }
+        json_object_begin(j);
+        json_kv_uint(j, "duration_usec", fk->duration);
+        json_kv_uint(j, "violations", fk->violations);
+        json_key(j, "tables");
+        json_array_begin(j);
+        for (size_t i = 0; i < fk->n_tables; i++) {
+                json_object_begin(j);
+                json_kv_string(j, "table", fk->tables[i].table);
+                json_kv_uint(j, "violations", fk->tables[i].count);
+                json_object_end(j);
+        }
+        json_array_end(j);
+        json_kv_uint(j, "more_tables", fk->more_tables);
+        json_key(j, "first");
+        json_array_begin(j);
+        for (size_t i = 0; i < fk->n_first; i++) {
+                const DbFkViolation *v = &fk->first[i];
+
+                json_object_begin(j);
+                json_kv_string(j, "table", v->table);
+                if (v->has_rowid)
+                        json_kv_int(j, "rowid", v->rowid);
+                else
+                        json_kv_null(j, "rowid");
+                json_kv_string(j, "parent", v->parent);
+                json_kv_int(j, "fkid", v->fkid);
+                json_kv_string(j, "key", v->key);
+                json_object_end(j);
+        }
+        json_array_end(j);
+        json_kv_uint(j, "mismatches", fk->mismatches);
+        if (fk->mismatches)
+                json_kv_string(j, "mismatch", fk->mismatch);
+        else
+                json_kv_null(j, "mismatch");
+        json_object_end(j);
+}
+
 static void outcome_reply(void *userdata, const MaintenanceOutcome *o) {
         static const char *const keys[_TASK_MAX] = {
                 [TASK_CHECKPOINT] = "checkpoint",
@@ -71,6 +116,7 @@ static void outcome_reply(void *userdata, const MaintenanceOutcome *o) {
         case TASK_QUICK_CHECK:
                 json_kv_int(j, "problems", o->problems);
                 json_kv_string(j, "first", o->first);
+                foreign_keys_object(j, o->foreign_keys);
                 break;
         case TASK_BACKUP:
                 json_kv_string(j, "path", o->backup_path);

@@ -59,16 +59,17 @@ static const ConfigKey keys[] = {
         { "database", "create", KEY_BOOL, FIELD(create), .def = "no",
           .help = "create the file if it is missing" },
 
-        PRAGMA(PRAGMA_JOURNAL_MODE, "wal", "persistent; only wal is supported"),
+        /* --check-config puts each pragma's scope before its help. */
+        PRAGMA(PRAGMA_JOURNAL_MODE, "wal", "only wal is supported"),
         PRAGMA(PRAGMA_BUSY_TIMEOUT, "5000", "ms; longest wait for a lock at start, reload and admin commands"),
-        PRAGMA(PRAGMA_CACHE_SIZE, "-8192", "sqlvigil's own cache (negative: KiB); caps vacuum steps at 3/4"),
-        PRAGMA(PRAGMA_SYNCHRONOUS, "normal", "sqlvigil's own commits (vacuum steps): no fsync per step in WAL mode"),
-        PRAGMA(PRAGMA_MMAP_SIZE, NULL, "bytes of the file to memory-map"),
+        PRAGMA(PRAGMA_CACHE_SIZE, "-8192", "negative: KiB; caps vacuum steps at 3/4"),
+        PRAGMA(PRAGMA_SYNCHRONOUS, "normal", "its commits (vacuum steps): no fsync per step in WAL mode"),
+        PRAGMA(PRAGMA_MMAP_SIZE, NULL, "bytes of the file it memory-maps; no gain for the applications"),
         PRAGMA(PRAGMA_TEMP_STORE, NULL, "default | file | memory"),
-        PRAGMA(PRAGMA_PAGE_SIZE, NULL, "persistent; only a new database takes it"),
-        PRAGMA(PRAGMA_AUTO_VACUUM, NULL, "persistent; none | full | incremental"),
-        PRAGMA(PRAGMA_FOREIGN_KEYS, NULL, "sqlvigil's own connection only"),
-        PRAGMA(PRAGMA_WAL_AUTOCHECKPOINT, "0", "sqlvigil's own commits: 0, its checkpoints are scheduled"),
+        PRAGMA(PRAGMA_PAGE_SIZE, NULL, "only a new database takes it"),
+        PRAGMA(PRAGMA_AUTO_VACUUM, NULL, "none | full | incremental"),
+        PRAGMA(PRAGMA_FOREIGN_KEYS, NULL, "a warning when set: each application must turn it on itself"),
+        PRAGMA(PRAGMA_WAL_AUTOCHECKPOINT, "0", "0: its checkpoints are scheduled"),
         PRAGMA(PRAGMA_JOURNAL_SIZE_LIMIT, NULL, "WAL size kept after a reset (-1: no limit)"),
 
         { "health", "interval", KEY_DURATION, FIELD(health_interval), .min = 10 * USEC_PER_MSEC,
@@ -81,6 +82,8 @@ static const ConfigKey keys[] = {
           .max = 7 * USEC_PER_DAY, .def = "30s", .help = "write lock unobtainable this long is failed" },
         { "health", "quick_check_interval", KEY_DURATION, FIELD(quick_check_interval),
           .max = 365 * USEC_PER_DAY, .def = "6h", .help = "PRAGMA quick_check; 0 turns it off" },
+        { "health", "foreign_key_check", KEY_BOOL, FIELD(foreign_key_check), .def = "yes",
+          .help = "PRAGMA foreign_key_check with every check; violations are degraded" },
 
         { "checkpoint", "interval", KEY_DURATION, FIELD(checkpoint_interval), .max = 7 * USEC_PER_DAY,
           .def = "1min", .help = "PASSIVE when the WAL has new frames; 0: only the WAL-driven ones below" },
@@ -629,6 +632,14 @@ static void report_unknown_key(Loader *l, const char *section, const char *name)
                 l->oom = 1;
                 return;
         }
+        if (streq(section, "pragmas") && pragma_is_application_only(name)) {
+                loader_error(l,
+                             "'%s' in [pragmas] at %s:%u is a per-connection setting that only the applications can "
+                             "make: sqlvigil cannot set it for them; remove it here, and have each application run "
+                             "'PRAGMA %s' on each of its connections",
+                             shown, l->name, l->line, shown);
+                return;
+        }
 
         for (size_t i = 0; i < ELEMENTSOF(keys); i++)
                 if (streq(keys[i].section, section))
@@ -684,6 +695,8 @@ static int loader_handle(void *user, const char *section, const char *name, cons
                 return 1;
         }
         l->set_at[k] = l->line;
+        if (keys[k].type == KEY_PRAGMA)
+                l->config->pragmas[keys[k].offset].line = l->line;
 
         r = value_check(value, keys[k].type, why, sizeof(why));
         if (r == 0)
@@ -855,10 +868,27 @@ void config_print(const Config *c, FILE *f) {
                 }
                 set = key_format(c, k, value, sizeof(value));
                 fprintf(f, "%s%s =%s%s", set ? "" : "# ", key_name(k), *value ? " " : "", value);
-                if (k->help)
+                if (k->type == KEY_PRAGMA)
+                        fprintf(f, "  ; shapes %s; %s", pragma_scope_phrases[pragma_info[k->offset].scope], k->help);
+                else if (k->help)
                         fprintf(f, "  ; %s", k->help);
                 fputc('\n', f);
         }
+}
+
+int config_warnings(const Config *c, ConfigErrors *notes) {
+        for (PragmaId id = 0; id < _PRAGMA_MAX; id++) {
+                const PragmaRequest *p = &c->pragmas[id];
+                char note[512], where[512] = "";
+
+                if (!p->set || pragma_note(id, p->value, note, sizeof(note)) == PRAGMA_NOTE_NONE)
+                        continue;
+                if (p->line)
+                        bufprintf(where, sizeof(where), " at %s:%u", c->source ? c->source : "?", p->line);
+                if (config_errors_add(notes, "[pragmas]%s: %s", where, note) < 0)
+                        return -ENOMEM;
+        }
+        return 0;
 }
 
 char *config_instance_name(const Config *c) {

@@ -18,8 +18,12 @@
  *             problem: sqlvigil shortens it), free disk is below
  *             min_free_disk, the write
  *             lock has been busy for a quarter of lock_timeout, checkpoints
- *             are starved, the newest backup is older than max_age, or the
- *             last backup failed.
+ *             are starved, the newest backup is older than max_age, the
+ *             last backup failed, rows refer to parent rows that do not
+ *             exist (foreign_key_check: the data reads, but is
+ *             inconsistent), or sqlvigil's SQLite cannot check (or read) a
+ *             database that a newer SQLite wrote: version skew is no damage,
+ *             and restarting sqlvigil would not help.
  */
 
 #include <stdbool.h>
@@ -58,6 +62,8 @@ typedef enum HealthCode {
         HEALTH_CODE_STARVATION,
         HEALTH_CODE_BACKUP_STALE,
         HEALTH_CODE_BACKUP_FAILED,
+        HEALTH_CODE_FOREIGN_KEY,
+        HEALTH_CODE_SQLITE_TOO_OLD,
         _HEALTH_CODE_MAX,
 } HealthCode;
 
@@ -103,6 +109,8 @@ typedef struct HealthInput {
         usec_t stalled_for;       /* worker without progress this long, 0: fine */
         const char *stalled_job;  /* what it was running */
         const char *corruption;   /* first quick_check error, NULL: none */
+        const char *inconsistency; /* what foreign_key_check found, NULL: nothing */
+        const char *unsupported;  /* the scheduled check cannot run with this SQLite, and why; NULL: it can */
         const char *starvation;   /* starvation report, NULL: none */
         const char *storage_fault; /* a storage fault sqlvigil's own work met, NULL: none */
         const char *wal_displaced; /* the -wal or -shm at its path is not the database's, NULL: fine */

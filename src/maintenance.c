@@ -86,6 +86,10 @@ static uint64_t random_seed(void) {
 /* ---- The end of every run ---------------------------------------------------- */
 
 bool maintenance_is_storage_fault(DbFault f) {
+        /* "malformed database schema" from SQL of a newer SQLite: the
+         * storage is fine, this SQLite is too old (compat.h). */
+        if (f.skew)
+                return false;
         switch (f.code & 0xff) {
         case SQLITE_IOERR:
         case SQLITE_READONLY:
@@ -387,6 +391,18 @@ int maintenance_final_checkpoint(Maintenance *mt, CheckpointMode mode, usec_t ti
 
 const char *maintenance_corruption(const Maintenance *mt) {
         return checker_corruption(mt->checker);
+}
+
+const char *maintenance_inconsistency(const Maintenance *mt) {
+        return checker_inconsistency(mt->checker);
+}
+
+const char *maintenance_check_unsupported(const Maintenance *mt) {
+        return checker_unsupported(mt->checker);
+}
+
+void maintenance_set_check_unsupported(Maintenance *mt, const char *why) {
+        checker_set_unsupported(mt->checker, why);
 }
 
 const char *maintenance_storage_fault(const Maintenance *mt, int *ret_code) {

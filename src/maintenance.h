@@ -74,6 +74,7 @@ typedef struct MaintenanceOutcome {
         const char *error;  /* when !ok: why, one line */
         const char *mode;   /* checkpoint mode, analyze mode, or "quick"/"integrity" */
         const char *first;  /* a check's first problem */
+        const DbFkCheck *foreign_keys; /* a check's foreign_key_check, NULL when it did not run */
         /* Task figures for the JSON reply; -1 where unknown. */
         int64_t frames, checkpointed, pages, freelist_after, tables, problems;
         bool busy;
@@ -178,6 +179,11 @@ Restorer *maintenance_restorer(Maintenance *mt);
 
 /* Facts for health and the status: NULL when there is nothing to say. */
 const char *maintenance_corruption(const Maintenance *mt);
+const char *maintenance_inconsistency(const Maintenance *mt); /* foreign_key_check's findings */
+const char *maintenance_check_unsupported(const Maintenance *mt); /* quick_check cannot run here */
+
+/* What the start-up probe found (compat.h): quick_check cannot run, why. */
+void maintenance_set_check_unsupported(Maintenance *mt, const char *why);
 const char *maintenance_starvation(const Maintenance *mt);
 
 /* The storage fault sqlvigil's own work ran into, NULL when none (or its

@@ -10,6 +10,7 @@
 static const char *const outcome_names[] = {
         [PRAGMA_UNREQUESTED] = "unrequested", [PRAGMA_APPLIED] = "applied", [PRAGMA_DIFFERS] = "differs",
         [PRAGMA_NEEDS_VACUUM] = "needs-vacuum", [PRAGMA_FIXED] = "fixed",
+        [PRAGMA_APPLICATION_ONLY] = "application-only",
 };
 
 static double seconds(usec_t usec) {
@@ -79,17 +80,25 @@ void report_stats_members(const Status *s, Json *j) {
         json_object_begin(j);
         for (PragmaId id = 0; id < _PRAGMA_MAX; id++) {
                 const PragmaStatus *st = &s->pragmas[id];
-                char req[32];
+                PragmaScope scope = pragma_info[id].scope;
+                char req[32], note[512];
 
                 json_key(j, pragma_info[id].name);
                 json_object_begin(j);
+                json_kv_string(j, "scope", pragma_scope_names[scope]);
                 if (st->requested) {
                         pragma_format_value(id, st->requested_value, req, sizeof(req));
                         json_kv_string(j, "requested", req);
                 } else
                         json_kv_null(j, "requested");
-                json_kv_string(j, "effective", st->effective);
+                /* What the applications use is theirs to know. */
+                if (scope == PRAGMA_SCOPE_APPLICATION)
+                        json_kv_null(j, "effective");
+                else
+                        json_kv_string(j, "effective", st->effective);
                 json_kv_string(j, "outcome", outcome_names[st->outcome]);
+                if (st->requested && pragma_note(id, st->requested_value, note, sizeof(note)) != PRAGMA_NOTE_NONE)
+                        json_kv_string(j, "note", note);
                 json_object_end(j);
         }
         json_object_end(j);

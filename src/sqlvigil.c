@@ -226,8 +226,20 @@ int main(int argc, char *argv[]) {
                 return r;
 
         if (args.check_config) {
+                ConfigErrors notes = { 0 };
+
                 config_print(config, stdout);
+                /* Valid, but probably not what was meant: said on stderr,
+                 * and the exit status stays 0. */
+                r = config_warnings(config, &notes);
+                for (size_t i = 0; i < notes.n; i++)
+                        fprintf(stderr, "sqlvigil: warning: %s\n", notes.messages[i]);
+                config_errors_clear(&notes);
                 config_free(config);
+                if (r < 0) {
+                        fprintf(stderr, "sqlvigil: %s\n", strerror(-r));
+                        return EXIT_FAILURE_OTHER;
+                }
                 if (fflush(stdout) != 0 || ferror(stdout)) {
                         fprintf(stderr, "sqlvigil: cannot write the configuration: %s\n", strerror(errno));
                         return EXIT_FAILURE_OTHER;

@@ -410,18 +410,45 @@ static void show_status(const JsonValue *r) {
                 printf("  WAL         %s\n", bytes(r, "database.wal_bytes", b1, sizeof(b1)));
         printf("  disk        %s free\n", bytes(r, "database.free_disk_bytes", b1, sizeof(b1)));
 
+        /* By scope: what shapes the file for everyone, what shapes only
+         * sqlvigil's connection (as requested), and the applications' own
+         * settings, which sqlvigil does not apply: those are warnings,
+         * never "as configured". */
         pr = json_get(r, "pragmas");
+        for (int pass = 0; pass < 2; pass++) {
+                const char *scope = pass == 0 ? "file" : "sqlvigil";
+                bool first = true;
+
+                for (const JsonValue *p = pr ? pr->child : NULL; p; p = p->next) {
+                        const char *sc = json_get_string(p, "scope");
+
+                        if (!sc || !streq(sc, scope) || (pass == 1 && !json_get_string(p, "requested")))
+                                continue;
+                        printf("%s%s=%s", first ? (pass == 0 ? "  pragmas     file: " : "\n              sqlvigil's own connection: ")
+                                                : " ",
+                               p->key, str(p, "effective"));
+                        first = false;
+                }
+        }
+        printf("\n");
         for (const JsonValue *p = pr ? pr->child : NULL; p; p = p->next) {
                 const char *o = json_get_string(p, "outcome");
 
-                if (o && !streq(o, "applied") && !streq(o, "unrequested")) {
-                        printf("  %s %s requested %s, in force %s (%s)\n", differ ? "           " : "pragmas   ",
-                               p->key, str(p, "requested"), str(p, "effective"), o);
+                if (o && !streq(o, "applied") && !streq(o, "unrequested") && !streq(o, "application-only")) {
+                        printf("              %s requested %s, in force %s (%s)\n", p->key, str(p, "requested"),
+                               str(p, "effective"), o);
                         differ++;
-                }
+                } else if (o && streq(o, "application-only"))
+                        differ++;
         }
         if (!differ)
-                printf("  pragmas     as configured\n");
+                printf("              as configured\n");
+        for (const JsonValue *p = pr ? pr->child : NULL; p; p = p->next) {
+                const char *o = json_get_string(p, "outcome");
+
+                if (o && streq(o, "application-only"))
+                        printf("  %-11s %s\n", "warning", str(p, "note"));
+        }
 
         for (size_t i = 0; i < _TASK_MAX; i++) {
                 char path[64];

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -462,6 +463,69 @@ static void test_instance_name(void) {
         config_free(c);
 }
 
+/* Whom each pragma shapes, and what a configuration that sets one of the
+ * applications' own says: a warning naming the file, the line and what the
+ * applications must do, never an error. */
+static void test_pragma_scopes(void) {
+        static const char text[] = "[database]\n"
+                                   "path = /x.db\n"
+                                   "[pragmas]\n"
+                                   "mmap_size = 30000000\n"
+                                   "cache_size = -10000\n"
+                                   "foreign_keys = on\n";
+        ConfigErrors errors = { 0 }, notes = { 0 };
+        Config *c = NULL;
+        char note[512];
+
+        for (PragmaId id = 0; id < _PRAGMA_MAX; id++) {
+                CHECK(pragma_info[id].scope < _PRAGMA_SCOPE_MAX);
+                CHECK(pragma_info[id].persistent == (pragma_info[id].scope == PRAGMA_SCOPE_FILE));
+                CHECK(pragma_info[id].scope != PRAGMA_SCOPE_APPLICATION || pragma_info[id].purpose);
+        }
+        CHECK_INT(pragma_info[PRAGMA_JOURNAL_MODE].scope, PRAGMA_SCOPE_FILE);
+        CHECK_INT(pragma_info[PRAGMA_AUTO_VACUUM].scope, PRAGMA_SCOPE_FILE);
+        CHECK_INT(pragma_info[PRAGMA_MMAP_SIZE].scope, PRAGMA_SCOPE_SQLVIGIL);
+        CHECK_INT(pragma_info[PRAGMA_TEMP_STORE].scope, PRAGMA_SCOPE_SQLVIGIL);
+        CHECK_INT(pragma_info[PRAGMA_FOREIGN_KEYS].scope, PRAGMA_SCOPE_APPLICATION);
+
+        CHECK_INT(pragma_note(PRAGMA_MMAP_SIZE, 0, note, sizeof(note)), PRAGMA_NOTE_NONE);
+        CHECK_INT(pragma_note(PRAGMA_CACHE_SIZE, -10000, note, sizeof(note)), PRAGMA_NOTE_NONE);
+        CHECK_INT(pragma_note(PRAGMA_FOREIGN_KEYS, 0, note, sizeof(note)), PRAGMA_NOTE_APPLICATION);
+        CHECK(strstr(note, "'PRAGMA foreign_keys = off'") != NULL);
+
+        CHECK_INT(config_load_string(text, "p.conf", &c, &errors), 0);
+        CHECK_INT(errors.n, 0);
+        if (!c)
+                return;
+        CHECK_INT(c->pragmas[PRAGMA_FOREIGN_KEYS].line, 6);
+        CHECK_INT(config_warnings(c, &notes), 0);
+        CHECK_INT(notes.n, 2);
+        if (notes.n == 2) {
+                CHECK(strncmp(notes.messages[0], "[pragmas] at p.conf:4: mmap_size = 30000000 shapes sqlvigil's own "
+                              "connection only", 80) == 0);
+                CHECK(strncmp(notes.messages[1], "[pragmas] at p.conf:6: foreign_keys = on is a per-connection "
+                              "setting that only the applications can make: sqlvigil does not apply it", 120) == 0);
+                CHECK(strstr(notes.messages[1], "each application must run 'PRAGMA foreign_keys = on' on each of its "
+                             "connections") != NULL);
+        }
+        config_errors_clear(&notes);
+        config_free(c);
+
+        /* The applications' other per-connection pragmas are no keys: the
+         * error says whose they are instead of "unknown key". */
+        c = NULL;
+        CHECK_INT(config_load_string("[pragmas]\nrecursive_triggers = on\n", "r.conf", &c, &errors),
+                  CONFIG_E_INVALID);
+        CHECK_INT(errors.n, 1);
+        if (errors.n == 1)
+                CHECK_STR(errors.messages[0],
+                          "'recursive_triggers' in [pragmas] at r.conf:2 is a per-connection setting that only the "
+                          "applications can make: sqlvigil cannot set it for them; remove it here, and have each "
+                          "application run 'PRAGMA recursive_triggers' on each of its connections");
+        config_errors_clear(&errors);
+        config_free(c);
+}
+
 int main(void) {
         test_malformed();
         test_many_errors();
@@ -472,5 +536,6 @@ int main(void) {
         test_defaults();
         test_print_roundtrip();
         test_instance_name();
+        test_pragma_scopes();
         return test_result("test-config");
 }

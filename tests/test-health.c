@@ -267,6 +267,44 @@ static void test_backups(void) {
         CHECK_INT(r.state, HEALTH_FAILED);
 }
 
+/* What the checks found about the content, and what this SQLite cannot
+ * do: degraded, never failed (no damage, and a restart would not help). */
+static void test_foreign_keys_and_skew(void) {
+        HealthResult r;
+        DbProbe p;
+        HealthInput in = healthy(&p);
+
+        in.inconsistency = "2 rows refer to missing parent rows (child: 2); the first: child rowid 7: pid -> parent(id)";
+        health_evaluate(&limits, &in, &r);
+        CHECK_INT(r.state, HEALTH_DEGRADED);
+        CHECK_INT(r.code, HEALTH_CODE_FOREIGN_KEY);
+        CHECK_STR(health_code_names[r.code], "foreign-key");
+        CHECK_STR(r.reason, "foreign_key_check: 2 rows refer to missing parent rows (child: 2); the first: child "
+                            "rowid 7: pid -> parent(id)");
+
+        in = healthy(&p);
+        in.unsupported = "quick_check cannot run: unknown function: unhex()";
+        health_evaluate(&limits, &in, &r);
+        CHECK_INT(r.state, HEALTH_DEGRADED);
+        CHECK_INT(r.code, HEALTH_CODE_SQLITE_TOO_OLD);
+        CHECK_STR(health_code_names[r.code], "sqlite-too-old");
+
+        /* A schema this SQLite cannot parse reads as SQLITE_CORRUPT: the
+         * probe's skew flag keeps it from being "corrupt". */
+        in = healthy(&p);
+        p.result = DB_E_SQLITE;
+        p.sqlite_code = SQLITE_CORRUPT;
+        p.skew = true;
+        strcpy(p.error, "malformed database schema (c) - unrecognized token: \"1_000_000\"");
+        health_evaluate(&limits, &in, &r);
+        CHECK_INT(r.state, HEALTH_DEGRADED);
+        CHECK_INT(r.code, HEALTH_CODE_SQLITE_TOO_OLD);
+        p.skew = false;
+        health_evaluate(&limits, &in, &r);
+        CHECK_INT(r.state, HEALTH_FAILED);
+        CHECK_INT(r.code, HEALTH_CODE_CORRUPT);
+}
+
 int main(void) {
         test_ok();
         test_backups();
@@ -276,5 +314,6 @@ int main(void) {
         test_stalled();
         test_degraded_and_severity();
         test_wal_pending();
+        test_foreign_keys_and_skew();
         return test_result("test-health");
 }

@@ -456,6 +456,7 @@ def case_test_lists(tmp):
         ("daemon_cases", ("tests", "integration", "test_daemon.py"), r"^def case_(\w+)\("),
         ("control_cases", ("tests", "integration", "test_control.py"), r"^def case_(\w+)\("),
         ("maintenance_cases", ("tests", "integration", "test_maintenance.py"), r"^def case_(\w+)\("),
+        ("checks_cases", ("tests", "integration", "test_checks.py"), r"^def case_(\w+)\("),
         ("docs_cases", ("tests", "docs", "test_docs.py"), r"^def case_(\w+)\("),
         ("system_cases", ("tests", "system", "test_system.py"), r"^@(?:static|booted)\ndef (\w+)\("),
     )

@@ -95,7 +95,8 @@ def case_read_only(tmp):
         pages = query(db, "PRAGMA page_count")[0][0]
         check(s["database"]["page_count"] == pages, f"page_count {s['database']['page_count']} != {pages}")
         check(s["database"]["page_size"] == 4096, "page_size")
-        check(s["pragmas"]["journal_mode"] == {"requested": "wal", "effective": "wal", "outcome": "applied"},
+        check(s["pragmas"]["journal_mode"] == {"scope": "file", "requested": "wal", "effective": "wal",
+                                               "outcome": "applied"},
               str(s["pragmas"]["journal_mode"]))
         check(s["pragmas"]["mmap_size"]["requested"] is None, "unrequested pragma")
         check(set(s["maintenance"]["last"]) == {"checkpoint", "vacuum", "analyze", "quick_check", "backup"}, "tasks")
