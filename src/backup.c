@@ -56,6 +56,7 @@ typedef struct BackupJob {
         /* Out. */
         BackupEnd end;
         bool dir_full;            /* the backup directory's file system ran out */
+        char skew[256];           /* integrity_check could not run with this SQLite: why */
         char error[512];
         DbFault fault;
         BackupManifest manifest;
@@ -243,7 +244,8 @@ static void take(BackupJob *b) {
         b->manifest.copy_usec = copy.duration;
         b->manifest.snapshot_usec = copy.snapshot;
         b->manifest.check_usec = check.duration;
-        bufprintf(b->manifest.check, sizeof(b->manifest.check), "%s", b->quick ? "quick" : "integrity");
+        bufprintf(b->manifest.check, sizeof(b->manifest.check), "%s", check.quick ? "quick" : "integrity");
+        bufprintf(b->skew, sizeof(b->skew), "%s", check.skew);
         b->manifest.check_ok = true;
         b->manifest.state = state;
 
@@ -334,6 +336,9 @@ static void report_taken(TaskReport *r, const BackupJob *b) {
         format_elapsed(check_took, sizeof(check_took), b->manifest.check_usec);
         bufprintf(r->summary, sizeof(r->summary), "%s (%s, %" PRIi64 " pages), copied in %s, %s check ok in %s", b->path,
                   bytes, b->manifest.page_count, copy_took, b->manifest.check, check_took);
+        if (b->skew[0])
+                bufprintf(r->summary + strlen(r->summary), sizeof(r->summary) - strlen(r->summary),
+                          " (integrity_check cannot run with SQLite %s: %s)", sqlite3_libversion(), b->skew);
         if (b->deleted)
                 bufprintf(r->summary + strlen(r->summary), sizeof(r->summary) - strlen(r->summary),
                           "; retention deleted %u older backup%s", b->deleted, b->deleted == 1 ? "" : "s");

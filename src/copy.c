@@ -9,6 +9,7 @@
 
 #include <sha2.h>
 
+#include "compat.h"
 #include "copy.h"
 
 /* Pages per backup step, and the pause between steps: the copy keeps its
@@ -230,7 +231,20 @@ char *copy_immutable_uri(const char *path) {
         return uri;
 }
 
+static void run_check(const char *path, bool quick, CopyCheck *c);
+
 void copy_check(const char *path, bool quick, CopyCheck *c) {
+        char skew[sizeof(c->skew)];
+
+        run_check(path, quick, c);
+        if (quick || c->result == 0 || !compat_error_is_skew(c->first))
+                return;
+        bufprintf(skew, sizeof(skew), "%s", c->first);
+        run_check(path, true, c);
+        bufprintf(c->skew, sizeof(c->skew), "%s", skew);
+}
+
+static void run_check(const char *path, bool quick, CopyCheck *c) {
         usec_t start = now_usec(CLOCK_MONOTONIC);
         unsigned char hdr[100];
         sqlite3_stmt *s = NULL;
@@ -238,7 +252,7 @@ void copy_check(const char *path, bool quick, CopyCheck *c) {
         sqlite3 *d = NULL;
         int fd, rc;
 
-        *c = (CopyCheck){ 0 };
+        *c = (CopyCheck){ .quick = quick };
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
         if (fd < 0 || pread(fd, hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr)) {
                 c->result = DB_E_SQLITE;

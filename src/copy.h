@@ -57,11 +57,16 @@ typedef struct CopyCheck {
         char first[512];     /* the first problem, or why it could not run */
         int64_t pages, page_size;
         bool wal_header;     /* the file's header says WAL mode (bytes 18/19 = 2) */
+        bool quick;          /* quick_check ran: asked for, or integrity_check could not */
+        char skew[256];      /* why integrity_check could not run with this SQLite ("" when it could) */
         usec_t duration;
 } CopyCheck;
 
 /* Opens path read-only (never creating -wal or -shm beside it: a header in
- * WAL mode is refused) and runs integrity_check (quick: quick_check). */
+ * WAL mode is refused) and runs integrity_check (quick: quick_check). When
+ * integrity_check cannot run because the database uses what this SQLite
+ * lacks (an index on a newer function: compat.h), quick_check runs
+ * instead, which does not evaluate index expressions, and skew says why. */
 void copy_check(const char *path, bool quick, CopyCheck *ret);
 
 /* "file:PATH?mode=ro&immutable=1" with PATH percent-encoded as RFC 3986

@@ -389,6 +389,43 @@ def case_backup_dir_faults(tmp):
     check(integrity(db) == ["ok"], "the database is corrupt")
 
 
+def case_backup_newer_sqlite(tmp):
+    """A database with an index on jsonb_extract() (SQLite 3.45; this SQLite
+    cannot run integrity_check on it, quick_check it can): the backup is
+    still taken and checked, with quick_check, and says why."""
+    db = os.path.join(tmp, "n.db")
+    con = sqlite3.connect(db, isolation_level=None)
+    con.execute("PRAGMA journal_mode=wal")
+    con.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, doc TEXT)")
+    con.executemany("INSERT INTO t(doc) VALUES (?)", ((json.dumps({"a": i}),) for i in range(200)))
+    con.execute("CREATE INDEX t_a ON t(json_extract(doc, '$.a'))")
+    # What a newer SQLite leaves: the same index on jsonb_extract().
+    con.execute("PRAGMA writable_schema=ON")
+    con.execute("UPDATE sqlite_schema SET sql = 'CREATE INDEX t_a ON t(jsonb_extract(doc, ''$.a''))' "
+                "WHERE name = 't_a'")
+    con.execute("PRAGMA writable_schema=OFF")
+    con.close()
+    try:
+        query(db, "PRAGMA integrity_check")
+        raise Skip("this SQLite knows jsonb_extract(): nothing to test")
+    except sqlite3.Error as e:
+        check("jsonb_extract" in str(e), f"the fixture: {e}")
+    d, notify, sock, bdir = start(tmp, db)
+    try:
+        rc, rep, err = ctl_json(sock, "backup")
+        check(rc == 0 and rep["ok"], f"backup of a newer SQLite's database: {rep} {err}")
+        check(rep["backup"]["check"] == "quick", f"check {rep['backup']['check']}")
+        check("integrity_check cannot run" in rep["backup"]["summary"] and "jsonb_extract" in rep["backup"]["summary"],
+              f"summary: {rep['backup']['summary']}")
+        base = os.path.basename(rep["backup"]["path"])[:-3]
+        m = backups_in(bdir)[base]
+        check(m["check"] == "quick" and m["check_result"] == "ok", f"manifest: {m}")
+        check(ctl_json(sock, "health")[1]["health"]["code"] != "backup-failed", "health says the backup failed")
+        stop(d, notify)
+    finally:
+        d.kill()
+
+
 def case_backup_stale(tmp):
     """No backup after max_age of running is degraded (backup-stale); a
     backup clears it; it comes back when that backup ages past max_age."""
