@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "control.h"
+#include "files.h"
 #include "json.h"
 #include "log.h"
 #include "request.h"
@@ -73,6 +74,7 @@ struct ControlClient {
         Json reply;
         size_t reply_off;
         ControlPeer peer;
+        int passed_fd[2]; /* descriptors that came with the request (SCM_RIGHTS), -1: none */
         Client *prev, *next;
 };
 
@@ -136,6 +138,9 @@ static void client_free(Client *cl) {
                 /* The server goes before the operation finished: nobody is
                  * told when it ends. */
                 c->env.gone(c->env.userdata, cl);
+        for (size_t i = 0; i < ELEMENTSOF(cl->passed_fd); i++)
+                if (cl->passed_fd[i] >= 0)
+                        files_close(cl->passed_fd[i]);
         json_free(&cl->reply);
         free(cl);
 }
@@ -294,6 +299,57 @@ static void client_drain(Client *cl) {
                 client_free(cl);
 }
 
+/* Reads what the client sent, and the descriptors that may come with it
+ * (sqlvigilctl restore passes the file it opened, and its manifest): at
+ * most two are kept, any others are closed at once. */
+static ssize_t client_recv(Client *cl, int fd) {
+        union {
+                struct cmsghdr align;
+                char buf[CMSG_SPACE(sizeof(int) * 4)];
+        } control;
+        struct iovec iov = { .iov_base = cl->in + cl->in_len, .iov_len = sizeof(cl->in) - cl->in_len };
+        struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control,
+                              .msg_controllen = sizeof(control) };
+        ssize_t n;
+
+        n = recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+        if (n < 0)
+                return n;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+                size_t count;
+                int fds[4];
+
+                if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+                        continue;
+                count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                memcpy(fds, CMSG_DATA(c), MIN(count, ELEMENTSOF(fds)) * sizeof(int));
+                for (size_t i = 0; i < MIN(count, ELEMENTSOF(fds)); i++) {
+                        size_t k = 0;
+
+                        while (k < ELEMENTSOF(cl->passed_fd) && cl->passed_fd[k] >= 0)
+                                k++;
+                        if (k < ELEMENTSOF(cl->passed_fd))
+                                cl->passed_fd[k] = fds[i];
+                        else
+                                files_close(fds[i]);
+                }
+        }
+        /* Cut short: the descriptors that did not fit were closed by the
+         * kernel (MSG_CTRUNC); the request is refused for lack of its file
+         * if it needed one. */
+        return n;
+}
+
+int control_client_take_fd(ControlClient *cl, size_t i) {
+        int fd;
+
+        if (i >= ELEMENTSOF(cl->passed_fd))
+                return -1;
+        fd = cl->passed_fd[i];
+        cl->passed_fd[i] = -1;
+        return fd;
+}
+
 static int on_client_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         Client *cl = userdata;
         ssize_t n;
@@ -327,7 +383,7 @@ static int on_client_io(sd_event_source *s, int fd, uint32_t revents, void *user
                         client_drain(cl);
                 return 0;
         }
-        n = recv(fd, cl->in + cl->in_len, sizeof(cl->in) - cl->in_len, MSG_DONTWAIT);
+        n = client_recv(cl, fd);
         if (n < 0) {
                 if (errno == EAGAIN || errno == EINTR)
                         return 0;
@@ -382,7 +438,10 @@ static void send_line_and_close(int fd, const char *code, const char *msg) {
                 (void)send(fd, json_text(&j), j.len, MSG_NOSIGNAL | MSG_DONTWAIT);
         json_free(&j);
         /* What the client sent already is read first: closing with unread
-         * input would make its next read fail (ECONNRESET) instead of end. */
+         * input would make its next read fail (ECONNRESET) instead of end.
+         * Descriptors passed with it (a restore's file) are never installed
+         * here: without room for them, the kernel drops them (MSG_CTRUNC),
+         * so none of ours is closed. */
         while (recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0)
                 ;
         close(fd);
@@ -494,6 +553,7 @@ static void take(Control *c, int cfd) {
         }
         cl->control = c;
         cl->fd = cfd;
+        cl->passed_fd[0] = cl->passed_fd[1] = -1;
         cl->peer = peer;
         cl->privileged = privileged;
         cl->accepted = now_usec(CLOCK_MONOTONIC);

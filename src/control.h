@@ -111,6 +111,10 @@ int control_rebind(Control *c, const char *path, char *error, size_t error_size)
 /* The peer of a client. */
 const ControlPeer *control_client_peer(const ControlClient *cl);
 
+/* The i-th descriptor (0 or 1) the client passed with its request
+ * (SCM_RIGHTS), now the caller's to close; -1 when none came. */
+int control_client_take_fd(ControlClient *cl, size_t i);
+
 /* The answer to client will come later: keep it. A client that hangs up
  * meanwhile gives its slot back at once; its reply, when it comes, is
  * discarded (and the journal says so). env.gone is called only when the

@@ -43,6 +43,19 @@ typedef struct DbFiles {
         uint64_t probe_count;
 } DbFiles;
 
+/* ---- Descriptors from outside ------------------------------------------------
+ *
+ * A descriptor another process hands sqlvigil (a restore's FILE, over the
+ * control socket) may name the database, its -wal or its -shm: a client
+ * can open them as well as anyone. Closing it would drop every POSIX lock
+ * this process holds on that file, SQLite's included, and the next
+ * application to close its connection would take sqlvigil for gone,
+ * checkpoint, and delete the -wal and -shm under it. files_close() closes
+ * any other descriptor, and keeps those until files_release_parked(), after
+ * sqlite3_close(). Any thread. */
+void files_close(int fd);
+void files_release_parked(void);
+
 /* Sets up f for the database at db_path, opened as db (nothing is opened).
  * 0 or -ENOMEM. */
 int dbfiles_init(DbFiles *f, const char *db_path, FileId db);
@@ -117,6 +130,13 @@ typedef struct StalePlan {
 } StalePlan;
 
 void files_stale_plan(const Mark *mark, FileId db_now, FileId wal_now, FileId shm_now, StalePlan *ret);
+
+/* Whether process pid has the file id open under a name in dir (its
+ * descriptor's link, "(deleted)" or not): an inode number alone may have
+ * been reused by an unrelated file since. 1 yes, 0 no, or a negative errno
+ * when /proc/PID/fd cannot be read (another user's process): then nobody
+ * knows. */
+int files_pid_has_open_in(pid_t pid, FileId id, const char *dir);
 
 /* Moves the file at path out of SQLite's way, under a name that says so:
  * PATH.stale-YYYYmmddTHHMMSSZ (never replacing anything). *ret_new gets
