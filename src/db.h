@@ -190,6 +190,11 @@ void db_analyze(Db *db, AnalyzeMode mode, uint64_t analysis_limit, usec_t max_wa
 typedef struct CopyResult CopyResult;
 void db_save_copy(Db *db, const char *dest, CopyResult *ret);
 
+/* PRAGMA data_version of this connection: a different value from one call
+ * to the next says that another connection committed in between. Database
+ * thread. 0, or DB_E_BUSY / DB_E_SQLITE. */
+int db_data_version(Db *db, int64_t *ret);
+
 /* The database at path as a newly started application sees it: a new
  * read-only connection (of this process, which never checkpoints on close)
  * runs PRAGMA quick_check. A database copied over in place under a live WAL

@@ -29,6 +29,7 @@ typedef enum Step {
         STEP_SAVE,   /* a deleted database: its copy */
         STEP_DRAIN,  /* the WAL into its own database file */
         STEP_WAIT,   /* for the others to leave the old files */
+        STEP_RESAVE, /* a deleted database: the copy again, if others committed since */
         STEP_DONE,
 } Step;
 
@@ -43,6 +44,8 @@ struct Rescue {
         usec_t next_drain;
         bool db_deleted;
         char *db_name;         /* where the old database is now, in its directory; NULL if not there */
+        char *saved;           /* the deleted database's copy, once made */
+        int64_t saved_version; /* PRAGMA data_version just before that copy began */
         int fence_fd;
         FileId fence_id;
         bool locks_held;
@@ -57,11 +60,16 @@ typedef struct SaveJob {
         Rescue *rescue;
         char *dest;            /* the final name */
         char *tmp;
+        bool again;            /* the second copy, at the end of the rescue */
+        bool replace;          /* it replaces the first, and is made only if something changed since */
+        int64_t version;       /* data_version before the copy began */
+        bool unchanged;        /* again, and nobody committed since the first copy: none made */
         CopyResult copy;
         int rename_error;
 } SaveJob;
 
 static void advance(Rescue *r);
+static void finish(Rescue *r);
 
 RescueKind rescue_kind_for(const FilesCheck *c) {
         if (c->db != FILE_STATE_OK || c->dir_moved)
@@ -198,10 +206,25 @@ static void set_files_aside(Rescue *r) {
 
 static void save_run(Job *j, Db *db) {
         SaveJob *s = container_of(j, SaveJob, job);
+        int64_t before = s->version;
+        int q;
 
+        /* The version first: a commit after it and before the copy's
+         * snapshot only makes the second copy happen for nothing. */
+        if (db_data_version(db, &s->version) != 0)
+                s->version = INT64_MIN; /* unknown: the second copy is always made */
+        if (s->replace && s->version == before && before != INT64_MIN) {
+                s->unchanged = true;
+                return;
+        }
         db_save_copy(db, s->tmp, &s->copy);
-        if (s->copy.result == 0 && files_rename_noreplace(s->tmp, s->dest) < 0) {
-                s->rename_error = errno;
+        if (s->copy.result != 0)
+                return;
+        /* The second copy replaces the first: it is ours, made moments ago,
+         * and holds everything the first did. */
+        q = s->replace ? (rename(s->tmp, s->dest) < 0 ? -errno : 0) : files_rename_noreplace(s->tmp, s->dest);
+        if (q < 0) {
+                s->rename_error = -q;
                 (void)unlink(s->tmp);
         }
 }
@@ -213,24 +236,41 @@ static void save_done(Job *j, bool ran) {
 
         if (!ran)
                 act(r, "could not save the deleted database: the database thread was stopping");
+        else if (s->unchanged)
+                ; /* the first copy has everything */
         else if (s->copy.result != 0 || s->rename_error) {
-                act(r, "could not save the deleted database as %s: %s", s->dest,
+                act(r, "could not save the deleted database%s as %s: %s", s->again ? " again" : "", s->dest,
                     s->rename_error ? strerror(s->rename_error) : s->copy.error);
                 r->failed = true;
         } else {
                 (void)copy_fsync_dir(r->env.files->dir);
-                act(r, "saved the deleted database (%s, %" PRIi64 " pages) as %s",
-                    format_bytes(bytes, sizeof(bytes), s->copy.bytes), s->copy.pages, s->dest);
+                act(r, "saved the deleted database (%s, %" PRIi64 " pages) as %s%s",
+                    format_bytes(bytes, sizeof(bytes), s->copy.bytes), s->copy.pages, s->dest,
+                    s->again ? ", again, with what other programs committed during the rescue" : "");
+                if (!r->saved) {
+                        r->saved = TAKE_PTR(s->dest);
+                        r->saved_version = s->version;
+                }
         }
+        r->busy = false;
         free(s->dest);
         free(s->tmp);
+        if (s->again) {
+                free(s);
+                finish(r);
+                return;
+        }
         free(s);
-        r->busy = false;
         r->step = STEP_DRAIN;
         advance(r);
 }
 
-static void start_save(Rescue *r) {
+/* The copy of a deleted database: first at once (a kill from then on
+ * loses nothing that was committed before the fault), and again at the end
+ * (again) when other programs still attached committed since: their
+ * commits went into the old WAL, which nobody can reach once sqlvigil has
+ * left. */
+static void start_save(Rescue *r, bool again) {
         char stamp[32];
         time_t t = time(NULL);
         struct tm tm;
@@ -240,7 +280,10 @@ static void start_save(Rescue *r) {
         strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
         s = calloc(1, sizeof(*s));
         if (s) {
-                s->dest = strdup_printf("%s.deleted-%s", r->env.files->db_path, stamp);
+                s->again = again;
+                s->replace = again && r->saved;
+                s->version = r->saved_version;
+                s->dest = s->replace ? strdup(r->saved) : strdup_printf("%s.deleted-%s", r->env.files->db_path, stamp);
                 s->tmp = strdup_printf("%s.deleted-%s.tmp", r->env.files->db_path, stamp);
         }
         if (!s || !s->dest || !s->tmp) {
@@ -251,8 +294,12 @@ static void start_save(Rescue *r) {
                 free(s);
                 act(r, "could not save the deleted database: out of memory");
                 r->failed = true;
-                r->step = STEP_DRAIN;
-                advance(r);
+                if (again)
+                        finish(r);
+                else {
+                        r->step = STEP_DRAIN;
+                        advance(r);
+                }
                 return;
         }
         s->job = (Job){ .name = "save", .urgent = true, .cancellable = false, .run = save_run, .done = save_done };
@@ -324,7 +371,7 @@ static void advance(Rescue *r) {
         switch (r->step) {
         case STEP_SAVE:
                 if (r->db_deleted) {
-                        start_save(r);
+                        start_save(r, false);
                         return;
                 }
                 r->step = STEP_DRAIN;
@@ -342,7 +389,11 @@ static void advance(Rescue *r) {
                 if (files_other_user(r->env.files->shm_fd, &r->other) < 0)
                         r->other = 0;
                 if (r->other <= 0 || now >= r->deadline) {
-                        finish(r);
+                        if (r->db_deleted) {
+                                r->step = STEP_RESAVE;
+                                start_save(r, true);
+                        } else
+                                finish(r);
                         return;
                 }
                 /* Someone still commits into the old WAL: bring that in too. */
@@ -398,6 +449,7 @@ int rescue_start(Rescue **ret, const RescueEnv *env, RescueKind kind, const File
         q = sd_event_add_time_relative(env->event, &r->timer, CLOCK_MONOTONIC, TICK, 10 * USEC_PER_MSEC, on_tick, r);
         if (q < 0) {
                 free(r->db_name);
+                free(r->saved);
                 free(r);
                 return q;
         }
@@ -417,6 +469,7 @@ Rescue *rescue_free(Rescue *r) {
                 files_unfence(r->env.files->shm_path, r->fence_fd, r->fence_id);
         release_locks(r);
         free(r->db_name);
+        free(r->saved);
         free(r);
         return NULL;
 }
