@@ -51,6 +51,8 @@ struct Rescue {
         bool locks_held;
         pid_t other;           /* a process still attached to the old files */
         int copied;            /* frames drained into the database, in all */
+        int late;              /* of those, frames that others committed during the rescue */
+        bool drained_last;     /* the drain after the others left (or the deadline) is done */
         char actions[1536];    /* what was done, for the summary */
         bool failed;
 };
@@ -312,8 +314,11 @@ static void drained(void *userdata, const CheckpointOutcome *o, bool ran) {
         Rescue *r = userdata;
 
         r->busy = false;
-        if (ran && o->copied > 0)
+        if (ran && o->copied > 0) {
                 r->copied += o->copied;
+                if (r->step == STEP_WAIT)
+                        r->late += o->copied;
+        }
         if (!ran || o->result == TASK_RESULT_FAILED) {
                 act(r, "draining the old WAL failed: %s", ran ? o->error : "the database thread was stopping");
                 r->failed = true;
@@ -389,6 +394,18 @@ static void advance(Rescue *r) {
                 if (files_other_user(r->env.files->shm_fd, &r->other) < 0)
                         r->other = 0;
                 if (r->other <= 0 || now >= r->deadline) {
+                        /* Once more: what others committed since the
+                         * previous drain (they may have left just now)
+                         * is in the old WAL only, which nobody reaches
+                         * once sqlvigil is gone. */
+                        if (r->kind != RESCUE_OVERWRITTEN && !r->drained_last) {
+                                r->drained_last = true;
+                                start_drain(r, now < r->deadline ? MIN(USEC_PER_SEC, r->deadline - now)
+                                                                 : USEC_PER_SEC);
+                                return;
+                        }
+                        if (r->late > 0)
+                                act(r, "drained %d frames that other programs committed during the rescue", r->late);
                         if (r->db_deleted) {
                                 r->step = STEP_RESAVE;
                                 start_save(r, true);
