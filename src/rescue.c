@@ -455,8 +455,11 @@ int rescue_start(Rescue **ret, const RescueEnv *env, RescueKind kind, const File
         r->deadline = now_usec(CLOCK_MONOTONIC) + env->timeout;
 
         /* First of all, the evidence: should sqlvigil be killed from here
-         * on, the next start sets the old -wal and -shm aside. */
-        q = dbfiles_write_mark(env->files, true);
+         * on, the next start sets the old -wal and -shm aside. Not when the
+         * directory moved: the files stay together in it, and the mark
+         * there already names them as they belong (the mark path is gone,
+         * too). */
+        q = check->dir_moved ? 0 : dbfiles_write_mark(env->files, true);
         if (q < 0) {
                 act(r, "could not mark the old -wal and -shm stale in %s: %s", env->files->mark_path, strerror(-q));
                 r->failed = true;
