@@ -1099,8 +1099,10 @@ static int set_aside_stale(Manager *m) {
         }
         /* The same database file, and programs still attached to a WAL index
          * that is no longer at its path (deleted or set aside while they
-         * ran): a new WAL beside theirs would split the database in two. */
-        if (n > 0 && mark.valid && !mark.stale && file_id_eq(db_now, mark.db) && !file_id_eq(shm_now, mark.shm))
+         * ran): a new WAL beside theirs would split the database in two.
+         * A stale mark is no exception: the rescue after a deleted -wal or
+         * -shm writes one, and exits while such programs may remain. */
+        if (n > 0 && mark.valid && file_id_eq(db_now, mark.db) && !file_id_eq(shm_now, mark.shm))
                 return start_failed(EXIT_FAILURE_OTHER,
                                     "%s still has %s open through a -shm that is no longer at %s (it was deleted "
                                     "or set aside while they ran): their commits go where no new connection looks. "
