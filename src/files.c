@@ -404,6 +404,35 @@ void files_unfence(const char *shm_path, int fd, FileId id) {
         close(fd);
 }
 
+int files_pid_has_open(pid_t pid, FileId id, const char *prefix) {
+        char dir[64];
+        struct dirent *de;
+        DIR *d;
+        int r = 0;
+
+        bufprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+        d = opendir(dir);
+        if (!d)
+                return -errno;
+        while (r == 0 && (de = readdir(d))) {
+                char target[4096];
+                struct stat st;
+                ssize_t n;
+
+                if (de->d_name[0] == '.' || fstatat(dirfd(d), de->d_name, &st, 0) < 0)
+                        continue;
+                if (st.st_dev != id.dev || st.st_ino != id.ino)
+                        continue;
+                n = readlinkat(dirfd(d), de->d_name, target, sizeof(target) - 1);
+                if (n < 0)
+                        continue;
+                target[n] = '\0';
+                r = strncmp(target, prefix, strlen(prefix)) == 0;
+        }
+        closedir(d);
+        return r;
+}
+
 int files_other_user(int shm_fd, pid_t *ret_pid) {
         WalLock l;
         int r;

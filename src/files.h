@@ -141,6 +141,14 @@ int files_fence(const char *shm_path, int *ret_fd, FileId *ret_id);
 /* Removes the fence, if the path still names it. */
 void files_unfence(const char *shm_path, int fd, FileId id);
 
+/* Whether process pid has the file id open under a name that begins with
+ * prefix (the path it had, then " (deleted)" or the name it was set aside
+ * under): /proc/locks names a file by device and inode only, and the inode
+ * number of a deleted file soon belongs to another file, anywhere on that
+ * file system. 1 yes, 0 no, or a negative errno when the process's
+ * descriptors cannot be seen (another user's, say). Any thread. */
+int files_pid_has_open(pid_t pid, FileId id, const char *prefix);
+
 /* Whether another process is attached to the WAL index open at shm_fd (it
  * holds the DMS byte, as every connection that has read does): *ret_pid
  * one of them, 0 when none. Takes no lock. 0 or a negative errno. */

@@ -1090,6 +1090,15 @@ static int set_aside_stale(Manager *m) {
         if (mark.valid && mark.shm.ino)
                 (void)walindex_lock_holders(NULL, mark.shm.dev, mark.shm.ino, getpid(), holders, ELEMENTSOF(holders),
                                             &n);
+        /* The mark's -shm may be long deleted and its inode number another
+         * file's now (another program's lock on it means nothing here):
+         * only a holder that has it open under this database's name counts;
+         * one whose descriptors cannot be seen still does. */
+        for (size_t i = 0; i < n;)
+                if (files_pid_has_open(holders[i], mark.shm, shm_path) == 0)
+                        holders[i] = holders[--n];
+                else
+                        i++;
         for (size_t i = 0; i < n; i++) {
                 char comm[32];
 
