@@ -180,6 +180,14 @@ static void set_files_aside(Rescue *r) {
                         set_aside(r, f->wal_path, "foreign");
                 if (r->check.shm == FILE_STATE_REPLACED)
                         set_aside(r, f->shm_path, "foreign");
+                /* A -shm still at its path is the live index of a WAL that
+                 * is no longer at its own: a connection opened now would
+                 * attach to it and read its frames from whatever -wal it
+                 * finds or creates there. It goes aside (sqlvigil and the
+                 * applications keep it open), and the fence takes its
+                 * place. */
+                if (r->check.shm == FILE_STATE_OK)
+                        set_aside(r, f->shm_path, "stale");
                 q = files_fence(f->shm_path, &r->fence_fd, &r->fence_id);
                 if (q == 0)
                         act(r, "fenced %s: programs that open the database now fail with \"locking protocol\" "

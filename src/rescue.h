@@ -18,8 +18,9 @@
  *   the -wal or -shm deleted, renamed away, or another file put in their
  *       place: the fence (files_fence()) keeps new connections from starting
  *       a second WAL beside the one still in use; whatever sits at those paths
- *       and is not the database's is set aside; the WAL is drained into the
- *       database.
+ *       and is not the database's is set aside, and so is a -shm still at its
+ *       path (the live index of a WAL no longer at its own), for the fence to
+ *       take its place; the WAL is drained into the database.
  *   the database's (or the WAL's) content replaced in place under its live
  *       WAL (cp over it): the WAL no longer belongs to the content; draining
  *       it would mix the two. sqlvigil holds the checkpoint and write locks
