@@ -466,8 +466,10 @@ int rescue_start(Rescue **ret, const RescueEnv *env, RescueKind kind, const File
          * on, the next start sets the old -wal and -shm aside. Not when the
          * directory moved: the files stay together in it, and the mark
          * there already names them as they belong (the mark path is gone,
-         * too). */
-        q = check->dir_moved ? 0 : dbfiles_write_mark(env->files, true);
+         * too). Nor when the -wal or -shm was displaced: the database is
+         * still the one they belong to, and a -wal still at its path holds
+         * commits that the next start must replay, not set aside. */
+        q = check->dir_moved || kind == RESCUE_WAL_DISPLACED ? 0 : dbfiles_write_mark(env->files, true);
         if (q < 0) {
                 act(r, "could not mark the old -wal and -shm stale in %s: %s", env->files->mark_path, strerror(-q));
                 r->failed = true;
