@@ -215,6 +215,8 @@ int mark_read(const char *mark_path, Mark *ret) {
                         r = r ?: parse_id(line + 4, &ret->wal);
                 else if (strncmp(line, "shm=", 4) == 0)
                         r = r ?: parse_id(line + 4, &ret->shm);
+                else if (strncmp(line, "born=", 5) == 0)
+                        ret->db_birth = strtoull(line + 5, NULL, 10);
                 else if (strncmp(line, "stale=", 6) == 0)
                         ret->stale = atoi(line + 6) != 0;
                 else if (strncmp(line, "pid=", 4) == 0)
@@ -246,10 +248,12 @@ int dbfiles_write_mark(DbFiles *f, bool stale) {
         tmp = strdup_printf("%s.%d.tmp", f->mark_path, (int)getpid());
         text = strdup_printf("# sqlvigil: which database file the -wal and -shm beside it belong to (see sqlvigil(8),\n"
                              "# DATA SAFETY). Written by sqlvigil; safe to delete while it is stopped.\n"
-                             "db=%ju:%ju\nwal=%ju:%ju\nshm=%ju:%ju\nstale=%d\npid=%d\n" PROBE_PREFIX "%0*" PRIu64 "\n",
-                             (uintmax_t)f->db.dev, (uintmax_t)f->db.ino, (uintmax_t)f->wal.dev, (uintmax_t)f->wal.ino,
-                             (uintmax_t)f->shm.dev, (uintmax_t)f->shm.ino, stale, (int)getpid(), PROBE_WIDTH,
-                             f->probe_count);
+                             "db=%ju:%ju\nborn=%" PRIu64 "\nwal=%ju:%ju\nshm=%ju:%ju\nstale=%d\npid=%d\n" PROBE_PREFIX
+                             "%0*" PRIu64 "\n",
+                             (uintmax_t)f->db.dev, (uintmax_t)f->db.ino,
+                             f->db_fd >= 0 ? files_birth(f->db_fd, "") : (uint64_t)0, (uintmax_t)f->wal.dev,
+                             (uintmax_t)f->wal.ino, (uintmax_t)f->shm.dev, (uintmax_t)f->shm.ino, stale, (int)getpid(),
+                             PROBE_WIDTH, f->probe_count);
         if (!tmp || !text)
                 return -ENOMEM;
         fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -352,7 +356,16 @@ int files_set_aside(const char *path, const char *why, char **ret_new) {
         return r;
 }
 
-int files_find_by_id(const char *dir, FileId id, char **ret_name) {
+uint64_t files_birth(int dirfd, const char *path) {
+        struct statx stx;
+
+        if (statx(dirfd, path, (*path ? 0 : AT_EMPTY_PATH) | AT_SYMLINK_NOFOLLOW, STATX_BTIME, &stx) < 0 ||
+            !(stx.stx_mask & STATX_BTIME))
+                return 0;
+        return (uint64_t)stx.stx_btime.tv_sec * 1000000000u + stx.stx_btime.tv_nsec;
+}
+
+int files_find_by_id(const char *dir, FileId id, uint64_t birth, char **ret_name) {
         struct dirent *de;
         struct stat st;
         DIR *d;
@@ -365,6 +378,8 @@ int files_find_by_id(const char *dir, FileId id, char **ret_name) {
                 if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
                         continue;
                 if (st.st_dev == id.dev && st.st_ino == id.ino) {
+                        if (birth && files_birth(dirfd(d), de->d_name) != birth)
+                                continue; /* the number, reused */
                         *ret_name = strdup(de->d_name);
                         r = *ret_name ? 0 : -ENOMEM;
                         break;

@@ -30,6 +30,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "util.h"
@@ -91,6 +92,7 @@ void files_check_describe(const FilesCheck *c, const DbFiles *f, char *buf, size
 typedef struct Mark {
         bool valid;
         FileId db, wal, shm;
+        uint64_t db_birth;     /* the database file's birth time (statx), in ns; 0 when unknown */
         bool stale;            /* the -wal and -shm named do not belong to the file at the path */
         pid_t pid;
 } Mark;
@@ -124,8 +126,15 @@ void files_stale_plan(const Mark *mark, FileId db_now, FileId wal_now, FileId sh
 int files_set_aside(const char *path, const char *why, char **ret_new);
 
 /* In dir, the name of the file with identity id, if any (malloc'd into
- * *ret_name); 0, -ENOENT, or another negative errno. */
-int files_find_by_id(const char *dir, FileId id, char **ret_name);
+ * *ret_name); birth, when not 0, must be its birth time too: the inode
+ * number of a file deleted since is soon another file's. 0, -ENOENT, or
+ * another negative errno. */
+int files_find_by_id(const char *dir, FileId id, uint64_t birth, char **ret_name);
+
+/* The birth time (statx STATX_BTIME) of the file at path relative to dirfd
+ * (AT_EMPTY_PATH with "": of dirfd itself), in ns; 0 when the file system
+ * does not keep one or the call fails. */
+uint64_t files_birth(int dirfd, const char *path);
 
 /* Renames from to to, but never over an existing file. */
 int files_rename_noreplace(const char *from, const char *to);

@@ -1126,7 +1126,7 @@ static int set_aside_stale(Manager *m) {
         /* The database they belong to, if it is still in the directory
          * under another name: they go back beside it. */
         if (dir && !mark.stale && !file_id_eq(db_now, mark.db))
-                (void)files_find_by_id(dir, mark.db, &owner);
+                (void)files_find_by_id(dir, mark.db, mark.db_birth, &owner);
         for (int i = 0; i < 2; i++) {
                 const char *path = i == 0 ? wal_path : shm_path;
                 _cleanup_(freep) char *to = NULL;

@@ -166,7 +166,7 @@ static void set_files_aside(Rescue *r) {
         case RESCUE_DB_MOVED:
                 r->db_deleted = f->db_fd >= 0 && fstat(f->db_fd, &st) == 0 && st.st_nlink == 0;
                 if (!r->check.dir_moved && !r->db_deleted &&
-                    files_find_by_id(f->dir, f->db, &r->db_name) == 0)
+                    files_find_by_id(f->dir, f->db, 0, &r->db_name) == 0)
                         act(r, "the database sqlvigil had open is now %s/%s", f->dir, r->db_name);
                 /* The WAL first: a -shm alone is rebuilt by the next
                  * connection, a -wal alone is replayed. */
