@@ -321,6 +321,49 @@ void files_stale_plan(const Mark *m, FileId db_now, FileId wal_now, FileId shm_n
         ret->shm = other_db && shm_now.ino != 0 && file_id_eq(shm_now, m->shm);
 }
 
+static bool has_prefix_suffix(const char *s, const char *prefix, size_t prefix_len, const char *suffix) {
+        size_t n = strlen(s), m = strlen(suffix);
+
+        return n > prefix_len + m && strncmp(s, prefix, prefix_len) == 0 && streq(s + n - m, suffix);
+}
+
+int files_remove_unfinished(const char *db_path, char *removed, size_t size) {
+        _cleanup_(freep) char *copy = strdup(db_path), *copy2 = strdup(db_path), *deleted = NULL, *mark = NULL;
+        const char *dir, *base;
+        struct dirent *de;
+        struct stat st;
+        DIR *d;
+        int n = 0;
+
+        if (!copy || !copy2)
+                return -ENOMEM;
+        dir = dirname(copy);
+        base = basename(copy2);
+        deleted = strdup_printf("%s.deleted-", base);
+        mark = strdup_printf("%s-sqlvigil.", base);
+        if (!deleted || !mark)
+                return -ENOMEM;
+        removed[0] = '\0';
+        d = opendir(dir);
+        if (!d)
+                return -errno;
+        while ((de = readdir(d))) {
+                size_t used = strlen(removed);
+
+                if (!has_prefix_suffix(de->d_name, deleted, strlen(deleted), ".tmp") &&
+                    !has_prefix_suffix(de->d_name, mark, strlen(mark), ".tmp"))
+                        continue;
+                if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+                        continue;
+                if (unlinkat(dirfd(d), de->d_name, 0) < 0)
+                        continue;
+                n++;
+                bufprintf(removed + used, size - used, "%s%s/%s", used ? "; " : "", dir, de->d_name);
+        }
+        closedir(d);
+        return n;
+}
+
 int files_rename_noreplace(const char *from, const char *to) {
         /* renameat2(RENAME_NOREPLACE); where the file system lacks it, a
          * link and an unlink, which refuse to replace too. */

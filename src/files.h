@@ -136,6 +136,13 @@ int files_find_by_id(const char *dir, FileId id, uint64_t birth, char **ret_name
  * does not keep one or the call fails. */
 uint64_t files_birth(int dirfd, const char *path);
 
+/* Removes what a killed sqlvigil left unfinished beside db_path: the
+ * partial copy of a deleted database (DB.deleted-TIME.tmp) and a mark not
+ * yet renamed into place (DB-sqlvigil.PID.tmp); only names that sqlvigil
+ * makes. Their names go into removed ("; "-separated). Returns how many,
+ * or a negative errno. */
+int files_remove_unfinished(const char *db_path, char *removed, size_t size);
+
 /* Renames from to to, but never over an existing file. */
 int files_rename_noreplace(const char *from, const char *to);
 

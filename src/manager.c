@@ -1173,6 +1173,12 @@ static int manager_open(Manager *m) {
         r = set_aside_stale(m);
         if (r != EXIT_CLEAN)
                 return r;
+        /* A sqlvigil killed while it saved a deleted database leaves a
+         * partial copy under a temporary name: no copy at all, and no
+         * database anyone should open. */
+        r = files_remove_unfinished(m->db_path, error, sizeof(error));
+        if (r > 0)
+                log_notice("removed what a previous sqlvigil left unfinished: %s", error);
         r = db_open(m->config->db_path, m->config->create, &m->db, error, sizeof(error));
         if (r == DB_E_MISSING)
                 return start_failed(EXIT_NOINPUT, "%s", error);
