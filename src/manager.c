@@ -574,6 +574,8 @@ static void on_watch(void *userdata, WatchEvent ev) {
         int r;
 
         if (ev == WATCH_NAMES) {
+                if (m->rescue)
+                        rescue_look(m->rescue);
                 look_at_files(m);
                 return;
         }

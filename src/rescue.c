@@ -432,6 +432,29 @@ static void advance(Rescue *r) {
         }
 }
 
+void rescue_look(Rescue *r) {
+        struct stat st;
+        DbFiles *f;
+        int q;
+
+        if (!r || r->fence_fd < 0 || r->step == STEP_DONE)
+                return;
+        f = r->env.files;
+        if (stat(f->shm_path, &st) == 0 && st.st_dev == r->fence_id.dev && st.st_ino == r->fence_id.ino)
+                return;
+        close(r->fence_fd);
+        r->fence_fd = -1;
+        q = files_fence(f->shm_path, &r->fence_fd, &r->fence_id);
+        if (q == 0)
+                act(r, "the fence %s was removed; fenced it again", f->shm_path);
+        else {
+                act(r, "the fence %s was removed and could not be put back (%s): a program may have opened the "
+                       "database and started a second WAL",
+                    f->shm_path, q == -EEXIST ? "another file is there now" : strerror(-q));
+                r->failed = true;
+        }
+}
+
 static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
         Rescue *r = userdata;
         int q;
@@ -445,6 +468,7 @@ static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
                 finish(r);
                 return 0;
         }
+        rescue_look(r);
         advance(r);
         return 0;
 }

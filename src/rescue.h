@@ -71,3 +71,9 @@ typedef struct RescueEnv {
  * thread. 0 or a negative errno. */
 int rescue_start(Rescue **ret, const RescueEnv *env, RescueKind kind, const FilesCheck *check);
 Rescue *rescue_free(Rescue *r);
+
+/* The names in the directory changed while the rescue runs (inotify; and
+ * every tick): a fence that someone removed (rm DB-wal DB-shm racing with
+ * the rescue, which had just moved the -shm aside) is put back. Loop
+ * thread. */
+void rescue_look(Rescue *r);
