@@ -159,12 +159,10 @@ static void release_locks(Rescue *r) {
  * SQLite would take it for the new ones. */
 static void set_files_aside(Rescue *r) {
         DbFiles *f = r->env.files;
-        struct stat st;
         int q;
 
         switch (r->kind) {
         case RESCUE_DB_MOVED:
-                r->db_deleted = f->db_fd >= 0 && fstat(f->db_fd, &st) == 0 && st.st_nlink == 0;
                 if (!r->check.dir_moved && !r->db_deleted &&
                     files_find_by_id(f->dir, f->db, 0, &r->db_name) == 0)
                         act(r, "the database sqlvigil had open is now %s/%s", f->dir, r->db_name);
@@ -486,7 +484,29 @@ int rescue_start(Rescue **ret, const RescueEnv *env, RescueKind kind, const File
         r->fence_fd = -1;
         r->deadline = now_usec(CLOCK_MONOTONIC) + env->timeout;
 
-        /* First of all, the evidence: should sqlvigil be killed from here
+        /* The timer before any job: once one is out, r must live. */
+        q = sd_event_add_time_relative(env->event, &r->timer, CLOCK_MONOTONIC, TICK, 10 * USEC_PER_MSEC, on_tick, r);
+        if (q < 0) {
+                free(r);
+                return q;
+        }
+        (void)sd_event_source_set_description(r->timer, "rescue");
+        (void)sd_event_source_set_enabled(r->timer, SD_EVENT_ON);
+        r->step = STEP_SAVE;
+
+        /* A deleted database before anything else: only sqlvigil's
+         * descriptor still keeps it, nothing can give it a name back, and
+         * a kill before its copy is complete loses it. The copy runs on
+         * the database thread while the mark below is synced. */
+        if (kind == RESCUE_DB_MOVED) {
+                struct stat st;
+
+                r->db_deleted = env->files->db_fd >= 0 && fstat(env->files->db_fd, &st) == 0 && st.st_nlink == 0;
+                if (r->db_deleted)
+                        start_save(r, false);
+        }
+
+        /* Then the evidence: should sqlvigil be killed from here
          * on, the next start sets the old -wal and -shm aside. Not when the
          * directory moved: the files stay together in it, and the mark
          * there already names them as they belong (the mark path is gone,
@@ -499,17 +519,6 @@ int rescue_start(Rescue **ret, const RescueEnv *env, RescueKind kind, const File
                 r->failed = true;
         }
         set_files_aside(r);
-
-        q = sd_event_add_time_relative(env->event, &r->timer, CLOCK_MONOTONIC, TICK, 10 * USEC_PER_MSEC, on_tick, r);
-        if (q < 0) {
-                free(r->db_name);
-                free(r->saved);
-                free(r);
-                return q;
-        }
-        (void)sd_event_source_set_description(r->timer, "rescue");
-        (void)sd_event_source_set_enabled(r->timer, SD_EVENT_ON);
-        r->step = STEP_SAVE;
         *ret = r;
         advance(r);
         return 0;
