@@ -920,6 +920,43 @@ def case_cp_over_wal(tmp):
 
 
 
+def case_cp_over_wal_checkpoint(tmp):
+    """A checkpoint asked for between a cp over the -wal and the health
+    rounds that see it (here: sqlvigilctl checkpoint, with rounds every 2
+    s, and no program closing the database, which would bring a fresh look
+    sooner): it must not copy the foreign frames into the database. It
+    fails, saying why; then the rescue; the database keeps its rows,
+    intact."""
+    db = os.path.join(tmp, "x.db")
+    make_db(db, "seed", 10)
+    other = os.path.join(tmp, "other.db")
+    make_db(other, "seed", 0)
+    holder = App(other)
+    holder.cmd("insert foreign 300")
+    shutil.copyfile(other + "-wal", os.path.join(tmp, "foreign-wal"))
+    holder.quit()
+    v, sock = start(tmp, db, settings(health__interval="2s"), watchdog=None)
+    app = App(db)
+    try:
+        app.cmd("insert old 200")  # stays attached: no close, no fresh look
+        t0 = time.monotonic()
+        subprocess.run(["cp", os.path.join(tmp, "foreign-wal"), db + "-wal"], check=True)
+        for mode in ("passive", "truncate"):
+            r = ctl("-s", sock, "--json", "checkpoint", mode)
+            check(r.returncode == 1, f"checkpoint {mode} after the cp: exit {r.returncode}: {r.stdout} {r.stderr}")
+            c = json.loads(r.stdout).get("checkpoint", {})
+            check(c.get("result") == "failed" and "no longer matches its WAL index" in c.get("summary", ""),
+                  f"checkpoint {mode} after the cp: {r.stdout}")
+        v.journal.wait("the file-fault entry", after=t0, timeout=30, MESSAGE_ID=MSG_FILE_FAULT)
+        app.quit()
+        expect_fault(v, t0, "overwritten", [db], [f"set {db}-wal aside as {db}-wal.stale-"])
+    finally:
+        app.kill()
+        v.close()
+    expect_rows(db, {"seed": 10}, "the database")
+    restart_and_write(tmp, db, {"seed": 10}, "later", 100)
+
+
 # ---- A stale -wal found at start ----------------------------------------------------------
 
 def case_stale_wal_at_start(tmp):
