@@ -328,7 +328,8 @@ static bool has_prefix_suffix(const char *s, const char *prefix, size_t prefix_l
 }
 
 int files_remove_unfinished(const char *db_path, char *removed, size_t size) {
-        _cleanup_(freep) char *copy = strdup(db_path), *copy2 = strdup(db_path), *deleted = NULL, *mark = NULL;
+        _cleanup_(freep) char *copy = strdup(db_path), *copy2 = strdup(db_path), *deleted = NULL, *mark = NULL,
+                             *fence = NULL;
         const char *dir, *base;
         struct dirent *de;
         struct stat st;
@@ -341,7 +342,8 @@ int files_remove_unfinished(const char *db_path, char *removed, size_t size) {
         base = basename(copy2);
         deleted = strdup_printf("%s.deleted-", base);
         mark = strdup_printf("%s-sqlvigil.", base);
-        if (!deleted || !mark)
+        fence = strdup_printf("%s-shm.fence-", base);
+        if (!deleted || !mark || !fence)
                 return -ENOMEM;
         removed[0] = '\0';
         d = opendir(dir);
@@ -351,7 +353,8 @@ int files_remove_unfinished(const char *db_path, char *removed, size_t size) {
                 size_t used = strlen(removed);
 
                 if (!has_prefix_suffix(de->d_name, deleted, strlen(deleted), ".tmp") &&
-                    !has_prefix_suffix(de->d_name, mark, strlen(mark), ".tmp"))
+                    !has_prefix_suffix(de->d_name, mark, strlen(mark), ".tmp") &&
+                    !has_prefix_suffix(de->d_name, fence, strlen(fence), ""))
                         continue;
                 if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
                         continue;
@@ -434,15 +437,27 @@ int files_find_by_id(const char *dir, FileId id, uint64_t birth, char **ret_name
 
 int files_fence(const char *shm_path, int *ret_fd, FileId *ret_id) {
         struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = WALINDEX_LOCK_DMS, .l_len = 1 };
+        _cleanup_(freep) char *tmp = strdup_printf("%s.fence-%d", shm_path, (int)getpid());
         struct stat st;
         int fd, r;
 
-        fd = open(shm_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (!tmp)
+                return -ENOMEM;
+        /* Locked under another name, then renamed into place: at the path
+         * it is a fence from its first moment, never a plain empty -shm
+         * that a connection opening just then would take for its own. */
+        fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (fd < 0)
                 return -errno;
         if (fcntl(fd, F_SETLK, &fl) < 0 || fstat(fd, &st) < 0) {
                 r = -errno;
-                (void)unlink(shm_path);
+                (void)unlink(tmp);
+                close(fd);
+                return r;
+        }
+        r = files_rename_noreplace(tmp, shm_path);
+        if (r < 0) {
+                (void)unlink(tmp);
                 close(fd);
                 return r;
         }

@@ -137,9 +137,9 @@ int files_find_by_id(const char *dir, FileId id, uint64_t birth, char **ret_name
 uint64_t files_birth(int dirfd, const char *path);
 
 /* Removes what a killed sqlvigil left unfinished beside db_path: the
- * partial copy of a deleted database (DB.deleted-TIME.tmp) and a mark not
- * yet renamed into place (DB-sqlvigil.PID.tmp); only names that sqlvigil
- * makes. Their names go into removed ("; "-separated). Returns how many,
+ * partial copy of a deleted database (DB.deleted-TIME.tmp), a mark not yet
+ * renamed into place (DB-sqlvigil.PID.tmp), a fence not yet in place
+ * (DB-shm.fence-PID); only names that sqlvigil makes. Their names go into removed ("; "-separated). Returns how many,
  * or a negative errno. */
 int files_remove_unfinished(const char *db_path, char *removed, size_t size);
 
