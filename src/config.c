@@ -13,6 +13,7 @@
 
 #include "config.h"
 #include "parse.h"
+#include "utf8.h"
 
 const char *const checkpoint_mode_names[_CHECKPOINT_MODE_MAX + 1] = {
         "passive", "full", "restart", "truncate", NULL,
@@ -58,16 +59,17 @@ static const ConfigKey keys[] = {
         { "database", "create", KEY_BOOL, FIELD(create), .def = "no",
           .help = "create the file if it is missing" },
 
-        PRAGMA(PRAGMA_JOURNAL_MODE, "wal", "persistent; only wal is supported"),
+        /* --check-config puts each pragma's scope before its help. */
+        PRAGMA(PRAGMA_JOURNAL_MODE, "wal", "only wal is supported"),
         PRAGMA(PRAGMA_BUSY_TIMEOUT, "5000", "ms; longest wait for a lock at start, reload and admin commands"),
-        PRAGMA(PRAGMA_CACHE_SIZE, "-8192", "sqlvigil's own cache (negative: KiB); caps vacuum steps at 3/4"),
-        PRAGMA(PRAGMA_SYNCHRONOUS, "normal", "sqlvigil's own commits (vacuum steps): no fsync per step in WAL mode"),
-        PRAGMA(PRAGMA_MMAP_SIZE, NULL, "bytes of the file to memory-map"),
+        PRAGMA(PRAGMA_CACHE_SIZE, "-8192", "negative: KiB; caps vacuum steps at 3/4"),
+        PRAGMA(PRAGMA_SYNCHRONOUS, "normal", "its commits (vacuum steps): no fsync per step in WAL mode"),
+        PRAGMA(PRAGMA_MMAP_SIZE, NULL, "bytes of the file it memory-maps; no gain for the applications"),
         PRAGMA(PRAGMA_TEMP_STORE, NULL, "default | file | memory"),
-        PRAGMA(PRAGMA_PAGE_SIZE, NULL, "persistent; only a new database takes it"),
-        PRAGMA(PRAGMA_AUTO_VACUUM, NULL, "persistent; none | full | incremental"),
-        PRAGMA(PRAGMA_FOREIGN_KEYS, NULL, "sqlvigil's own connection only"),
-        PRAGMA(PRAGMA_WAL_AUTOCHECKPOINT, "0", "sqlvigil's own commits: 0, its checkpoints are scheduled"),
+        PRAGMA(PRAGMA_PAGE_SIZE, NULL, "only a new database takes it"),
+        PRAGMA(PRAGMA_AUTO_VACUUM, NULL, "none | full | incremental"),
+        PRAGMA(PRAGMA_FOREIGN_KEYS, NULL, "a warning when set: each application must turn it on itself"),
+        PRAGMA(PRAGMA_WAL_AUTOCHECKPOINT, "0", "0: its checkpoints are scheduled"),
         PRAGMA(PRAGMA_JOURNAL_SIZE_LIMIT, NULL, "WAL size kept after a reset (-1: no limit)"),
 
         { "health", "interval", KEY_DURATION, FIELD(health_interval), .min = 10 * USEC_PER_MSEC,
@@ -80,6 +82,8 @@ static const ConfigKey keys[] = {
           .max = 7 * USEC_PER_DAY, .def = "30s", .help = "write lock unobtainable this long is failed" },
         { "health", "quick_check_interval", KEY_DURATION, FIELD(quick_check_interval),
           .max = 365 * USEC_PER_DAY, .def = "6h", .help = "PRAGMA quick_check; 0 turns it off" },
+        { "health", "foreign_key_check", KEY_BOOL, FIELD(foreign_key_check), .def = "yes",
+          .help = "PRAGMA foreign_key_check with every check; violations are degraded" },
 
         { "checkpoint", "interval", KEY_DURATION, FIELD(checkpoint_interval), .max = 7 * USEC_PER_DAY,
           .def = "1min", .help = "PASSIVE when the WAL has new frames; 0: only the WAL-driven ones below" },
@@ -120,7 +124,7 @@ static const ConfigKey keys[] = {
 
         { "backup", "directory", KEY_PATH, FIELD(backup_directory),
           .help = "where backups go; unset: no scheduled backups" },
-        { "backup", "interval", KEY_DURATION, FIELD(backup_interval), .min = USEC_PER_MINUTE,
+        { "backup", "interval", KEY_DURATION, FIELD(backup_interval), .min = USEC_PER_SEC,
           .max = 365 * USEC_PER_DAY, .def = "1d", .help = "a backup this often, when the database changed" },
         { "backup", "keep_last", KEY_UINT, FIELD(keep_last), .min = 1, .max = 10000, .def = "7",
           .help = "retention: the newest this many" },
@@ -419,6 +423,93 @@ static char *trim(char *s) {
         return s;
 }
 
+/*
+ * A value or key as an error message shows it: a character that cannot be
+ * seen spelled out as <U+00A0>, control characters and bytes that are not
+ * UTF-8 escaped as in log lines (\t, \x01, \xff). Allocated; NULL when
+ * memory ran out.
+ */
+static char *text_display(const char *s) {
+        size_t n = strlen(s), len, o = 0;
+        char *out, what[96];
+
+        /* The longest form is <U+E0041> for 4 bytes, or \xNN for one. */
+        out = malloc(4 * n + 1);
+        if (!out)
+                return NULL;
+        for (size_t i = 0; i < n; i += len) {
+                int32_t c = utf8_decode(s + i, n - i, &len);
+
+                if (c >= 0 && unicode_describe_invisible(c, what, sizeof(what)))
+                        o += (size_t)sprintf(out + o, "<U+%04X>", (unsigned)c);
+                else if (c == '\t')
+                        o += (size_t)sprintf(out + o, "\\t");
+                else if (c < 0 || unicode_is_control(c))
+                        for (size_t k = 0; k < len; k++)
+                                o += (size_t)sprintf(out + o, "\\x%02x", (unsigned char)s[i + k]);
+                else {
+                        memcpy(out + o, s + i, len);
+                        o += len;
+                }
+        }
+        out[o] = '\0';
+        return out;
+}
+
+/*
+ * Text in a value that cannot be what its writer meant (sqlvigil.conf(5),
+ * "What a value may hold"), for every key type alike: a '#' that starts the value or follows
+ * a blank (a comment in many formats; to inih, part of the value), a
+ * character that cannot be seen or looks like a blank without being one, a
+ * control character, a tab in a path or name, a byte that is not UTF-8, and
+ * quotes around the whole value (never removed). Each of these would
+ * otherwise be taken into the value: a database named "app.db # main".
+ * Returns 0, or -EINVAL with the reason in why.
+ */
+static int value_check(const char *value, KeyType type, char *why, size_t why_size) {
+        static const char comment_rule[] = "only ';' after a space or tab starts an inline comment";
+        size_t n = strlen(value), len;
+        bool after_blank = true; /* the start of the value counts as one */
+        char what[96];
+
+        for (size_t i = 0; i < n; i += len) {
+                int32_t c = utf8_decode(value + i, n - i, &len);
+
+                if (c < 0) {
+                        bufprintf(why, why_size,
+                                  "it holds the byte \\x%02x, which is not UTF-8; sqlvigil reads the file as UTF-8 "
+                                  "text (for a path that is not UTF-8, use a symbolic link)",
+                                  (unsigned char)value[i]);
+                        return -EINVAL;
+                }
+                if (unicode_describe_invisible(c, what, sizeof(what))) {
+                        bufprintf(why, why_size,
+                                  "it %s %s, which looks like a blank or like nothing at all but is part of the "
+                                  "value; delete it (%s)",
+                                  i == 0 ? "starts with" : i + len == n ? "ends with" : "holds", what, comment_rule);
+                        return -EINVAL;
+                }
+                if (c == '\t' && (type == KEY_PATH || type == KEY_GROUP || type == KEY_STRING)) {
+                        bufprintf(why, why_size, "it holds a tab, which looks like spaces; a path or name may not hold one");
+                        return -EINVAL;
+                }
+                if (c != '\t' && unicode_is_control(c)) {
+                        bufprintf(why, why_size, "it holds a control character (U+%04X); delete it", (unsigned)c);
+                        return -EINVAL;
+                }
+                if (c == '#' && after_blank) {
+                        bufprintf(why, why_size, "'#' does not start a comment here; %s", comment_rule);
+                        return -EINVAL;
+                }
+                after_blank = c == ' ' || c == '\t';
+        }
+        if (n >= 2 && (value[0] == '"' || value[0] == '\'') && value[n - 1] == value[0]) {
+                bufprintf(why, why_size, "quotes are not removed; write the value without them");
+                return -EINVAL;
+        }
+        return 0;
+}
+
 static void loader_error(Loader *l, const char *fmt, ...) _printf_(2, 3);
 static void loader_error(Loader *l, const char *fmt, ...) {
         va_list ap;
@@ -479,12 +570,15 @@ static char *loader_read(char *str, int num, void *stream) {
                 }
                 if (find_section(name) < 0) {
                         int near = nearest_word(name, sections, ELEMENTSOF(sections));
+                        _cleanup_(freep) char *shown = text_display(name);
 
-                        if (near >= 0)
-                                loader_error(l, "unknown section [%s] at %s:%u; did you mean [%s]?", name, l->name,
+                        if (!shown)
+                                l->oom = 1;
+                        else if (near >= 0)
+                                loader_error(l, "unknown section [%s] at %s:%u; did you mean [%s]?", shown, l->name,
                                              l->line, sections[near]);
                         else
-                                loader_error(l, "unknown section [%s] at %s:%u", name, l->name, l->line);
+                                loader_error(l, "unknown section [%s] at %s:%u", shown, l->name, l->line);
                 }
                 if ((size_t)num < strlen(name) + 4)
                         goto too_long;
@@ -529,27 +623,41 @@ static int find_key(int section, const char *name) {
 }
 
 static void report_unknown_key(Loader *l, const char *section, const char *name) {
+        _cleanup_(freep) char *shown = text_display(name);
         const char *candidates[ELEMENTSOF(keys)];
         size_t n = 0;
         int near;
+
+        if (!shown) {
+                l->oom = 1;
+                return;
+        }
+        if (streq(section, "pragmas") && pragma_is_application_only(name)) {
+                loader_error(l,
+                             "'%s' in [pragmas] at %s:%u is a per-connection setting that only the applications can "
+                             "make: sqlvigil cannot set it for them; remove it here, and have each application run "
+                             "'PRAGMA %s' on each of its connections",
+                             shown, l->name, l->line, shown);
+                return;
+        }
 
         for (size_t i = 0; i < ELEMENTSOF(keys); i++)
                 if (streq(keys[i].section, section))
                         candidates[n++] = key_name(&keys[i]);
         near = nearest_word(name, candidates, n);
         if (near >= 0) {
-                loader_error(l, "unknown key '%s' in [%s] at %s:%u; did you mean '%s'?", name, section, l->name,
+                loader_error(l, "unknown key '%s' in [%s] at %s:%u; did you mean '%s'?", shown, section, l->name,
                              l->line, candidates[near]);
                 return;
         }
         /* Right key, wrong section: say where it belongs. */
         for (size_t i = 0; i < ELEMENTSOF(keys); i++)
                 if (streq(key_name(&keys[i]), name)) {
-                        loader_error(l, "unknown key '%s' in [%s] at %s:%u; did you mean '%s' in [%s]?", name,
+                        loader_error(l, "unknown key '%s' in [%s] at %s:%u; did you mean '%s' in [%s]?", shown,
                                      section, l->name, l->line, name, keys[i].section);
                         return;
                 }
-        loader_error(l, "unknown key '%s' in [%s] at %s:%u", name, section, l->name, l->line);
+        loader_error(l, "unknown key '%s' in [%s] at %s:%u", shown, section, l->name, l->line);
 }
 
 static int loader_handle(void *user, const char *section, const char *name, const char *value) {
@@ -558,13 +666,19 @@ static int loader_handle(void *user, const char *section, const char *name, cons
         int s, k, r;
 
         if (!*section) {
+                _cleanup_(freep) char *shown = text_display(name);
+
+                if (!shown) {
+                        l->oom = 1;
+                        return 1;
+                }
                 for (size_t i = 0; i < ELEMENTSOF(keys); i++)
                         if (streq(key_name(&keys[i]), name)) {
                                 loader_error(l, "key '%s' at %s:%u is outside any section; did you mean [%s]?",
-                                             name, l->name, l->line, keys[i].section);
+                                             shown, l->name, l->line, keys[i].section);
                                 return 1;
                         }
-                loader_error(l, "key '%s' at %s:%u is outside any section", name, l->name, l->line);
+                loader_error(l, "key '%s' at %s:%u is outside any section", shown, l->name, l->line);
                 return 1;
         }
         s = find_section(section);
@@ -581,19 +695,31 @@ static int loader_handle(void *user, const char *section, const char *name, cons
                 return 1;
         }
         l->set_at[k] = l->line;
+        if (keys[k].type == KEY_PRAGMA)
+                l->config->pragmas[keys[k].offset].line = l->line;
 
-        r = key_set(l->config, &keys[k], value, why, sizeof(why));
-        if (r == -ENOMEM)
+        r = value_check(value, keys[k].type, why, sizeof(why));
+        if (r == 0)
+                r = key_set(l->config, &keys[k], value, why, sizeof(why));
+        if (r == -ENOMEM) {
                 l->oom = 1;
-        else if (r < 0 && !*value)
-                loader_error(l, "missing value for '%s' in [%s] at %s:%u: %s", name, section, l->name, l->line,
-                             why);
-        else if (r == -ERANGE && keys[k].type != KEY_ENUM)
-                loader_error(l, "value '%s' for '%s' in [%s] at %s:%u is out of range: %s", value, name,
-                             section, l->name, l->line, why);
-        else if (r < 0)
-                loader_error(l, "invalid value '%s' for '%s' in [%s] at %s:%u: %s", value, name, section,
-                             l->name, l->line, why);
+                return 1;
+        }
+        if (r < 0) {
+                _cleanup_(freep) char *shown = text_display(value);
+
+                if (!shown)
+                        l->oom = 1;
+                else if (!*value)
+                        loader_error(l, "missing value for '%s' in [%s] at %s:%u: %s", name, section, l->name,
+                                     l->line, why);
+                else if (r == -ERANGE && keys[k].type != KEY_ENUM)
+                        loader_error(l, "value '%s' for '%s' in [%s] at %s:%u is out of range: %s", shown, name,
+                                     section, l->name, l->line, why);
+                else
+                        loader_error(l, "invalid value '%s' for '%s' in [%s] at %s:%u: %s", shown, name, section,
+                                     l->name, l->line, why);
+        }
         return 1;
 }
 
@@ -742,10 +868,27 @@ void config_print(const Config *c, FILE *f) {
                 }
                 set = key_format(c, k, value, sizeof(value));
                 fprintf(f, "%s%s =%s%s", set ? "" : "# ", key_name(k), *value ? " " : "", value);
-                if (k->help)
+                if (k->type == KEY_PRAGMA)
+                        fprintf(f, "  ; shapes %s; %s", pragma_scope_phrases[pragma_info[k->offset].scope], k->help);
+                else if (k->help)
                         fprintf(f, "  ; %s", k->help);
                 fputc('\n', f);
         }
+}
+
+int config_warnings(const Config *c, ConfigErrors *notes) {
+        for (PragmaId id = 0; id < _PRAGMA_MAX; id++) {
+                const PragmaRequest *p = &c->pragmas[id];
+                char note[512], where[512] = "";
+
+                if (!p->set || pragma_note(id, p->value, note, sizeof(note)) == PRAGMA_NOTE_NONE)
+                        continue;
+                if (p->line)
+                        bufprintf(where, sizeof(where), " at %s:%u", c->source ? c->source : "?", p->line);
+                if (config_errors_add(notes, "[pragmas]%s: %s", where, note) < 0)
+                        return -ENOMEM;
+        }
+        return 0;
 }
 
 char *config_instance_name(const Config *c) {

@@ -43,6 +43,7 @@ extern const char *const verify_mode_names[_VERIFY_MODE_MAX + 1];
 typedef struct PragmaRequest {
         bool set;
         int64_t value;
+        unsigned line; /* where the file set it, 0: a default */
 } PragmaRequest;
 
 typedef struct Config {
@@ -61,6 +62,7 @@ typedef struct Config {
         uint64_t min_free_disk;
         usec_t lock_timeout;
         usec_t quick_check_interval; /* 0: never */
+        bool foreign_key_check;      /* with every check */
 
         /* [checkpoint] */
         usec_t checkpoint_interval; /* 0: only on min_wal_pages */
@@ -128,6 +130,15 @@ Config *config_free(Config *c);
 static inline void config_freep(Config **c) {
         config_free(*c);
 }
+
+/*
+ * What a valid configuration sets that probably does not do what its writer
+ * meant: a pragma that only the applications can set (foreign_keys), an
+ * mmap_size that only sqlvigil's connection would use. Each is a complete
+ * sentence naming the file, the line and the key, added to notes; the
+ * configuration stays valid (they are warnings, not errors). 0 or -ENOMEM.
+ */
+int config_warnings(const Config *c, ConfigErrors *notes);
 
 /* The longest wait for a lock at start-up, reload and for admin commands:
  * [pragmas] busy_timeout, or 0 when it is unset (SQLite's default). */

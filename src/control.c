@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "control.h"
+#include "files.h"
 #include "json.h"
 #include "log.h"
 #include "request.h"
@@ -51,6 +52,7 @@ struct ControlClient {
         Json reply;
         size_t reply_off;
         ControlPeer peer;
+        int passed_fd[2]; /* descriptors that came with the request (SCM_RIGHTS), -1: none */
         Client *prev, *next;
 };
 
@@ -65,6 +67,9 @@ static void client_free(Client *cl) {
         sd_event_source_disable_unref(cl->timer);
         if (cl->fd >= 0)
                 close(cl->fd);
+        for (size_t i = 0; i < ELEMENTSOF(cl->passed_fd); i++)
+                if (cl->passed_fd[i] >= 0)
+                        files_close(cl->passed_fd[i]);
         json_free(&cl->reply);
         if (cl->prev)
                 cl->prev->next = cl->next;
@@ -201,6 +206,57 @@ static void client_drain(Client *cl) {
                 client_free(cl);
 }
 
+/* Reads what the client sent, and the descriptors that may come with it
+ * (sqlvigilctl restore passes the file it opened, and its manifest): at
+ * most two are kept, any others are closed at once. */
+static ssize_t client_recv(Client *cl, int fd) {
+        union {
+                struct cmsghdr align;
+                char buf[CMSG_SPACE(sizeof(int) * 4)];
+        } control;
+        struct iovec iov = { .iov_base = cl->in + cl->in_len, .iov_len = sizeof(cl->in) - cl->in_len };
+        struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control,
+                              .msg_controllen = sizeof(control) };
+        ssize_t n;
+
+        n = recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+        if (n < 0)
+                return n;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+                size_t count;
+                int fds[4];
+
+                if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+                        continue;
+                count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                memcpy(fds, CMSG_DATA(c), MIN(count, ELEMENTSOF(fds)) * sizeof(int));
+                for (size_t i = 0; i < MIN(count, ELEMENTSOF(fds)); i++) {
+                        size_t k = 0;
+
+                        while (k < ELEMENTSOF(cl->passed_fd) && cl->passed_fd[k] >= 0)
+                                k++;
+                        if (k < ELEMENTSOF(cl->passed_fd))
+                                cl->passed_fd[k] = fds[i];
+                        else
+                                files_close(fds[i]);
+                }
+        }
+        /* Cut short: the descriptors that did not fit were closed by the
+         * kernel (MSG_CTRUNC); the request is refused for lack of its file
+         * if it needed one. */
+        return n;
+}
+
+int control_client_take_fd(ControlClient *cl, size_t i) {
+        int fd;
+
+        if (i >= ELEMENTSOF(cl->passed_fd))
+                return -1;
+        fd = cl->passed_fd[i];
+        cl->passed_fd[i] = -1;
+        return fd;
+}
+
 static int on_client_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         Client *cl = userdata;
         ssize_t n;
@@ -230,7 +286,7 @@ static int on_client_io(sd_event_source *s, int fd, uint32_t revents, void *user
         }
         /* While an operation runs on its behalf the client's source is off
          * (client_process()): nothing arrives here until the reply. */
-        n = recv(fd, cl->in + cl->in_len, sizeof(cl->in) - cl->in_len, MSG_DONTWAIT);
+        n = client_recv(cl, fd);
         if (n < 0) {
                 if (errno == EAGAIN || errno == EINTR)
                         return 0;
@@ -307,6 +363,7 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
                 }
                 cl->control = c;
                 cl->fd = cfd;
+                cl->passed_fd[0] = cl->passed_fd[1] = -1;
                 json_init(&cl->reply);
                 cl->next = c->clients;
                 if (c->clients)

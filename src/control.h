@@ -69,6 +69,10 @@ Control *control_free(Control *c);
 /* The peer of a client. */
 const ControlPeer *control_client_peer(const ControlClient *cl);
 
+/* The i-th descriptor (0 or 1) the client passed with its request
+ * (SCM_RIGHTS), now the caller's to close; -1 when none came. */
+int control_client_take_fd(ControlClient *cl, size_t i);
+
 /* The answer to client will come later: keep it, and tell env.gone when it
  * goes away meanwhile. */
 void control_client_wait(ControlClient *cl);

@@ -9,6 +9,7 @@
 
 #include <sha2.h>
 
+#include "compat.h"
 #include "copy.h"
 
 /* Pages per backup step, and the pause between steps: the copy keeps its
@@ -20,6 +21,9 @@
 static void sqlite_error(sqlite3 *db, int rc, const char *what, CopyResult *c) {
         int sys = db ? sqlite3_system_errno(db) : 0;
 
+        /* Which side failed: whatever the copy's connection (or no
+         * connection: closing it) reports is the destination's. */
+        c->dest_failed = db != c->src;
         c->fault = (DbFault){ .code = rc, .sys_errno = sys > 0 ? sys : 0 };
         if (sys > 0)
                 bufprintf(c->error, sizeof(c->error), "%s: %s: %s", what, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc),
@@ -27,17 +31,6 @@ static void sqlite_error(sqlite3 *db, int rc, const char *what, CopyResult *c) {
         else
                 bufprintf(c->error, sizeof(c->error), "%s: %s", what, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
         c->result = DB_E_SQLITE;
-}
-
-int copy_fsync_dir(const char *dir) {
-        int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), r = 0;
-
-        if (fd < 0)
-                return -errno;
-        if (fsync(fd) < 0)
-                r = -errno;
-        close(fd);
-        return r;
 }
 
 int copy_set_rollback_header(const char *path) {
@@ -56,17 +49,6 @@ int copy_set_rollback_header(const char *path) {
         return r;
 }
 
-static int sync_file(const char *path) {
-        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW), r = 0;
-
-        if (fd < 0)
-                return -errno;
-        if (fsync(fd) < 0)
-                r = -errno;
-        close(fd);
-        return r;
-}
-
 void copy_database(sqlite3 *src, const char *dest, const atomic_bool *cancel, CopyResult *c) {
         usec_t start = now_usec(CLOCK_MONOTONIC), snap = 0;
         sqlite3_backup *b = NULL;
@@ -75,12 +57,13 @@ void copy_database(sqlite3 *src, const char *dest, const atomic_bool *cancel, Co
         struct stat st;
         int fd, rc, r;
 
-        *c = (CopyResult){ 0 };
+        *c = (CopyResult){ .src = src };
         /* A new file, never an existing one: O_EXCL. An empty file is an
          * empty database to SQLite. */
         fd = open(dest, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (fd < 0) {
                 c->result = -errno;
+                c->dest_failed = true;
                 bufprintf(c->error, sizeof(c->error), "cannot create %s: %s", dest, strerror(errno));
                 return;
         }
@@ -117,7 +100,15 @@ void copy_database(sqlite3 *src, const char *dest, const atomic_bool *cancel, Co
                 if (rc == SQLITE_DONE)
                         break;
                 if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED) {
-                        sqlite_error(src, rc, "copying the database", c);
+                        /* A write that failed (a full or read-only file
+                         * system) is the copy's; a read that failed, the
+                         * source's. SQLite leaves the message on either. */
+                        int sys = sqlite3_system_errno(d);
+
+                        sqlite_error(sys > 0 || (rc & 0xff) == SQLITE_FULL ? d : src, rc, "copying the database", c);
+                        if (sys > 0 || (rc & 0xff) == SQLITE_FULL)
+                                bufprintf(c->error, sizeof(c->error), "writing the copy %s: %s%s%s", dest,
+                                          sqlite3_errstr(rc), sys > 0 ? ": " : "", sys > 0 ? strerror(sys) : "");
                         break;
                 }
                 sleep_usec(COPY_STEP_PAUSE);
@@ -145,9 +136,10 @@ finish:
         if (c->result == 0) {
                 r = copy_set_rollback_header(dest);
                 if (r == 0)
-                        r = sync_file(dest);
+                        r = fsync_path(dest, false);
                 if (r < 0) {
                         c->result = r;
+                        c->dest_failed = true;
                         c->fault = (DbFault){ .sys_errno = -r };
                         bufprintf(c->error, sizeof(c->error), "cannot finish %s: %s", dest, strerror(-r));
                 } else if (stat(dest, &st) == 0)
@@ -213,15 +205,54 @@ done:
         return r;
 }
 
+char *copy_immutable_uri(const char *path) {
+        static const char hex[] = "0123456789ABCDEF";
+        static const char suffix[] = "?mode=ro&immutable=1";
+        size_t n = strlen(path), o = 0;
+        char *uri = sqlite3_malloc64(5 + 3 * n + sizeof(suffix));
+
+        if (!uri)
+                return NULL;
+        memcpy(uri, "file:", 5);
+        o = 5;
+        for (size_t i = 0; i < n; i++) {
+                unsigned char ch = (unsigned char)path[i];
+
+                if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '/' ||
+                    ch == '-' || ch == '.' || ch == '_' || ch == '~')
+                        uri[o++] = (char)ch;
+                else {
+                        uri[o++] = '%';
+                        uri[o++] = hex[ch >> 4];
+                        uri[o++] = hex[ch & 15];
+                }
+        }
+        memcpy(uri + o, suffix, sizeof(suffix));
+        return uri;
+}
+
+static void run_check(const char *path, bool quick, CopyCheck *c);
+
 void copy_check(const char *path, bool quick, CopyCheck *c) {
+        char skew[sizeof(c->skew)];
+
+        run_check(path, quick, c);
+        if (quick || c->result == 0 || !compat_error_is_skew(c->first))
+                return;
+        bufprintf(skew, sizeof(skew), "%s", c->first);
+        run_check(path, true, c);
+        bufprintf(c->skew, sizeof(c->skew), "%s", skew);
+}
+
+static void run_check(const char *path, bool quick, CopyCheck *c) {
         usec_t start = now_usec(CLOCK_MONOTONIC);
         unsigned char hdr[100];
         sqlite3_stmt *s = NULL;
-        _cleanup_(freep) char *uri = NULL;
+        char *uri = NULL;
         sqlite3 *d = NULL;
         int fd, rc;
 
-        *c = (CopyCheck){ 0 };
+        *c = (CopyCheck){ .quick = quick };
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
         if (fd < 0 || pread(fd, hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr)) {
                 c->result = DB_E_SQLITE;
@@ -244,13 +275,14 @@ void copy_check(const char *path, bool quick, CopyCheck *c) {
         /* immutable=1: no locks, no -wal, no -shm, nothing written beside
          * the file. A WAL-mode header would still look for a -wal: callers
          * fix the header of their own copies first. */
-        uri = sqlite3_mprintf("file:%s?mode=ro&immutable=1", path);
+        uri = copy_immutable_uri(path);
         if (!uri) {
                 c->result = DB_E_SQLITE;
                 bufprintf(c->first, sizeof(c->first), "out of memory");
                 return;
         }
         rc = sqlite3_open_v2(uri, &d, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX, NULL);
+        sqlite3_free(uri);
         if (rc == SQLITE_OK)
                 rc = sqlite3_prepare_v2(d, quick ? "PRAGMA quick_check(100)" : "PRAGMA integrity_check(100)", -1, &s,
                                         NULL);
@@ -268,8 +300,14 @@ void copy_check(const char *path, bool quick, CopyCheck *c) {
                         continue;
                 }
                 c->passed = false;
-                if (c->problems == 0)
+                if (c->problems == 0) {
+                        /* integrity_check's report has lines ("*** in
+                         * database main ***\nPage 2: ..."): one line here. */
                         bufprintf(c->first, sizeof(c->first), "%s", t ? t : "?");
+                        for (char *p = c->first; *p; p++)
+                                if (*p == '\n')
+                                        *p = ' ';
+                }
                 c->problems++;
         }
         if (rc != SQLITE_DONE) {

@@ -35,6 +35,8 @@ typedef struct CopyResult {
         usec_t duration;     /* the copy, from the first step to the sync */
         usec_t snapshot;     /* how long the source's read snapshot was held */
         DbFault fault;
+        bool dest_failed;    /* the failure was the copy's (its file system), not the source's */
+        sqlite3 *src;        /* internal: the source connection */
         char error[512];
 } CopyResult;
 
@@ -55,12 +57,25 @@ typedef struct CopyCheck {
         char first[512];     /* the first problem, or why it could not run */
         int64_t pages, page_size;
         bool wal_header;     /* the file's header says WAL mode (bytes 18/19 = 2) */
+        bool quick;          /* quick_check ran: asked for, or integrity_check could not */
+        char skew[256];      /* why integrity_check could not run with this SQLite ("" when it could) */
         usec_t duration;
 } CopyCheck;
 
 /* Opens path read-only (never creating -wal or -shm beside it: a header in
- * WAL mode is refused) and runs integrity_check (quick: quick_check). */
+ * WAL mode is refused) and runs integrity_check (quick: quick_check). When
+ * integrity_check cannot run because the database uses what this SQLite
+ * lacks (an index on a newer function: compat.h), quick_check runs
+ * instead, which does not evaluate index expressions, and skew says why. */
 void copy_check(const char *path, bool quick, CopyCheck *ret);
+
+/* "file:PATH?mode=ro&immutable=1" with PATH percent-encoded as RFC 3986
+ * wants (a '?', '#' or '%' in a path would otherwise end or change it):
+ * a read-only connection that takes no locks and never looks for, or
+ * creates, a -wal, -shm or journal beside the file. For files that nobody
+ * else writes: sqlvigil's own copies. sqlite3_malloc'd; NULL when out of
+ * memory. */
+char *copy_immutable_uri(const char *path);
 
 /* SHA-256 of the file at path, as 64 hex digits. 0 or a negative errno. */
 int copy_sha256(const char *path, char ret_hex[65]);
@@ -69,5 +84,4 @@ int copy_sha256(const char *path, char ret_hex[65]);
  * to 1), in place. 0 or a negative errno. */
 int copy_set_rollback_header(const char *path);
 
-/* fsync() of a directory, so a rename in it survives a crash. */
-int copy_fsync_dir(const char *dir);
+

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "budget.h"
+#include "compat.h"
 #include "copy.h"
 #include "db.h"
 
@@ -78,7 +79,9 @@ static void set_error(Db *db, char *buf, size_t size, int rc, const char *what) 
         int sys = s ? sqlite3_system_errno(s) : 0;
 
         if (db)
-                db->fault = (DbFault){ .code = rc, .sys_errno = sys > 0 ? sys : 0 };
+                db->fault = (DbFault){ .code = rc, .sys_errno = sys > 0 ? sys : 0,
+                                       .skew = ((rc & 0xff) == SQLITE_ERROR || (rc & 0xff) == SQLITE_CORRUPT) &&
+                                               compat_error_is_skew(msg) };
 
         /* SQLite's text for an I/O failure ("unable to open database file")
          * does not say why; the operating system's error does. */
@@ -265,6 +268,27 @@ Db *db_free(Db *db) {
         return NULL;
 }
 
+/* Header bytes 96-99 (SQLITE_VERSION_NUMBER of the last writer of page
+ * 1), read through SQLite's own file handle: a descriptor of our own would
+ * drop SQLite's locks when closed. 0 when unknown. */
+static uint32_t file_version(Db *db) {
+        sqlite3_file *f = NULL;
+        unsigned char h[100];
+
+        if (sqlite3_file_control(db->sqlite, "main", SQLITE_FCNTL_FILE_POINTER, &f) != SQLITE_OK || !f ||
+            !f->pMethods || f->pMethods->xRead(f, h, sizeof(h), 0) != SQLITE_OK)
+                return 0;
+        return (uint32_t)h[96] << 24 | (uint32_t)h[97] << 16 | (uint32_t)h[98] << 8 | h[99];
+}
+
+void db_compat(Db *db, CompatReport *r) {
+        /* Preparing reads the schema: a read lock at most, which only a
+         * WAL recovery makes wait. */
+        set_wait(db, USEC_PER_SEC);
+        (void)compat_probe(db->sqlite, r);
+        r->file_version = file_version(db);
+}
+
 int db_open(const char *path, bool create, Db **ret, char *error, size_t error_size) {
         _cleanup_(db_freep) Db *db = NULL;
         struct stat st;
@@ -380,7 +404,19 @@ int db_open(const char *path, bool create, Db **ret, char *error, size_t error_s
 
         if (prepare_cached(db, PROBE_SQL, &db->stmt_probe) ||
             prepare_cached(db, COUNTS_SQL, &db->stmt_counts)) {
-                bufprintf(error, error_size, "%s: %s", path, db->error);
+                char version[32];
+
+                if (!db->fault.skew) {
+                        bufprintf(error, error_size, "%s: %s", path, db->error);
+                        return DB_E_SQLITE;
+                }
+                compat_format_version(file_version(db), version, sizeof(version));
+                bufprintf(error, error_size,
+                          "%s: %s. This is not damage: the schema uses SQL that sqlvigil's SQLite %s cannot read, "
+                          "written by a newer SQLite%s%s%s; sqlvigil can supervise this database only when built "
+                          "with a SQLite that reads it",
+                          path, db->error, sqlite3_libversion(), *version ? " (the file was last written by SQLite " : "",
+                          version, *version ? ")" : "");
                 return DB_E_SQLITE;
         }
 
@@ -416,6 +452,14 @@ static int apply_pragmas(Db *db, const PragmaRequest requests[_PRAGMA_MAX], usec
                 char sql[128], value[32], text[64];
 
                 *st = (PragmaStatus){ .requested = requests[id].set, .requested_value = requests[id].value };
+                if (info->scope == PRAGMA_SCOPE_APPLICATION) {
+                        /* Set here, it would change sqlvigil's connection
+                         * only, where it does nothing, and read back as
+                         * "applied" to anyone who thinks it protects the
+                         * applications. Their values are not ours to know. */
+                        st->outcome = st->requested ? PRAGMA_APPLICATION_ONLY : PRAGMA_UNREQUESTED;
+                        continue;
+                }
                 if (st->requested && pragma_info[id].persistent && !fresh) {
                         /* Setting a persistent pragma can take the write lock
                          * even when nothing changes (auto_vacuum writes its
@@ -536,6 +580,7 @@ void db_probe(Db *db, DbProbe *p) {
         if (rc != SQLITE_OK) {
                 p->result = (rc & 0xff) == SQLITE_INTERRUPT ? DB_E_CANCELLED : DB_E_SQLITE;
                 p->sqlite_code = rc;
+                p->skew = db->fault.skew;
         }
         p->wal = strcasecmp(p->journal_mode, "wal") == 0;
         p->duration = now_usec(CLOCK_MONOTONIC) - start;
@@ -708,6 +753,60 @@ void db_vacuum_step(Db *db, uint32_t pages, usec_t max_wait, usec_t hold, DbVacu
         sqlite3_reset(db->stmt_counts);
 }
 
+void db_restore(Db *db, const char *src_path, usec_t max_wait, DbRestore *r) {
+        usec_t start = now_usec(CLOCK_MONOTONIC), locked;
+        sqlite3_backup *b = NULL;
+        sqlite3 *src = NULL;
+        char *uri;
+        int rc;
+
+        *r = (DbRestore){ 0 };
+        uri = copy_immutable_uri(src_path);
+        if (!uri) {
+                r->result = DB_E_SQLITE;
+                bufprintf(r->error, sizeof(r->error), "out of memory");
+                return;
+        }
+        rc = sqlite3_open_v2(uri, &src, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX, NULL);
+        sqlite3_free(uri);
+        if (rc != SQLITE_OK) {
+                r->result = DB_E_SQLITE;
+                bufprintf(r->error, sizeof(r->error), "cannot open %s: %s", src_path,
+                          src ? sqlite3_errmsg(src) : sqlite3_errstr(rc));
+                sqlite3_close(src);
+                goto done;
+        }
+        db_wait_quiet(db);
+        set_wait(db, max_wait);
+        b = sqlite3_backup_init(db->sqlite, "main", src, "main");
+        if (!b) {
+                set_error(db, r->error, sizeof(r->error), sqlite3_errcode(db->sqlite), "sqlite3_backup_init");
+                r->result = DB_E_SQLITE;
+                sqlite3_close(src);
+                goto done;
+        }
+        /* All pages in one step: one transaction on the live database. */
+        rc = sqlite3_backup_step(b, -1);
+        r->pages = sqlite3_backup_pagecount(b);
+        if (rc == SQLITE_DONE)
+                rc = sqlite3_backup_finish(b);
+        else
+                (void)sqlite3_backup_finish(b);
+        locked = now_usec(CLOCK_MONOTONIC) - start;
+        r->held = locked - MIN(locked, db->busy_slept);
+        db_note_hold(db, r->held);
+        if (rc != SQLITE_OK && rc != SQLITE_DONE) {
+                set_error(db, r->error, sizeof(r->error), rc, "copying into the database");
+                r->result = (rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED ? DB_E_BUSY : DB_E_SQLITE;
+                if (r->result == DB_E_BUSY)
+                        r->held = 0;
+        }
+        sqlite3_close(src);
+done:
+        r->fault = db_take_fault(db);
+        r->duration = now_usec(CLOCK_MONOTONIC) - start;
+}
+
 void db_save_copy(Db *db, const char *dest, CopyResult *ret) {
         copy_database(db->sqlite, dest, NULL, ret);
 }
@@ -733,7 +832,11 @@ void db_fresh_look(const char *path, DbCheck *c) {
                 rc = sqlite3_prepare_v2(d, "PRAGMA quick_check(10)", -1, &s, NULL);
         if (rc != SQLITE_OK) {
                 bufprintf(c->error, sizeof(c->error), "%s", d ? sqlite3_errmsg(d) : sqlite3_errstr(rc));
-                if ((rc & 0xff) == SQLITE_CORRUPT || (rc & 0xff) == SQLITE_NOTADB) {
+                /* A schema from a newer SQLite that this one cannot parse
+                 * also says "malformed": that is no sign of content
+                 * copied over the file, and no reason for a rescue. */
+                if (((rc & 0xff) == SQLITE_CORRUPT || (rc & 0xff) == SQLITE_NOTADB) &&
+                    !compat_error_is_skew(c->error)) {
                         c->problems = 1;
                         bufprintf(c->first, sizeof(c->first), "%s", c->error);
                 } else
@@ -754,7 +857,8 @@ void db_fresh_look(const char *path, DbCheck *c) {
         }
         if (rc != SQLITE_DONE) {
                 c->passed = false;
-                if ((rc & 0xff) == SQLITE_CORRUPT || (rc & 0xff) == SQLITE_NOTADB) {
+                if (((rc & 0xff) == SQLITE_CORRUPT || (rc & 0xff) == SQLITE_NOTADB) &&
+                    !compat_error_is_skew(sqlite3_errmsg(d))) {
                         c->problems++;
                         if (!c->first[0])
                                 bufprintf(c->first, sizeof(c->first), "%s", sqlite3_errmsg(d));
@@ -850,8 +954,9 @@ void db_check(Db *db, bool integrity, DbCheck *c) {
                 c->passed = false;
                 c->result = (rc & 0xff) == SQLITE_INTERRUPT ? DB_E_CANCELLED : DB_E_SQLITE;
                 set_error(db, c->error, sizeof(c->error), rc, sql);
-                /* Corruption found while checking is a finding, not a failure to check. */
-                if ((rc & 0xff) == SQLITE_CORRUPT || (rc & 0xff) == SQLITE_NOTADB) {
+                /* Corruption found while checking is a finding, not a failure to check;
+                 * a schema this SQLite cannot parse is neither (db->fault.skew). */
+                if (((rc & 0xff) == SQLITE_CORRUPT || (rc & 0xff) == SQLITE_NOTADB) && !db->fault.skew) {
                         c->result = 0;
                         c->problems++;
                         if (!c->first[0])
@@ -874,6 +979,126 @@ static void list_append(char *buf, size_t size, const char *name) {
                 strcat(buf, ", ");
         strcat(buf, name);
 }
+
+/* A foreign_key_check under way: its result and the table of the row
+ * before (SQLite reports each table's violations together). */
+typedef struct FkScan {
+        DbFkCheck *c;
+        char last[128];
+} FkScan;
+
+/* Counts one row of foreign_key_check, by table, and keeps the first few. */
+static void fk_add(FkScan *f, sqlite3_stmt *stmt) {
+        const char *table = (const char *)sqlite3_column_text(stmt, 0);
+        const char *parent = (const char *)sqlite3_column_text(stmt, 2);
+        DbFkCheck *c = f->c;
+
+        if (!table)
+                table = "?";
+        c->violations++;
+        if (c->violations == 1 || strcmp(f->last, table) != 0) {
+                bufprintf(f->last, sizeof(f->last), "%s", table);
+                if (c->n_tables < DB_FK_TABLES) {
+                        bufprintf(c->tables[c->n_tables].table, sizeof(c->tables[0].table), "%s", table);
+                        c->tables[c->n_tables++].count = 0;
+                } else
+                        c->more_tables++;
+        }
+        if (!c->more_tables)
+                c->tables[c->n_tables - 1].count++;
+        if (c->n_first < DB_FK_FIRST) {
+                DbFkViolation *v = &c->first[c->n_first++];
+
+                *v = (DbFkViolation){ .has_rowid = sqlite3_column_type(stmt, 1) != SQLITE_NULL,
+                                      .rowid = sqlite3_column_int64(stmt, 1),
+                                      .fkid = sqlite3_column_int(stmt, 3) };
+                bufprintf(v->table, sizeof(v->table), "%s", table);
+                bufprintf(v->parent, sizeof(v->parent), "%s", parent ? parent : "?");
+        }
+}
+
+/* Steps a prepared foreign_key_check to its end. SQLite's code. */
+static int fk_rows(FkScan *f, sqlite3_stmt *stmt) {
+        int rc;
+
+        while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
+                fk_add(f, stmt);
+        return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* "pid -> parent(id)" for foreign key fkid of table; "" when unknown. */
+static void fk_describe(Db *db, DbFkViolation *v) {
+        sqlite3_stmt *stmt = NULL;
+        char from[96] = "", to[96] = "";
+
+        v->key[0] = '\0';
+        if (sqlite3_prepare_v2(db->sqlite, "SELECT \"from\", \"to\" FROM pragma_foreign_key_list(?) WHERE id = ? "
+                               "ORDER BY seq", -1, &stmt, NULL) != SQLITE_OK)
+                return; /* a description only: the count stands without it */
+        if (sqlite3_bind_text(stmt, 1, v->table, -1, SQLITE_STATIC) == SQLITE_OK &&
+            sqlite3_bind_int(stmt, 2, v->fkid) == SQLITE_OK)
+                while (sqlite3_step(stmt) == SQLITE_ROW) {
+                        const char *f = (const char *)sqlite3_column_text(stmt, 0);
+                        const char *t = (const char *)sqlite3_column_text(stmt, 1);
+
+                        list_append(from, sizeof(from), f ? f : "?");
+                        if (t)
+                                list_append(to, sizeof(to), t);
+                }
+        sqlite3_finalize(stmt);
+        if (*from)
+                bufprintf(v->key, sizeof(v->key), "%s -> %s%s%s%s", from, v->parent, *to ? "(" : "", to, *to ? ")" : "");
+}
+
+void db_foreign_key_check(Db *db, DbFkCheck *c) {
+        usec_t start = now_usec(CLOCK_MONOTONIC);
+        sqlite3_stmt *stmt = NULL, *tables = NULL;
+        FkScan f = { .c = c };
+        int rc;
+
+        *c = (DbFkCheck){ 0 };
+        set_wait(db, 0);
+        rc = sqlite3_prepare_v2(db->sqlite, "PRAGMA foreign_key_check", -1, &stmt, NULL);
+        if (rc == SQLITE_OK)
+                rc = fk_rows(&f, stmt);
+        sqlite3_finalize(stmt);
+        stmt = NULL;
+        if (rc == SQLITE_ERROR && strncmp(sqlite3_errmsg(db->sqlite), "foreign key mismatch", 20) == 0) {
+                /* One table's broken foreign key stops the whole check:
+                 * check them one by one, so the others are still seen. */
+                *c = (DbFkCheck){ 0 };
+                f = (FkScan){ .c = c };
+                rc = sqlite3_prepare_v2(db->sqlite,
+                                        "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' "
+                                        "ESCAPE '\\' ORDER BY rowid",
+                                        -1, &tables, NULL);
+                if (rc == SQLITE_OK)
+                        rc = sqlite3_prepare_v2(db->sqlite, "SELECT * FROM pragma_foreign_key_check(?)", -1, &stmt, NULL);
+                while (rc == SQLITE_OK && (rc = sqlite3_step(tables)) == SQLITE_ROW) {
+                        rc = sqlite3_bind_value(stmt, 1, sqlite3_column_value(tables, 0));
+                        if (rc == SQLITE_OK)
+                                rc = fk_rows(&f, stmt);
+                        if (rc == SQLITE_ERROR && strncmp(sqlite3_errmsg(db->sqlite), "foreign key mismatch", 20) == 0) {
+                                if (c->mismatches++ == 0)
+                                        bufprintf(c->mismatch, sizeof(c->mismatch), "%s", sqlite3_errmsg(db->sqlite));
+                                rc = SQLITE_OK;
+                        }
+                        sqlite3_reset(stmt);
+                }
+                if (rc == SQLITE_DONE)
+                        rc = SQLITE_OK;
+        }
+        if (rc != SQLITE_OK) {
+                set_error(db, c->error, sizeof(c->error), rc, "PRAGMA foreign_key_check");
+                c->result = (rc & 0xff) == SQLITE_INTERRUPT ? DB_E_CANCELLED : DB_E_SQLITE;
+        }
+        sqlite3_finalize(stmt);
+        sqlite3_finalize(tables);
+        for (size_t i = 0; c->result == 0 && i < c->n_first; i++)
+                fk_describe(db, &c->first[i]);
+        c->duration = now_usec(CLOCK_MONOTONIC) - start;
+}
+
 
 /* One ANALYZE statement for one table: its own transaction, so the write
  * lock it holds lasts one table's sampling (bounded by analysis_limit), not

@@ -37,6 +37,7 @@ typedef enum PragmaOutcome {
         PRAGMA_DIFFERS,     /* per-connection: SQLite read back another value (a cap) */
         PRAGMA_NEEDS_VACUUM,/* persistent: the file keeps its value until a full VACUUM */
         PRAGMA_FIXED,       /* persistent: the file keeps it (page_size in WAL mode) */
+        PRAGMA_APPLICATION_ONLY, /* scope application: requested, not applied; only the applications can */
 } PragmaOutcome;
 
 typedef struct PragmaStatus {
@@ -45,7 +46,8 @@ typedef struct PragmaStatus {
         int64_t requested_value;
         bool known;          /* SQLite's answer was a value of this pragma */
         int64_t value;       /* that value, when known */
-        char effective[32];  /* as the configuration spells it; SQLite's text when not known */
+        char effective[32];  /* as the configuration spells it; SQLite's text when not known;
+                              * "" for scope application (sqlvigil does not know the applications') */
 } PragmaStatus;
 
 /* What db_apply_pragmas() found, for the event loop's copy. */
@@ -60,6 +62,7 @@ typedef struct DbPragmas {
 typedef struct DbFault {
         int code;
         int sys_errno;
+        bool skew;     /* SQLite's message says it lacks what the database uses (compat.h): not damage */
 } DbFault;
 
 /* sqlvigil's connection: opaque. Created on the loop thread at start-up,
@@ -106,6 +109,7 @@ typedef struct DbProbe {
         int result;          /* 0, DB_E_SQLITE, DB_E_CANCELLED */
         int sqlite_code;     /* extended result code of the failure */
         char error[256];
+        bool skew;           /* the error says this SQLite cannot read the schema (compat.h), not damage */
         bool wal;            /* journal_mode still wal */
         char journal_mode[16];
         int64_t page_size, page_count, freelist_count;
@@ -173,6 +177,48 @@ typedef struct DbCheck {
 
 void db_check(Db *db, bool integrity, DbCheck *ret);
 
+/* One row that PRAGMA foreign_key_check reports: table's row rowid refers,
+ * through its foreign key fkid, to a row of parent that does not exist. */
+typedef struct DbFkViolation {
+        char table[128];
+        bool has_rowid;      /* false for a WITHOUT ROWID table */
+        int64_t rowid;
+        char parent[128];
+        int fkid;
+        char key[192];       /* "pid -> parent(id)": the columns of foreign key fkid; "" unknown */
+} DbFkViolation;
+
+#define DB_FK_FIRST 5    /* violations described one by one */
+#define DB_FK_TABLES 8   /* tables counted by name */
+
+typedef struct DbFkCheck {
+        int result;          /* 0 when it ran (found something or not), DB_E_SQLITE, DB_E_CANCELLED */
+        uint64_t violations; /* rows whose parent row is missing, all of them counted */
+        DbFkViolation first[DB_FK_FIRST];
+        size_t n_first;
+        struct {
+                char table[128];
+                uint64_t count;
+        } tables[DB_FK_TABLES]; /* violations by table, in schema order */
+        size_t n_tables;
+        unsigned more_tables;   /* tables with violations beyond those */
+        unsigned mismatches;    /* tables whose foreign keys cannot be checked: the parent key
+                                 * is not a PRIMARY KEY or UNIQUE (a schema error) */
+        char mismatch[256];     /* SQLite's message for the first of them */
+        usec_t duration;
+        char error[256];
+} DbFkCheck;
+
+/*
+ * PRAGMA foreign_key_check over the whole database: in one read transaction
+ * (a read snapshot, no write lock: writers go on), every violation counted,
+ * the first DB_FK_FIRST described. A table whose foreign key names a parent
+ * key that is not unique makes SQLite refuse the whole check ("foreign key
+ * mismatch"); then each table is checked on its own and the mismatched ones
+ * are counted. Cancellable. Database thread.
+ */
+void db_foreign_key_check(Db *db, DbFkCheck *ret);
+
 typedef struct DbAnalyze {
         int result;
         bool sqlite_optimize;   /* SQLite >= 3.46 chose the tables (PRAGMA optimize mask 0x10000) */
@@ -195,12 +241,35 @@ void db_save_copy(Db *db, const char *dest, CopyResult *ret);
  * thread. 0, or DB_E_BUSY / DB_E_SQLITE. */
 int db_data_version(Db *db, int64_t *ret);
 
+/* Puts the content of the database file at src_path (sqlvigil's own
+ * checked copy, in rollback-journal mode, of the live database's page size)
+ * into the live database, through SQLite's online backup API: one write
+ * transaction, so every other connection sees the old content or the new,
+ * never a mix, and a crash leaves the old. The write lock is held for the
+ * whole copy (about 1 s per 300 MB here); waits at most max_wait for it.
+ * Database thread. */
+typedef struct DbRestore {
+        int result;          /* 0, DB_E_BUSY, DB_E_SQLITE */
+        int64_t pages;       /* pages copied */
+        usec_t held;         /* the write lock, from taking it to the commit */
+        usec_t duration;
+        DbFault fault;
+        char error[512];
+} DbRestore;
+
+void db_restore(Db *db, const char *src_path, usec_t max_wait, DbRestore *ret);
+
 /* The database at path as a newly started application sees it: a new
  * read-only connection (of this process, which never checkpoints on close)
  * runs PRAGMA quick_check. A database copied over in place under a live WAL
  * shows here ("database disk image is malformed") while sqlvigil's own
  * connection still answers from its cache. Any thread. */
 void db_fresh_look(const char *path, DbCheck *ret);
+
+/* What this SQLite cannot do with the database (compat.h), and which
+ * SQLite last wrote its header. Prepares statements, never steps them. */
+typedef struct CompatReport CompatReport;
+void db_compat(Db *db, CompatReport *ret);
 
 /* Size of the -wal file in bytes, 0 if there is none. */
 uint64_t db_wal_bytes(const Db *db);

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <libgen.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,11 +29,14 @@ const char *const file_state_names[4] = {
         [FILE_STATE_REPLACED] = "replaced",
 };
 
+static void protect(FileId id);
+
 int dbfiles_init(DbFiles *f, const char *db_path, FileId db) {
         char buf[4096];
         struct stat st;
 
         *f = (DbFiles){ .db = db, .db_fd = -1, .wal_fd = -1, .shm_fd = -1, .mark_fd = -1 };
+        protect(db);
         bufprintf(buf, sizeof(buf), "%s", db_path);
         f->db_path = strdup(db_path);
         f->wal_path = strdup_printf("%s-wal", db_path);
@@ -83,6 +88,61 @@ static int find_open(const char *path, FileId *ret_id, int *ret_fd) {
         return r;
 }
 
+/* ---- Descriptors from outside ---------------------------------------------- */
+
+static pthread_mutex_t protect_lock = PTHREAD_MUTEX_INITIALIZER;
+static FileId protected_ids[8];
+static size_t n_protected;
+static int *parked;
+static size_t n_parked;
+
+static void protect(FileId id) {
+        bool known = false;
+
+        pthread_mutex_lock(&protect_lock);
+        for (size_t i = 0; i < n_protected; i++)
+                known = known || file_id_eq(protected_ids[i], id);
+        if (!known && n_protected < ELEMENTSOF(protected_ids) && (id.dev || id.ino))
+                protected_ids[n_protected++] = id;
+        pthread_mutex_unlock(&protect_lock);
+}
+
+void files_close(int fd) {
+        struct stat st;
+        bool keep = false;
+
+        if (fd < 0)
+                return;
+        pthread_mutex_lock(&protect_lock);
+        if (fstat(fd, &st) == 0)
+                for (size_t i = 0; i < n_protected && !keep; i++)
+                        keep = protected_ids[i].dev == st.st_dev && protected_ids[i].ino == st.st_ino;
+        if (keep) {
+                int *grown = realloc(parked, (n_parked + 1) * sizeof(*parked));
+
+                /* Without memory the descriptor leaks: that is still
+                 * better than closing it. */
+                if (grown) {
+                        parked = grown;
+                        parked[n_parked++] = fd;
+                }
+        }
+        pthread_mutex_unlock(&protect_lock);
+        if (!keep)
+                close(fd);
+}
+
+void files_release_parked(void) {
+        pthread_mutex_lock(&protect_lock);
+        for (size_t i = 0; i < n_parked; i++)
+                close(parked[i]);
+        free(parked);
+        parked = NULL;
+        n_parked = 0;
+        n_protected = 0;
+        pthread_mutex_unlock(&protect_lock);
+}
+
 int dbfiles_attach(DbFiles *f) {
         FileId id;
         int r = 0, q;
@@ -109,10 +169,16 @@ int dbfiles_attach(DbFiles *f) {
                 if (r == 0)
                         r = q;
         }
+        protect(f->db);
+        if (f->have_wal)
+                protect(f->wal);
+        if (f->have_shm)
+                protect(f->shm);
         return r;
 }
 
 void dbfiles_done(DbFiles *f) {
+        files_release_parked();
         if (f->db_fd >= 0)
                 close(f->db_fd);
         if (f->wal_fd >= 0)
@@ -229,17 +295,6 @@ int mark_read(const char *mark_path, Mark *ret) {
         return r;
 }
 
-static int fsync_dir(const char *dir) {
-        int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), r = 0;
-
-        if (fd < 0)
-                return -errno;
-        if (fsync(fd) < 0)
-                r = -errno;
-        close(fd);
-        return r;
-}
-
 int dbfiles_write_mark(DbFiles *f, bool stale) {
         _cleanup_(freep) char *tmp = NULL, *text = NULL;
         size_t len, off = 0;
@@ -275,7 +330,7 @@ int dbfiles_write_mark(DbFiles *f, bool stale) {
                 r = -errno;
                 goto fail;
         }
-        (void)fsync_dir(f->dir);
+        (void)fsync_path(f->dir, true);
         if (f->mark_fd >= 0)
                 close(f->mark_fd);
         f->mark_fd = fd;
@@ -477,33 +532,35 @@ void files_unfence(const char *shm_path, int fd, FileId id) {
         close(fd);
 }
 
-int files_pid_has_open(pid_t pid, FileId id, const char *prefix) {
-        char dir[64];
+int files_pid_has_open_in(pid_t pid, FileId id, const char *dir) {
+        char fddir[64], link[PATH_MAX], target[PATH_MAX];
+        size_t dlen = strlen(dir);
         struct dirent *de;
+        bool found = false;
         DIR *d;
-        int r = 0;
 
-        bufprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
-        d = opendir(dir);
+        bufprintf(fddir, sizeof(fddir), "/proc/%d/fd", (int)pid);
+        d = opendir(fddir);
         if (!d)
-                return -errno;
-        while (r == 0 && (de = readdir(d))) {
-                char target[4096];
+                return errno == ENOENT ? 0 : -errno;
+        while (!found && (de = readdir(d))) {
                 struct stat st;
                 ssize_t n;
 
-                if (de->d_name[0] == '.' || fstatat(dirfd(d), de->d_name, &st, 0) < 0)
+                if (de->d_name[0] == '.')
                         continue;
-                if (st.st_dev != id.dev || st.st_ino != id.ino)
+                bufprintf(link, sizeof(link), "%s/%s", fddir, de->d_name);
+                if (stat(link, &st) < 0 || st.st_dev != id.dev || st.st_ino != id.ino)
                         continue;
-                n = readlinkat(dirfd(d), de->d_name, target, sizeof(target) - 1);
-                if (n < 0)
+                n = readlink(link, target, sizeof(target) - 1);
+                if (n <= 0)
                         continue;
                 target[n] = '\0';
-                r = strncmp(target, prefix, strlen(prefix)) == 0;
+                found = (size_t)n > dlen && strncmp(target, dir, dlen) == 0 && target[dlen] == '/' &&
+                        !strchr(target + dlen + 1, '/');
         }
         closedir(d);
-        return r;
+        return found ? 1 : 0;
 }
 
 int files_other_user(int shm_fd, pid_t *ret_pid) {

@@ -44,6 +44,19 @@ typedef struct DbFiles {
         uint64_t probe_count;
 } DbFiles;
 
+/* ---- Descriptors from outside ------------------------------------------------
+ *
+ * A descriptor another process hands sqlvigil (a restore's FILE, over the
+ * control socket) may name the database, its -wal or its -shm: a client
+ * can open them as well as anyone. Closing it would drop every POSIX lock
+ * this process holds on that file, SQLite's included, and the next
+ * application to close its connection would take sqlvigil for gone,
+ * checkpoint, and delete the -wal and -shm under it. files_close() closes
+ * any other descriptor, and keeps those until files_release_parked(), after
+ * sqlite3_close(). Any thread. */
+void files_close(int fd);
+void files_release_parked(void);
+
 /* Sets up f for the database at db_path, opened as db (nothing is opened).
  * 0 or -ENOMEM. */
 int dbfiles_init(DbFiles *f, const char *db_path, FileId db);
@@ -120,6 +133,13 @@ typedef struct StalePlan {
 
 void files_stale_plan(const Mark *mark, FileId db_now, FileId wal_now, FileId shm_now, StalePlan *ret);
 
+/* Whether process pid has the file id open under a name in dir (its
+ * descriptor's link, "(deleted)" or not): an inode number alone may have
+ * been reused by an unrelated file since. 1 yes, 0 no, or a negative errno
+ * when /proc/PID/fd cannot be read (another user's process): then nobody
+ * knows. */
+int files_pid_has_open_in(pid_t pid, FileId id, const char *dir);
+
 /* Moves the file at path out of SQLite's way, under a name that says so:
  * PATH.stale-YYYYmmddTHHMMSSZ (never replacing anything). *ret_new gets
  * the new path (malloc'd). 0 or a negative errno. */
@@ -156,14 +176,6 @@ int files_fence(const char *shm_path, int *ret_fd, FileId *ret_id);
 
 /* Removes the fence, if the path still names it. */
 void files_unfence(const char *shm_path, int fd, FileId id);
-
-/* Whether process pid has the file id open under a name that begins with
- * prefix (the path it had, then " (deleted)" or the name it was set aside
- * under): /proc/locks names a file by device and inode only, and the inode
- * number of a deleted file soon belongs to another file, anywhere on that
- * file system. 1 yes, 0 no, or a negative errno when the process's
- * descriptors cannot be seen (another user's, say). Any thread. */
-int files_pid_has_open(pid_t pid, FileId id, const char *prefix);
 
 /* Whether another process is attached to the WAL index open at shm_fd (it
  * holds the DMS byte, as every connection that has read does): *ret_pid

@@ -35,6 +35,10 @@ const char *const health_code_names[_HEALTH_CODE_MAX] = {
         [HEALTH_CODE_WAL_SIZE] = "wal-size",
         [HEALTH_CODE_DISK_SPACE] = "disk-space",
         [HEALTH_CODE_STARVATION] = "starvation",
+        [HEALTH_CODE_BACKUP_STALE] = "backup-stale",
+        [HEALTH_CODE_BACKUP_FAILED] = "backup-failed",
+        [HEALTH_CODE_FOREIGN_KEY] = "foreign-key",
+        [HEALTH_CODE_SQLITE_TOO_OLD] = "sqlite-too-old",
 };
 
 void health_read_files(const char *db_path, const char *wal_path, HealthFiles *f) {
@@ -140,7 +144,15 @@ void health_evaluate(const HealthLimits *limits, const HealthInput *in, HealthRe
         if (p && p->result == DB_E_SQLITE) {
                 int primary = p->sqlite_code & 0xff;
 
-                if (primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB)
+                /* A schema a newer SQLite wrote, which this one cannot
+                 * parse, reads as "malformed": no damage, and a restart
+                 * would only fail to start. */
+                if (p->skew)
+                        add(&v, HEALTH_DEGRADED, HEALTH_CODE_SQLITE_TOO_OLD,
+                            "sqlvigil's SQLite %s cannot read this database's schema, which a newer SQLite wrote: %s; "
+                            "sqlvigil cannot check it",
+                            sqlite3_libversion(), p->error);
+                else if (primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB)
                         add(&v, HEALTH_FAILED, HEALTH_CODE_CORRUPT, "%s", p->error);
                 else if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED)
                         add(&v, HEALTH_DEGRADED, HEALTH_CODE_QUERY_BUSY, "%s", p->error);
@@ -198,6 +210,35 @@ void health_evaluate(const HealthLimits *limits, const HealthInput *in, HealthRe
 
         if (in->starvation)
                 add(&v, HEALTH_DEGRADED, HEALTH_CODE_STARVATION, "%s", in->starvation);
+
+        /* Backups: a database that works but has no recent copy is one
+         * disk failure from loss. */
+        if (in->backup_max_age > 0 && in->backup_known) {
+                /* An old backup of a database that has not changed since is
+                 * as good as a new one: what counts is how long the
+                 * database may have been ahead of its newest backup. */
+                if (in->backup_have && in->backup_behind > in->backup_max_age)
+                        add(&v, HEALTH_DEGRADED, HEALTH_CODE_BACKUP_STALE,
+                            "the newest backup, %s, is %s old and the database may have changed since "
+                            "(max_age %s)",
+                            in->backup_newest ? in->backup_newest : "?", format_elapsed(a, sizeof(a), in->backup_age),
+                            format_elapsed(b, sizeof(b), in->backup_max_age));
+                else if (!in->backup_have && in->running_for > in->backup_max_age)
+                        add(&v, HEALTH_DEGRADED, HEALTH_CODE_BACKUP_STALE, "no backup after %s of running (max_age %s)",
+                            format_elapsed(a, sizeof(a), in->running_for),
+                            format_elapsed(b, sizeof(b), in->backup_max_age));
+        }
+        if (in->backup_failure)
+                add(&v, HEALTH_DEGRADED, HEALTH_CODE_BACKUP_FAILED, "the last backup failed: %s", in->backup_failure);
+        /* Readable, but inconsistent: the applications' own foreign keys
+         * were not enforced (PRAGMA foreign_keys is theirs to turn on). */
+        if (in->inconsistency)
+                add(&v, HEALTH_DEGRADED, HEALTH_CODE_FOREIGN_KEY, "foreign_key_check: %s", in->inconsistency);
+
+        /* The scheduled check cannot run: what sqlvigil promises to watch
+         * goes unwatched. Not failed: nothing is wrong with the file. */
+        if (in->unsupported)
+                add(&v, HEALTH_DEGRADED, HEALTH_CODE_SQLITE_TOO_OLD, "%s", in->unsupported);
 }
 
 usec_t health_lock_update(HealthLock *l, bool busy, usec_t now, usec_t waited) {

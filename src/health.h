@@ -18,7 +18,12 @@
  *             problem: sqlvigil shortens it), free disk is below
  *             min_free_disk, the write
  *             lock has been busy for a quarter of lock_timeout, checkpoints
- *             are starved.
+ *             are starved, the newest backup is older than max_age, the
+ *             last backup failed, rows refer to parent rows that do not
+ *             exist (foreign_key_check: the data reads, but is
+ *             inconsistent), or sqlvigil's SQLite cannot check (or read) a
+ *             database that a newer SQLite wrote: version skew is no damage,
+ *             and restarting sqlvigil would not help.
  */
 
 #include <stdbool.h>
@@ -55,6 +60,10 @@ typedef enum HealthCode {
         HEALTH_CODE_WAL_SIZE,
         HEALTH_CODE_DISK_SPACE,
         HEALTH_CODE_STARVATION,
+        HEALTH_CODE_BACKUP_STALE,
+        HEALTH_CODE_BACKUP_FAILED,
+        HEALTH_CODE_FOREIGN_KEY,
+        HEALTH_CODE_SQLITE_TOO_OLD,
         _HEALTH_CODE_MAX,
 } HealthCode;
 
@@ -100,6 +109,8 @@ typedef struct HealthInput {
         usec_t stalled_for;       /* worker without progress this long, 0: fine */
         const char *stalled_job;  /* what it was running */
         const char *corruption;   /* first quick_check error, NULL: none */
+        const char *inconsistency; /* what foreign_key_check found, NULL: nothing */
+        const char *unsupported;  /* the scheduled check cannot run with this SQLite, and why; NULL: it can */
         const char *starvation;   /* starvation report, NULL: none */
         const char *storage_fault; /* a storage fault sqlvigil's own work met, NULL: none */
         const char *wal_displaced; /* the -wal or -shm at its path is not the database's, NULL: fine */
@@ -107,6 +118,16 @@ typedef struct HealthInput {
         int write_errno;          /* the write probe failed with this (EROFS...), 0: it worked */
         const char *write_path;   /* what it wrote */
         int storage_fault_code;   /* its SQLite code: SQLITE_FULL is degraded, the rest failed */
+        /* Backups, when [backup] directory is set and has been read. */
+        bool backup_known;
+        bool backup_have;           /* there is a good backup... */
+        usec_t backup_age;          /* ...this old (now minus its time) */
+        usec_t backup_behind;       /* how long the database has been ahead of it, at most (now minus
+                                     * the last time a run found nothing new since it) */
+        const char *backup_newest;  /* its name */
+        usec_t backup_max_age;      /* 0: backups are not judged */
+        usec_t running_for;         /* how long sqlvigil has run: no backup yet is stale after max_age */
+        const char *backup_failure; /* the last backup failed for this reason, NULL: it did not */
 } HealthInput;
 
 typedef struct HealthResult {

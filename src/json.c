@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "json.h"
+#include "utf8.h"
 
 /* ---- Writer ----------------------------------------------------------- */
 
@@ -93,12 +94,19 @@ void json_array_end(Json *j) {
         close_(j, ']');
 }
 
+/* RFC 8259 strings from any bytes (the rule is in utf8.h): valid UTF-8 as it
+ * is, control characters escaped without loss, U+2028 and U+2029 escaped too
+ * (JavaScript before ES2019 ends a line there), and a byte that is not UTF-8
+ * as the text \xNN, so the reply is valid UTF-8 and says which byte it was. */
 static void put_escaped(Json *j, const char *s) {
+        size_t n = strlen(s), len;
+
         put(j, "\"", 1);
-        for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        for (size_t i = 0; i < n; i += len) {
+                int32_t c = utf8_decode(s + i, n - i, &len);
                 char esc[8];
 
-                switch (*p) {
+                switch (c) {
                 case '"':
                         puts_(j, "\\\"");
                         break;
@@ -114,12 +122,16 @@ static void put_escaped(Json *j, const char *s) {
                 case '\t':
                         puts_(j, "\\t");
                         break;
+                case -1:
+                        snprintf(esc, sizeof(esc), "\\\\x%02x", (unsigned char)s[i]);
+                        puts_(j, esc);
+                        break;
                 default:
-                        if (*p < 0x20 || *p == 0x7f) {
-                                snprintf(esc, sizeof(esc), "\\u%04x", *p);
+                        if (unicode_is_control(c) || c == 0x2028 || c == 0x2029) {
+                                snprintf(esc, sizeof(esc), "\\u%04x", (unsigned)c);
                                 puts_(j, esc);
                         } else
-                                put(j, (const char *)p, 1);
+                                put(j, s + i, len);
                 }
         }
         put(j, "\"", 1);

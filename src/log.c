@@ -4,14 +4,17 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <systemd/sd-journal.h>
 
 #include "log.h"
+#include "utf8.h"
 
 static LogTarget target = LOG_TARGET_STDERR;
 static int max_level = LOG_INFO;
+static bool stderr_time = true;
 static char *database;
 
 /* Same test as systemd's own log.c: stderr is the journal stream when its
@@ -33,6 +36,10 @@ void log_setup(void) {
         target = stderr_is_journal() ? LOG_TARGET_JOURNAL : LOG_TARGET_STDERR;
         if (getenv("SQLVIGIL_DEBUG"))
                 max_level = LOG_DEBUG;
+}
+
+void log_set_stderr_time(bool on) {
+        stderr_time = on;
 }
 
 void log_set_database(const char *path) {
@@ -71,19 +78,53 @@ static const char *level_prefix(int priority) {
         }
 }
 
-static void log_to_stderr(int priority, const char *message) {
-        fprintf(stderr, "sqlvigil: %s%s\n", level_prefix(priority), message);
+/* "2025-06-01T14:03:07.215+02:00": local time, ISO 8601 with milliseconds
+ * and the offset from UTC, as `date +%FT%T.%3N%:z` prints it. Empty when the
+ * clock cannot be read as a local time (localtime_r() failing). */
+static void format_now(char *buf, size_t size) {
+        usec_t now = now_usec(CLOCK_REALTIME);
+        time_t sec = (time_t)(now / USEC_PER_SEC);
+        struct tm tm;
+        long off;
+        char date[32];
+
+        buf[0] = '\0';
+        if (!localtime_r(&sec, &tm) || strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%S", &tm) == 0)
+                return;
+        off = tm.tm_gmtoff / 60;
+        bufprintf(buf, size, "%s.%03u%c%02ld:%02ld ", date, (unsigned)(now % USEC_PER_SEC / USEC_PER_MSEC),
+                  off < 0 ? '-' : '+', labs(off) / 60, labs(off) % 60);
+}
+
+/* One line, whatever the message holds: the escaping is utf8.h's. */
+static void log_to_stderr(int priority, const char *message, bool with_time) {
+        _cleanup_(freep) char *text = utf8_escape_log(message);
+        char when[48] = "";
+
+        if (with_time)
+                format_now(when, sizeof(when));
+        fprintf(stderr, "%ssqlvigil: %s%s\n", when, level_prefix(priority), text ? text : "(out of memory)");
         fflush(stderr);
+}
+
+/* NAME=value with value escaped as a log line (utf8.h): journalctl shows a
+ * field that is not UTF-8, or holds a newline, only as "[blob data]". */
+static char *journal_field(const char *name, const char *value) {
+        _cleanup_(freep) char *v = utf8_escape_log(value);
+
+        return v ? strdup_printf("%s=%s", name, v) : NULL;
 }
 
 static int log_to_journal(int priority, const char *message_id, const char *event, const LogFields *fields,
                           const char *message) {
         char prio[16], id[64], ev[64];
         _cleanup_(freep) char *msg = NULL, *db = NULL;
+        char *extra[LOG_FIELDS_MAX] = { NULL };
         struct iovec iov[8 + LOG_FIELDS_MAX];
-        size_t n = 0;
+        size_t n = 0, n_extra = 0;
+        int r = -ENOMEM;
 
-        msg = strdup_printf("MESSAGE=%s", message);
+        msg = journal_field("MESSAGE", message);
         if (!msg)
                 return -ENOMEM;
         iov[n++] = (struct iovec){ msg, strlen(msg) };
@@ -99,15 +140,27 @@ static int log_to_journal(int priority, const char *message_id, const char *even
                 iov[n++] = (struct iovec){ ev, strlen(ev) };
         }
         if (database) {
-                db = strdup_printf("SQLVIGIL_DATABASE=%s", database);
+                db = journal_field("SQLVIGIL_DATABASE", database);
                 if (!db)
                         return -ENOMEM;
                 iov[n++] = (struct iovec){ db, strlen(db) };
         }
-        for (size_t i = 0; fields && i < fields->n; i++)
-                iov[n++] = (struct iovec){ (char *)fields->field[i], strlen(fields->field[i]) };
+        for (size_t i = 0; fields && i < fields->n; i++) {
+                const char *f = fields->field[i], *eq = strchr(f, '=');
+                _cleanup_(freep) char *name = NULL;
 
-        return sd_journal_sendv(iov, (int)n);
+                /* log_field() wrote NAME=value; only the value is escaped. */
+                name = eq ? strndup(f, (size_t)(eq - f)) : NULL;
+                if (!name || !(extra[n_extra] = journal_field(name, eq + 1)))
+                        goto finish;
+                iov[n++] = (struct iovec){ extra[n_extra], strlen(extra[n_extra]) };
+                n_extra++;
+        }
+        r = sd_journal_sendv(iov, (int)n);
+finish:
+        for (size_t i = 0; i < n_extra; i++)
+                free(extra[i]);
+        return r;
 }
 
 void log_event(int priority, const char *message_id, const char *event, const LogFields *fields,
@@ -126,10 +179,13 @@ void log_event(int priority, const char *message_id, const char *event, const Lo
                 r = log_to_journal(priority, message_id, event, fields, message);
                 if (r >= 0)
                         return;
-                /* Never lose a message: fall back to the stream. */
-                log_to_stderr(LOG_WARNING, "cannot send to the journal; logging to stderr");
+                /* Never lose a message: fall back to the stream, which
+                 * journald stamps with its own time. */
+                log_to_stderr(LOG_WARNING, "cannot send to the journal; logging to stderr", false);
+                log_to_stderr(priority, message, false);
+                return;
         }
-        log_to_stderr(priority, message);
+        log_to_stderr(priority, message, stderr_time);
 }
 
 void log_notify_failure(int r, const char *what) {

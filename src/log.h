@@ -8,7 +8,13 @@
  * is sent with sd_journal_sendv(): MESSAGE, PRIORITY, SYSLOG_IDENTIFIER,
  * SQLVIGIL_DATABASE and, for events, MESSAGE_ID, SQLVIGIL_EVENT and the
  * event's figures as SQLVIGIL_* fields. Anywhere else, the message is one
- * readable line on stderr; the figures are in the message text too.
+ * readable line on stderr, after the local time (ISO 8601 with milliseconds
+ * and the UTC offset) so that it lines up with an application's log; the
+ * figures are in the message text too.
+ *
+ * Whatever bytes a message or a field holds (a path, SQLite's error text),
+ * what is written is one line of valid UTF-8: control characters and bytes
+ * that are not UTF-8 are escaped as utf8.h says (\n, \xNN).
  */
 
 #include <stdarg.h>
@@ -32,6 +38,11 @@ typedef enum LogTarget {
 
 /* Chooses the target from $JOURNAL_STREAM and stderr; call once, early. */
 void log_setup(void);
+
+/* Whether stderr lines start with the time (the default); --check-config,
+ * a command for a terminal, turns it off. Call from the main thread before
+ * any other thread runs. */
+void log_set_stderr_time(bool on);
 
 /* Adds SQLVIGIL_DATABASE=path to every entry from now on (NULL removes it). */
 void log_set_database(const char *path);

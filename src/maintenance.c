@@ -7,11 +7,13 @@
 #include <unistd.h>
 
 #include "analyze.h"
+#include "backup.h"
 #include "check.h"
 #include "checkpoint.h"
 #include "maintenance.h"
 #include <sqlite3.h>
 #include "messages.h"
+#include "restore.h"
 #include "vacuum.h"
 
 typedef struct Pending {
@@ -43,6 +45,8 @@ struct Maintenance {
         Checkpointer *checkpointer;
         Vacuumer *vacuumer;
         Checker *checker;
+        Backuper *backuper;
+        Restorer *restorer;
 };
 
 static int arm_timer(Maintenance *mt);
@@ -56,7 +60,7 @@ static void collect_intervals(const Config *c, usec_t intervals[_TASK_MAX]) {
         intervals[TASK_VACUUM] = c->vacuum_interval;
         intervals[TASK_ANALYZE] = c->analyze_interval;
         intervals[TASK_QUICK_CHECK] = c->quick_check_interval;
-        intervals[TASK_BACKUP] = 0;
+        intervals[TASK_BACKUP] = c->backup_directory ? c->backup_interval : 0;
 }
 
 static uint64_t random_seed(void) {
@@ -82,6 +86,10 @@ static uint64_t random_seed(void) {
 /* ---- The end of every run ---------------------------------------------------- */
 
 bool maintenance_is_storage_fault(DbFault f) {
+        /* "malformed database schema" from SQL of a newer SQLite: the
+         * storage is fine, this SQLite is too old (compat.h). */
+        if (f.skew)
+                return false;
         switch (f.code & 0xff) {
         case SQLITE_IOERR:
         case SQLITE_READONLY:
@@ -223,6 +231,10 @@ static void start_task(Maintenance *mt, TaskId t, TaskTrigger trigger) {
         case TASK_QUICK_CHECK:
                 checker_run(mt->checker, trigger, trigger == TRIGGER_ADMIN && arg == 1);
                 break;
+        case TASK_BACKUP:
+                backuper_run(mt->backuper, trigger == TRIGGER_ADMIN && arg == BACKUP_FOR_RESTORE ? TRIGGER_RESTORE
+                                                                                                 : trigger);
+                break;
         default: {
                 TaskReport r;
 
@@ -282,6 +294,10 @@ int maintenance_new(Maintenance **ret, const MaintenanceEnv *env, const Config *
                 r = vacuumer_new(&mt->vacuumer, mt);
         if (r >= 0)
                 r = checker_new(&mt->checker, mt);
+        if (r >= 0)
+                r = backuper_new(&mt->backuper, mt);
+        if (r >= 0)
+                r = restorer_new(&mt->restorer, mt);
         if (r < 0) {
                 maintenance_free(mt);
                 return r;
@@ -296,6 +312,8 @@ Maintenance *maintenance_free(Maintenance *mt) {
         checkpointer_free(mt->checkpointer);
         vacuumer_free(mt->vacuumer);
         checker_free(mt->checker);
+        backuper_free(mt->backuper);
+        restorer_free(mt->restorer);
         sd_event_source_disable_unref(mt->timer);
         free(mt);
         return NULL;
@@ -320,6 +338,10 @@ int maintenance_start(Maintenance *mt, const DbFiles *files) {
         r = checkpointer_start(mt->checkpointer, files);
         if (r >= 0)
                 r = vacuumer_start(mt->vacuumer);
+        if (r >= 0)
+                r = backuper_start(mt->backuper, files);
+        if (r >= 0)
+                restorer_cleanup(mt->restorer);
         if (r < 0)
                 return r;
         mt->started = true;
@@ -333,6 +355,7 @@ void maintenance_reload(Maintenance *mt, const Config *config) {
         collect_intervals(config, intervals);
         scheduler_set_intervals(&mt->scheduler, intervals, now_boot());
         vacuumer_reload(mt->vacuumer);
+        backuper_reload(mt->backuper);
         (void)arm_timer(mt);
 }
 
@@ -341,6 +364,7 @@ void maintenance_stop(Maintenance *mt) {
         (void)sd_event_source_set_enabled(mt->timer, SD_EVENT_OFF);
         checkpointer_stop(mt->checkpointer);
         vacuumer_stop(mt->vacuumer);
+        backuper_stop(mt->backuper);
 }
 
 int maintenance_request(Maintenance *mt, TaskId task, int64_t arg, MaintenanceReply cb, void *userdata) {
@@ -369,6 +393,18 @@ const char *maintenance_corruption(const Maintenance *mt) {
         return checker_corruption(mt->checker);
 }
 
+const char *maintenance_inconsistency(const Maintenance *mt) {
+        return checker_inconsistency(mt->checker);
+}
+
+const char *maintenance_check_unsupported(const Maintenance *mt) {
+        return checker_unsupported(mt->checker);
+}
+
+void maintenance_set_check_unsupported(Maintenance *mt, const char *why) {
+        checker_set_unsupported(mt->checker, why);
+}
+
 const char *maintenance_storage_fault(const Maintenance *mt, int *ret_code) {
         if (!mt->fault)
                 return NULL;
@@ -379,6 +415,18 @@ const char *maintenance_storage_fault(const Maintenance *mt, int *ret_code) {
 
 bool maintenance_backing_off(const Maintenance *mt, TaskId task) {
         return mt->not_before[task] > now_boot();
+}
+
+const BackupFacts *maintenance_backups(const Maintenance *mt) {
+        return backuper_facts(mt->backuper);
+}
+
+Backuper *maintenance_backuper(Maintenance *mt) {
+        return mt->backuper;
+}
+
+Restorer *maintenance_restorer(Maintenance *mt) {
+        return mt->restorer;
 }
 
 const char *maintenance_starvation(const Maintenance *mt) {

@@ -41,6 +41,8 @@ typedef struct Maintenance Maintenance;
 typedef struct MaintenanceEnv {
         sd_event *event;
         Worker *db_worker;          /* the database thread */
+        Worker *file_worker;        /* files only: the backup directory's listing */
+        Worker *backup_worker;      /* copies of the database: backups */
         const char *db_path;        /* for file sizes and the file system's free space */
         const char *wal_path;
         const DbPragmas *pragmas;   /* the loop's copy, kept current by the daemon */
@@ -72,9 +74,13 @@ typedef struct MaintenanceOutcome {
         const char *error;  /* when !ok: why, one line */
         const char *mode;   /* checkpoint mode, analyze mode, or "quick"/"integrity" */
         const char *first;  /* a check's first problem */
+        const DbFkCheck *foreign_keys; /* a check's foreign_key_check, NULL when it did not run */
         /* Task figures for the JSON reply; -1 where unknown. */
         int64_t frames, checkpointed, pages, freelist_after, tables, problems;
         bool busy;
+        /* A backup's manifest and path, when one was taken. */
+        const struct BackupManifest *backup;
+        const char *backup_path;
 } MaintenanceOutcome;
 
 typedef void (*MaintenanceReply)(void *userdata, const MaintenanceOutcome *outcome);
@@ -162,8 +168,22 @@ typedef void (*FinalCheckpointDone)(void *userdata, const CheckpointOutcome *out
 int maintenance_final_checkpoint(Maintenance *mt, CheckpointMode mode, usec_t timeout, FinalCheckpointDone done,
                                  void *userdata);
 
+/* The backups: facts for health, the status and the metrics; the list for
+ * `sqlvigilctl backups` (backup.h). */
+typedef struct BackupFacts BackupFacts;
+typedef struct Backuper Backuper;
+const BackupFacts *maintenance_backups(const Maintenance *mt);
+Backuper *maintenance_backuper(Maintenance *mt);
+typedef struct Restorer Restorer;
+Restorer *maintenance_restorer(Maintenance *mt);
+
 /* Facts for health and the status: NULL when there is nothing to say. */
 const char *maintenance_corruption(const Maintenance *mt);
+const char *maintenance_inconsistency(const Maintenance *mt); /* foreign_key_check's findings */
+const char *maintenance_check_unsupported(const Maintenance *mt); /* quick_check cannot run here */
+
+/* What the start-up probe found (compat.h): quick_check cannot run, why. */
+void maintenance_set_check_unsupported(Maintenance *mt, const char *why);
 const char *maintenance_starvation(const Maintenance *mt);
 
 /* The storage fault sqlvigil's own work ran into, NULL when none (or its

@@ -14,12 +14,14 @@
 
 #include "checkpoint.h"
 #include "commands.h"
+#include "compat.h"
 #include "control.h"
 #include "files.h"
 #include "rescue.h"
 #include "walindex.h"
 #include "watch.h"
 #include "log.h"
+#include "backup.h"
 #include "manager.h"
 #include "messages.h"
 #include "metrics.h"
@@ -63,10 +65,12 @@ struct Manager {
         usec_t fresh_not_before; /* CLOCK_MONOTONIC */
         Worker *db_worker;
         Worker *file_worker;
+        Worker *backup_worker;  /* backups and a restore's preparation: long file work of its own */
         Monitor *monitor;
         Maintenance *maintenance;
         Control *control;
         DbPragmas pragmas;      /* the loop's copy: only job results on this thread change it */
+        char check_unsupported[512]; /* the start-up probe: quick_check cannot run here, why; "" it can */
 
         /* Health. */
         usec_t watchdog_usec;   /* 0: no watchdog */
@@ -142,27 +146,68 @@ static bool stopping(const Manager *m) {
         return m->lifecycle == LIFECYCLE_STOPPING;
 }
 
-static void log_pragmas(Manager *m, const Config *c) {
-        char line[1024], req[32];
+/* "file journal_mode=wal page_size=4096 auto_vacuum=none; sqlvigil's own
+ * connection busy_timeout=5000 ...; each application's own, not applied:
+ * foreign_keys=on": what is in force, by whom it shapes. */
+static void format_pragmas_line(const DbPragmas *p, char *line, size_t size) {
+        static const char *const heads[_PRAGMA_SCOPE_MAX] = {
+                [PRAGMA_SCOPE_FILE] = "file",
+                [PRAGMA_SCOPE_SQLVIGIL] = "sqlvigil's own connection",
+                [PRAGMA_SCOPE_APPLICATION] = "each application's own, not applied:",
+        };
         size_t off = 0;
+
+        line[0] = '\0';
+        for (PragmaScope scope = 0; scope < _PRAGMA_SCOPE_MAX; scope++) {
+                bool first = true;
+
+                for (PragmaId id = 0; id < _PRAGMA_MAX && off < size; id++) {
+                        const PragmaStatus *st = &p->status[id];
+                        char req[32];
+
+                        if (pragma_info[id].scope != scope ||
+                            (scope == PRAGMA_SCOPE_APPLICATION && !st->requested))
+                                continue;
+                        if (scope == PRAGMA_SCOPE_APPLICATION)
+                                pragma_format_value(id, st->requested_value, req, sizeof(req));
+                        off += (size_t)snprintf(line + off, size - off, "%s%s %s=%s", off && first ? "; " : "",
+                                                first ? heads[scope] : "", pragma_info[id].name,
+                                                scope == PRAGMA_SCOPE_APPLICATION ? req : st->effective);
+                        first = false;
+                }
+        }
+        if (off >= size && size > 4)
+                memcpy(line + size - 4, "...", 4);
+}
+
+static void log_pragmas(Manager *m, const Config *c) {
+        char line[1024], req[32], note[512], where[512];
 
         for (PragmaId id = 0; id < _PRAGMA_MAX; id++) {
                 const PragmaStatus *st = &m->pragmas.status[id];
                 const char *name = pragma_info[id].name;
+                PragmaNote kind;
                 LogFields f = { 0 };
 
-                off += (size_t)snprintf(line + off, sizeof(line) - MIN(off, sizeof(line)), "%s%s=%s", off ? " " : "",
-                                        name, st->effective);
-                if (off >= sizeof(line))
-                        off = sizeof(line) - 1;
-                if (st->outcome == PRAGMA_UNREQUESTED || st->outcome == PRAGMA_APPLIED)
+                if (!st->requested)
+                        continue;
+                pragma_format_value(id, st->requested_value, req, sizeof(req));
+                kind = pragma_note(id, st->requested_value, note, sizeof(note));
+                if (st->outcome == PRAGMA_APPLIED && kind == PRAGMA_NOTE_NONE)
                         continue;
 
-                pragma_format_value(id, st->requested_value, req, sizeof(req));
+                where[0] = '\0';
+                if (c->pragmas[id].line && c->source)
+                        bufprintf(where, sizeof(where), " (%s:%u)", c->source, c->pragmas[id].line);
                 log_field(&f, "SQLVIGIL_PRAGMA", "%s", name);
+                log_field(&f, "SQLVIGIL_SCOPE", "%s", pragma_scope_names[pragma_info[id].scope]);
                 log_field(&f, "SQLVIGIL_REQUESTED", "%s", req);
-                log_field(&f, "SQLVIGIL_EFFECTIVE", "%s", st->effective);
+                if (st->outcome != PRAGMA_APPLICATION_ONLY)
+                        log_field(&f, "SQLVIGIL_EFFECTIVE", "%s", st->effective);
                 switch (st->outcome) {
+                case PRAGMA_APPLICATION_ONLY:
+                        log_event(LOG_WARNING, SQLVIGIL_MESSAGE_PRAGMA, "pragma", &f, "%s%s", note, where);
+                        break;
                 case PRAGMA_NEEDS_VACUUM:
                         log_event(LOG_WARNING, SQLVIGIL_MESSAGE_PRAGMA, "pragma", &f,
                                   "%s: requested %s, file has %s; only a full VACUUM changes it (%s)", name, req,
@@ -181,12 +226,17 @@ static void log_pragmas(Manager *m, const Config *c) {
                                   "not do)",
                                   name, req, st->effective);
                         break;
-                default:
+                case PRAGMA_DIFFERS:
                         log_event(LOG_WARNING, SQLVIGIL_MESSAGE_PRAGMA, "pragma", &f,
                                   "%s: requested %s, SQLite uses %s on this connection", name, req, st->effective);
                         break;
+                default:
+                        /* Applied, but worth a word (mmap_size). */
+                        log_event(LOG_NOTICE, SQLVIGIL_MESSAGE_PRAGMA, "pragma", &f, "%s%s", note, where);
+                        break;
                 }
         }
+        format_pragmas_line(&m->pragmas, line, sizeof(line));
         log_info("pragmas in force: %s", line);
 }
 
@@ -222,6 +272,8 @@ void manager_status(Manager *m, Status *s) {
                 for (int t = 0; t < _TASK_MAX; t++)
                         s->last[t] = *maintenance_last(m->maintenance, (TaskId)t);
                 s->totals = *maintenance_totals(m->maintenance);
+                s->backup_directory = m->config->backup_directory;
+                s->backups = *maintenance_backups(m->maintenance);
         }
 }
 
@@ -366,9 +418,30 @@ static void judge(Manager *m) {
                 .lock_holder_comm = facts->lock_holder_comm,
                 .corruption = m->maintenance ? maintenance_corruption(m->maintenance) : NULL,
                 .starvation = m->maintenance ? maintenance_starvation(m->maintenance) : NULL,
+                .inconsistency = m->maintenance ? maintenance_inconsistency(m->maintenance) : NULL,
+                .unsupported = m->maintenance              ? maintenance_check_unsupported(m->maintenance)
+                               : m->check_unsupported[0] ? m->check_unsupported
+                                                         : NULL,
         };
         if (m->maintenance)
                 in.storage_fault = maintenance_storage_fault(m->maintenance, &in.storage_fault_code);
+        /* Without scheduled checks, none goes unwatched. */
+        if (m->config->quick_check_interval == 0)
+                in.unsupported = NULL;
+        if (m->maintenance && m->config->backup_directory) {
+                const BackupFacts *bf = maintenance_backups(m->maintenance);
+                usec_t now_rt = now_usec(CLOCK_REALTIME);
+
+                in.backup_known = bf->known;
+                in.backup_have = bf->have_newest;
+                in.backup_age = now_rt > bf->newest_time ? now_rt - bf->newest_time : 0;
+                in.backup_behind = now_rt > bf->current_at ? now_rt - bf->current_at : 0;
+                in.backup_newest = bf->newest_name;
+                in.backup_max_age = m->config->backup_max_age ? m->config->backup_max_age
+                                                              : 2 * m->config->backup_interval;
+                in.running_for = now_usec(CLOCK_MONOTONIC) - m->started_at;
+                in.backup_failure = bf->failed ? bf->failure : NULL;
+        }
         char displaced[512];
 
         if (m->files_check.wal != FILE_STATE_OK || m->files_check.shm != FILE_STATE_OK) {
@@ -457,6 +530,7 @@ static void start_rescue(Manager *m, RescueKind kind, const char *reason) {
                 finish_reload(m, false, "sqlvigil is stopping");
         worker_cancel(m->db_worker);
         worker_cancel(m->file_worker);
+        worker_cancel(m->backup_worker);
         start_extending(m);
 
         r = rescue_start(&m->rescue,
@@ -745,6 +819,7 @@ static void manager_stop(Manager *m, const char *why) {
          * behind it and is not cancellable. */
         worker_cancel(m->db_worker);
         worker_cancel(m->file_worker);
+        worker_cancel(m->backup_worker);
         start_extending(m);
 
         r = maintenance_final_checkpoint(m->maintenance, m->config->stop_mode, m->config->stop_timeout,
@@ -1019,6 +1094,7 @@ Manager *manager_free(Manager *m) {
         sd_event_source_disable_unref(m->fresh_timer);
         worker_free(m->db_worker);
         worker_free(m->file_worker);
+        worker_free(m->backup_worker);
         rescue_free(m->rescue);
         maintenance_free(m->maintenance);
         monitor_free(m->monitor);
@@ -1092,15 +1168,20 @@ static int set_aside_stale(Manager *m) {
         if (mark.valid && mark.shm.ino)
                 (void)walindex_lock_holders(NULL, mark.shm.dev, mark.shm.ino, getpid(), holders, ELEMENTSOF(holders),
                                             &n);
-        /* The mark's -shm may be long deleted and its inode number another
-         * file's now (another program's lock on it means nothing here):
-         * only a holder that has it open under this database's name counts;
-         * one whose descriptors cannot be seen still does. */
+        bufprintf(tmp, sizeof(tmp), "%s", m->db_path);
+        dir = realpath(dirname(tmp), NULL);
+        if (!dir)
+                return start_failed(EXIT_FAILURE_OTHER, "cannot resolve the directory of %s: %s", m->db_path,
+                                    strerror(errno));
+        /* Only processes that have that -shm open beside this database: its
+         * inode number may belong to an unrelated file by now. One whose
+         * descriptors cannot be read (another user's) counts: better a start
+         * refused with the reason than a second WAL. */
         for (size_t i = 0; i < n;)
-                if (files_pid_has_open(holders[i], mark.shm, shm_path) == 0)
-                        holders[i] = holders[--n];
-                else
+                if (files_pid_has_open_in(holders[i], mark.shm, dir) != 0)
                         i++;
+                else
+                        holders[i] = holders[--n];
         for (size_t i = 0; i < n; i++) {
                 char comm[32];
 
@@ -1123,8 +1204,6 @@ static int set_aside_stale(Manager *m) {
         files_stale_plan(&mark, db_now, wal_now, shm_now, &plan);
         if (!plan.wal && !plan.shm)
                 return EXIT_CLEAN;
-        bufprintf(tmp, sizeof(tmp), "%s", m->db_path);
-        dir = strdup(dirname(tmp));
         /* The database they belong to, if it is still in the directory
          * under another name: they go back beside it. */
         if (dir && !mark.stale && !file_id_eq(db_now, mark.db))
@@ -1167,6 +1246,67 @@ static int set_aside_stale(Manager *m) {
         return EXIT_CLEAN;
 }
 
+/* Once, at start: what sqlvigil's SQLite cannot do with this database,
+ * which a newer SQLite (the applications' own) may have given features
+ * this one lacks. Said in one warning; quick_check that cannot run is a
+ * health fact from the first round on. */
+static void check_compat(Manager *m) {
+        char ours[32], theirs[32], words[128], written[96] = "", scheduled[160] = "", cannot[512], others[600] = "",
+             took[32];
+        CompatReport r;
+        LogFields f = { 0 };
+
+        db_compat(m->db, &r);
+        if (!r.restricted) {
+                log_debug("SQLite %s can do everything sqlvigil does with %s (looked in %" PRIu64 " us)",
+                          sqlite3_libversion(), m->db_path, r.duration);
+                return;
+        }
+        bufprintf(ours, sizeof(ours), "%s", sqlite3_libversion());
+        compat_format_version(r.file_version, theirs, sizeof(theirs));
+        if (r.file_version > (uint32_t)sqlite3_libversion_number())
+                bufprintf(written, sizeof(written), " (its header says SQLite %s wrote it last)", theirs);
+        compat_unsupported_words(&r, words, sizeof(words));
+        /* A health fact while checks are scheduled (judge() asks the
+         * configuration in force, which a reload may change). */
+        if (!r.quick_check)
+                bufprintf(m->check_unsupported, sizeof(m->check_unsupported),
+                          "quick_check cannot run: sqlvigil's SQLite %s lacks what this database's schema uses, which "
+                          "a newer SQLite wrote: %s (%s)",
+                          ours, r.quick_check_error, r.culprits);
+        if (!r.quick_check && m->config->quick_check_interval > 0)
+                bufprintf(scheduled, sizeof(scheduled), "; the scheduled quick_check is among them: health is degraded "
+                                                        "(sqlite-too-old)");
+
+        log_field(&f, "SQLVIGIL_SQLITE_VERSION", "%s", ours);
+        if (r.file_version)
+                log_field(&f, "SQLVIGIL_FILE_SQLITE_VERSION", "%s", theirs);
+        log_field(&f, "SQLVIGIL_UNSUPPORTED", "%s", words);
+        log_field(&f, "SQLVIGIL_OBJECTS", "%u", r.objects);
+        log_field(&f, "SQLVIGIL_REASON_TEXT", "%s", r.culprits);
+        log_field(&f, "SQLVIGIL_DURATION_USEC", "%" PRIu64, r.duration);
+        if (*words) {
+                char list[192];
+
+                bufprintf(list, sizeof(list), "%s%s%s%s", r.quick_check ? "" : ", quick_check",
+                          r.integrity_check ? "" : ", integrity_check", r.foreign_key_check ? "" : ", foreign_key_check",
+                          r.vacuum ? "" : ", the VACUUM of [vacuum] convert");
+                bufprintf(cannot, sizeof(cannot),
+                          "sqlvigil cannot run %s on it, and reports each as 'unsupported' with the reason%s", list + 2,
+                          scheduled);
+        }
+        else
+                bufprintf(cannot, sizeof(cannot), "sqlvigil's own work is not affected");
+        if (*r.statements)
+                bufprintf(others, sizeof(others), "; with SQLite %s, %s", ours, r.statements);
+        log_event(LOG_WARNING, SQLVIGIL_MESSAGE_SQLITE_SKEW, "sqlite-skew", &f,
+                  "%s uses what sqlvigil's SQLite %s lacks, features of a newer SQLite%s: %s. %s%s. This is no "
+                  "damage; a sqlvigil built with the applications' SQLite, or a newer one, lifts it (found in %s "
+                  "by statements prepared, never run)",
+                  m->db_path, ours, written, r.culprits, cannot, others,
+                  format_elapsed(took, sizeof(took), r.duration));
+}
+
 static int manager_open(Manager *m) {
         char error[1024];
         DbProbe probe;
@@ -1203,6 +1343,7 @@ static int manager_open(Manager *m) {
         db_probe(m->db, &probe);
         if (probe.result != 0)
                 return start_failed(EXIT_FAILURE_OTHER, "%s: %s", m->config->db_path, probe.error);
+        check_compat(m);
         r = dbfiles_init(&m->files, m->db_path, m->db_id);
         if (r < 0)
                 return start_failed(EXIT_FAILURE_OTHER, "%s", strerror(-r));
@@ -1299,6 +1440,8 @@ int manager_start(Manager *m) {
         r = worker_new(&m->db_worker, "sqlvigil-db", m->db, m->event);
         if (r >= 0)
                 r = worker_new(&m->file_worker, "sqlvigil-files", NULL, m->event);
+        if (r >= 0)
+                r = worker_new(&m->backup_worker, "sqlvigil-backup", NULL, m->event);
         if (r < 0)
                 return start_failed(EXIT_FAILURE_OTHER, "cannot start the worker threads: %s", strerror(-r));
 
@@ -1310,6 +1453,8 @@ int manager_start(Manager *m) {
                             &(MaintenanceEnv){
                                     .event = m->event,
                                     .db_worker = m->db_worker,
+                                    .file_worker = m->file_worker,
+                                    .backup_worker = m->backup_worker,
                                     .db_path = m->db_path,
                                     .wal_path = m->wal_path,
                                     .pragmas = &m->pragmas,
@@ -1319,8 +1464,11 @@ int manager_start(Manager *m) {
                                     .pragma_changed = on_pragma_changed,
                             },
                             m->config);
-        if (r >= 0)
+        if (r >= 0) {
+                maintenance_set_check_unsupported(m->maintenance,
+                                                  m->check_unsupported[0] ? m->check_unsupported : NULL);
                 r = maintenance_start(m->maintenance, &m->files);
+        }
         if (r < 0)
                 return start_failed(EXIT_FAILURE_OTHER, "cannot set up maintenance: %s", strerror(-r));
 

@@ -11,27 +11,46 @@
 #include <sqlite3.h>
 
 #include "metrics.h"
+#include "utf8.h"
 
 typedef struct Out {
         FILE *f;
         const char *labels; /* database="..." */
 } Out;
 
-/* Label values escape backslash, double quote and newline. */
-static void escape_label(FILE *f, const char *s) {
-        for (; *s; s++) {
-                if (*s == '\\' || *s == '"')
-                        fputc('\\', f);
-                if (*s == '\n') {
+/*
+ * Text in the exposition format (the rule is in utf8.h). A label value
+ * escapes backslash, double quote and newline, a HELP text backslash and
+ * newline; the format has no other escapes, so any other control character
+ * and any byte that is not UTF-8 is written as the text \xNN (its backslash
+ * escaped), which keeps the file valid UTF-8 and every sample on one line.
+ */
+static void escape_text(FILE *f, const char *s, bool label) {
+        size_t n = strlen(s), len;
+
+        for (size_t i = 0; i < n; i += len) {
+                int32_t c = utf8_decode(s + i, n - i, &len);
+
+                if (c == '\\' || (c == '"' && label))
+                        fprintf(f, "\\%c", (char)c);
+                else if (c == '\n')
                         fputs("\\n", f);
-                        continue;
-                }
-                fputc(*s, f);
+                else if (c < 0 || unicode_is_control(c))
+                        for (size_t k = 0; k < len; k++)
+                                fprintf(f, "\\\\x%02x", (unsigned char)s[i + k]);
+                else
+                        fwrite(s + i, 1, len, f);
         }
 }
 
+static void escape_label(FILE *f, const char *s) {
+        escape_text(f, s, true);
+}
+
 static void family(Out *o, const char *name, const char *type, const char *help) {
-        fprintf(o->f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+        fprintf(o->f, "# HELP %s ", name);
+        escape_text(o->f, help, false);
+        fprintf(o->f, "\n# TYPE %s %s\n", name, type);
 }
 
 static void sample(Out *o, const char *name, const char *extra, double v) {
@@ -73,8 +92,11 @@ char *metrics_render(const Status *s) {
 
         gauge(&o, "sqlvigil_up", "1 while sqlvigil supervises the database (see the file's mtime for freshness).", 1);
         family(&o, "sqlvigil_info", "gauge", "Versions of sqlvigil and SQLite, and the instance name.");
-        fprintf(o.f, "sqlvigil_info{%s,version=\"%s\",sqlite_version=\"%s\",name=\"", labels, SQLVIGIL_VERSION,
-                sqlite3_libversion());
+        fprintf(o.f, "sqlvigil_info{%s,version=\"", labels);
+        escape_label(o.f, SQLVIGIL_VERSION);
+        fputs("\",sqlite_version=\"", o.f);
+        escape_label(o.f, sqlite3_libversion());
+        fputs("\",name=\"", o.f);
         escape_label(o.f, s->instance);
         fputs("\"} 1\n", o.f);
         gauge(&o, "sqlvigil_start_time_seconds", "When sqlvigil started, in Unix time.",
@@ -165,6 +187,25 @@ char *metrics_render(const Status *s) {
                                 sample(&o, holds[i].name, extra,
                                        i == 0 ? (double)h->count : i == 1 ? (double)h->total / 1e6 : (double)h->max / 1e6);
                         }
+                }
+        }
+
+        if (s->backups.configured) {
+                const BackupFacts *b = &s->backups;
+
+                gauge(&o, "sqlvigil_backups", "Good backups in the backup directory.", (double)b->count);
+                gauge(&o, "sqlvigil_backup_failed", "1 if the last backup run failed.", b->failed);
+                if (b->have_newest) {
+                        gauge(&o, "sqlvigil_backup_newest_timestamp_seconds",
+                              "When the newest good backup was taken, in Unix time.", (double)b->newest_time / 1e6);
+                        gauge(&o, "sqlvigil_backup_newest_size_bytes", "Size of the newest good backup.",
+                              (double)b->newest_bytes);
+                        gauge(&o, "sqlvigil_backup_newest_copy_seconds", "How long the newest backup's copy took.",
+                              (double)b->newest_copy_usec / 1e6);
+                        gauge(&o, "sqlvigil_backup_newest_check_seconds", "How long the newest backup's check took.",
+                              (double)b->newest_check_usec / 1e6);
+                        gauge(&o, "sqlvigil_backup_newest_check_ok", "1 if the newest backup passed its check.",
+                              b->newest_check_ok);
                 }
         }
 

@@ -1,18 +1,32 @@
 /* SPDX-License-Identifier: MIT */
 #include <inttypes.h>
+#include <string.h>
 #include <time.h>
 
 #include <systemd/sd-daemon.h>
 
 #include "notify.h"
+#include "utf8.h"
 
-/* STATUS= is one line; a newline would end the field and start garbage. */
+/* STATUS= is one line; a newline would end the field and start garbage.
+ * systemd also ignores a STATUS= that is not UTF-8, so the text is escaped
+ * as a log line is (utf8.h), and cut only between characters. */
 static const char *one_line(const char *status, char *buf, size_t size) {
-        size_t i;
+        _cleanup_(freep) char *e = utf8_escape_log(status);
+        size_t n, len, total;
 
-        for (i = 0; status[i] && i + 1 < size; i++)
-                buf[i] = status[i] == '\n' ? ' ' : status[i];
-        buf[i] = '\0';
+        if (!e) {
+                buf[0] = '\0';
+                return buf;
+        }
+        total = strlen(e);
+        for (n = 0; n < total; n += len) {
+                (void)utf8_decode(e + n, total - n, &len);
+                if (n + len + 1 > size)
+                        break;
+        }
+        memcpy(buf, e, n);
+        buf[n] = '\0';
         return buf;
 }
 

@@ -29,9 +29,10 @@ static char *resolve(const char *path) {
 }
 
 static int add(Named *list, size_t *n, const char *what, const char *path, bool own_suffixes) {
-        static const char *const suffixes[] = { "-wal", "-shm", "-journal", "-sqlvigil" };
+        static const char *const suffixes[] = { "-wal", "-shm", "-journal", "-sqlvigil", "-sqlvigil-restore.tmp" };
         static const char *const names[] = { "the database's -wal", "the database's -shm",
-                                             "the database's -journal", "sqlvigil's mark beside the database" };
+                                             "the database's -journal", "sqlvigil's mark beside the database",
+                                             "the private copy of a restore" };
         struct stat st;
 
         list[*n] = (Named){ .what = what, .path = strdup(path), .resolved = resolve(path) };
@@ -62,7 +63,7 @@ static bool same(const Named *a, const Named *b) {
 }
 
 int paths_check(const Config *c, const char *config_path, ConfigErrors *errors) {
-        Named list[16];
+        Named list[24];
         size_t n = 0, protected_n;
         int r = 0, found = 0;
 

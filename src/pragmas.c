@@ -20,6 +20,12 @@ const char *const pragma_scope_names[_PRAGMA_SCOPE_MAX] = {
         [PRAGMA_SCOPE_APPLICATION] = "application",
 };
 
+const char *const pragma_scope_phrases[_PRAGMA_SCOPE_MAX] = {
+        [PRAGMA_SCOPE_FILE] = "the database file (every connection)",
+        [PRAGMA_SCOPE_SQLVIGIL] = "sqlvigil's own connection only",
+        [PRAGMA_SCOPE_APPLICATION] = "each application's own connections (not applied by sqlvigil)",
+};
+
 const PragmaInfo pragma_info[_PRAGMA_MAX] = {
         [PRAGMA_PAGE_SIZE] = {
                 .name = "page_size", .scope = PRAGMA_SCOPE_FILE, .persistent = true, .type = PRAGMA_TYPE_SIZE,
@@ -50,16 +56,17 @@ const PragmaInfo pragma_info[_PRAGMA_MAX] = {
                 .names = synchronous_names,
         },
         [PRAGMA_MMAP_SIZE] = {
-                .name = "mmap_size", .scope = PRAGMA_SCOPE_APPLICATION, .persistent = false, .type = PRAGMA_TYPE_SIZE,
+                .name = "mmap_size", .scope = PRAGMA_SCOPE_SQLVIGIL, .persistent = false, .type = PRAGMA_TYPE_SIZE,
                 .min = 0, .max = INT64_MAX,
                 .expect = "a size such as 0, 30000000 or 256M",
         },
         [PRAGMA_TEMP_STORE] = {
-                .name = "temp_store", .scope = PRAGMA_SCOPE_APPLICATION, .persistent = false, .type = PRAGMA_TYPE_ENUM,
+                .name = "temp_store", .scope = PRAGMA_SCOPE_SQLVIGIL, .persistent = false, .type = PRAGMA_TYPE_ENUM,
                 .names = temp_store_names,
         },
         [PRAGMA_FOREIGN_KEYS] = {
                 .name = "foreign_keys", .scope = PRAGMA_SCOPE_APPLICATION, .persistent = false, .type = PRAGMA_TYPE_BOOL,
+                .purpose = "SQLite enforces foreign key constraints only on connections that turn it on",
         },
         [PRAGMA_WAL_AUTOCHECKPOINT] = {
                 .name = "wal_autocheckpoint", .scope = PRAGMA_SCOPE_SQLVIGIL, .persistent = false, .type = PRAGMA_TYPE_INT,
@@ -184,4 +191,50 @@ bool pragma_value_from_sqlite(PragmaId id, const char *text, int64_t *ret) {
                 return *ret >= 0 && *ret < n;
         }
         return true;
+}
+
+PragmaNote pragma_note(PragmaId id, int64_t value, char *buf, size_t size) {
+        const PragmaInfo *p = &pragma_info[id];
+        char v[32];
+
+        pragma_format_value(id, value, v, sizeof(v));
+        if (p->scope == PRAGMA_SCOPE_APPLICATION) {
+                /* SQLite spells the statement in upper case in its docs;
+                 * the value as the configuration does. */
+                bufprintf(buf, size,
+                          "%s = %s is a per-connection setting that only the applications can make: sqlvigil does not "
+                          "apply it and cannot set it for them (%s); each application must run 'PRAGMA %s = %s' on "
+                          "each of its connections",
+                          p->name, v, p->purpose, p->name, v);
+                return PRAGMA_NOTE_APPLICATION;
+        }
+        if (id == PRAGMA_MMAP_SIZE && value > 0) {
+                /* Copied from an application, it protects nothing and costs
+                 * memory: checks read the whole file, and every page they
+                 * touch through the map counts in sqlvigil's resident set. */
+                bufprintf(buf, size,
+                          "mmap_size = %s shapes sqlvigil's own connection only (each application's mmap_size is "
+                          "its own): it gains sqlvigil nothing, and the pages its checks read through the map count "
+                          "in its resident memory; leave it unset unless that is what you want",
+                          v);
+                return PRAGMA_NOTE_MMAP;
+        }
+        if (size)
+                buf[0] = '\0';
+        return PRAGMA_NOTE_NONE;
+}
+
+bool pragma_is_application_only(const char *name) {
+        /* Per-connection pragmas that change what an application's own
+         * statements do, and nothing sqlvigil does. */
+        static const char *const names[] = {
+                "recursive_triggers", "defer_foreign_keys", "ignore_check_constraints", "case_sensitive_like",
+                "trusted_schema",     "query_only",         "automatic_index",          "reverse_unordered_selects",
+                "legacy_alter_table", "count_changes",      "full_column_names",        "short_column_names",
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(names); i++)
+                if (strcasecmp(name, names[i]) == 0)
+                        return true;
+        return false;
 }

@@ -2,9 +2,20 @@
 #pragma once
 
 /*
- * The pragmas sqlvigil knows: their value syntax, whether they live in the
- * database file (persistent) or only shape sqlvigil's own connection, and how
- * a requested value compares with what SQLite reports back.
+ * The pragmas sqlvigil knows: their value syntax, whom they shape (their
+ * scope), and how a requested value compares with what SQLite reports back.
+ *
+ * A pragma set in sqlvigil.conf shapes one of three things:
+ *   file         the database file, for every connection (journal_mode,
+ *                page_size, auto_vacuum): sqlvigil sets it for everyone;
+ *   sqlvigil     sqlvigil's own connection only (busy_timeout, cache_size,
+ *                synchronous, mmap_size, ...): the applications' connections
+ *                keep their own values;
+ *   application  a per-connection setting only each application can make for
+ *                itself (foreign_keys): sqlvigil cannot set it for them, so it
+ *                does not apply it at all and reports it as such. Teams that
+ *                move an application's pragmas into sqlvigil.conf would
+ *                otherwise believe their connections are protected.
  *
  * Values are kept as SQLite's own integers (auto_vacuum 0/1/2, synchronous
  * 0..3, temp_store 0..2, booleans 0/1). journal_mode is the exception: SQLite
@@ -23,12 +34,13 @@ typedef enum PragmaId {
         PRAGMA_PAGE_SIZE,
         PRAGMA_AUTO_VACUUM,
         PRAGMA_JOURNAL_MODE,
-        /* Per-connection: shape sqlvigil's own connection only. */
+        /* Per-connection: shape sqlvigil's own connection only... */
         PRAGMA_BUSY_TIMEOUT,
         PRAGMA_CACHE_SIZE,
         PRAGMA_SYNCHRONOUS,
         PRAGMA_MMAP_SIZE,
         PRAGMA_TEMP_STORE,
+        /* ...or, for scope application, nobody's: never applied. */
         PRAGMA_FOREIGN_KEYS,
         PRAGMA_WAL_AUTOCHECKPOINT,
         PRAGMA_JOURNAL_SIZE_LIMIT,
@@ -45,18 +57,22 @@ typedef enum PragmaType {
 /* Whom a pragma set in sqlvigil.conf shapes. */
 typedef enum PragmaScope {
         PRAGMA_SCOPE_FILE,        /* the database file, for every connection: journal_mode, page_size, auto_vacuum */
-        PRAGMA_SCOPE_SQLVIGIL,    /* sqlvigil's own connection, and that matters to its work */
-        PRAGMA_SCOPE_APPLICATION, /* an application's setting: here it shapes sqlvigil's connection only,
-                                   * where it does nothing useful; each application sets it on its own */
+        PRAGMA_SCOPE_SQLVIGIL,    /* sqlvigil's own connection only; the applications keep their own values */
+        PRAGMA_SCOPE_APPLICATION, /* a per-connection setting only each application can make for itself:
+                                   * sqlvigil does not apply it (it would change nothing for anyone) */
         _PRAGMA_SCOPE_MAX,
 } PragmaScope;
 
+/* Stable words for the control socket's JSON and the journal ("file",
+ * "sqlvigil", "application"), and phrases for people ("the database file"). */
 extern const char *const pragma_scope_names[_PRAGMA_SCOPE_MAX];
+extern const char *const pragma_scope_phrases[_PRAGMA_SCOPE_MAX];
 
 typedef struct PragmaInfo {
         const char *name;
         PragmaScope scope;
         bool persistent;          /* stored in the file (scope FILE) */
+        const char *purpose;      /* for scope application: what the applications get from it */
         PragmaType type;
         const char *const *names; /* PRAGMA_TYPE_ENUM: NULL-terminated */
         int64_t min, max;
@@ -76,3 +92,21 @@ void pragma_format_value(PragmaId id, int64_t value, char *buf, size_t size);
  * our value. Returns false when the text is not a value of this pragma (for
  * example journal_mode "delete"). */
 bool pragma_value_from_sqlite(PragmaId id, const char *text, int64_t *ret);
+
+/* What a requested value is worth a word about, beyond its outcome. */
+typedef enum PragmaNote {
+        PRAGMA_NOTE_NONE,
+        PRAGMA_NOTE_APPLICATION, /* scope application: not applied, each application must set it */
+        PRAGMA_NOTE_MMAP,        /* mmap_size > 0: only sqlvigil's connection maps the file, for no gain */
+} PragmaNote;
+
+/* Whether requesting value for id deserves a note, and the note: one
+ * sentence, without the place it was set ("foreign_keys = on is a
+ * per-connection setting ..."). Pure. */
+PragmaNote pragma_note(PragmaId id, int64_t value, char *buf, size_t size);
+
+/* Whether name is a per-connection pragma that only applications can set
+ * (recursive_triggers, defer_foreign_keys, ...) and that sqlvigil.conf does
+ * not take at all; foreign_keys, which it takes with a warning, is not in
+ * this list. */
+bool pragma_is_application_only(const char *name);

@@ -10,6 +10,7 @@
 static const char *const outcome_names[] = {
         [PRAGMA_UNREQUESTED] = "unrequested", [PRAGMA_APPLIED] = "applied", [PRAGMA_DIFFERS] = "differs",
         [PRAGMA_NEEDS_VACUUM] = "needs-vacuum", [PRAGMA_FIXED] = "fixed",
+        [PRAGMA_APPLICATION_ONLY] = "application-only",
 };
 
 static double seconds(usec_t usec) {
@@ -79,17 +80,25 @@ void report_stats_members(const Status *s, Json *j) {
         json_object_begin(j);
         for (PragmaId id = 0; id < _PRAGMA_MAX; id++) {
                 const PragmaStatus *st = &s->pragmas[id];
-                char req[32];
+                PragmaScope scope = pragma_info[id].scope;
+                char req[32], note[512];
 
                 json_key(j, pragma_info[id].name);
                 json_object_begin(j);
+                json_kv_string(j, "scope", pragma_scope_names[scope]);
                 if (st->requested) {
                         pragma_format_value(id, st->requested_value, req, sizeof(req));
                         json_kv_string(j, "requested", req);
                 } else
                         json_kv_null(j, "requested");
-                json_kv_string(j, "effective", st->effective);
+                /* What the applications use is theirs to know. */
+                if (scope == PRAGMA_SCOPE_APPLICATION)
+                        json_kv_null(j, "effective");
+                else
+                        json_kv_string(j, "effective", st->effective);
                 json_kv_string(j, "outcome", outcome_names[st->outcome]);
+                if (st->requested && pragma_note(id, st->requested_value, note, sizeof(note)) != PRAGMA_NOTE_NONE)
+                        json_kv_string(j, "note", note);
                 json_object_end(j);
         }
         json_object_end(j);
@@ -130,6 +139,33 @@ void report_stats_members(const Status *s, Json *j) {
         }
         json_object_end(j);
         json_object_end(j);
+
+        /* null when no [backup] directory is configured. */
+        json_key(j, "backups");
+        if (!s->backups.configured)
+                json_null(j);
+        else {
+                const BackupFacts *b = &s->backups;
+
+                json_object_begin(j);
+                json_kv_string(j, "directory", s->backup_directory);
+                json_kv_uint(j, "count", b->count);
+                json_key(j, "newest");
+                if (!b->have_newest)
+                        json_null(j);
+                else {
+                        json_object_begin(j);
+                        json_kv_string(j, "file", b->newest_name);
+                        json_kv_double(j, "time", seconds(b->newest_time));
+                        json_kv_uint(j, "bytes", b->newest_bytes);
+                        json_kv_uint(j, "copy_usec", b->newest_copy_usec);
+                        json_kv_uint(j, "check_usec", b->newest_check_usec);
+                        json_kv_bool(j, "check_ok", b->newest_check_ok);
+                        json_object_end(j);
+                }
+                json_kv_string(j, "failure", b->failed ? b->failure : NULL);
+                json_object_end(j);
+        }
 
         json_key(j, "process");
         json_object_begin(j);

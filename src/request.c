@@ -11,7 +11,8 @@ const char *const request_names[_REQUEST_MAX] = {
         [REQUEST_HEALTH] = "health",         [REQUEST_STATS] = "stats",     [REQUEST_STATUS] = "status",
         [REQUEST_CONFIG] = "config",         [REQUEST_CHECKPOINT] = "checkpoint",
         [REQUEST_VACUUM] = "vacuum",         [REQUEST_ANALYZE] = "analyze", [REQUEST_OPTIMIZE] = "optimize",
-        [REQUEST_CHECK] = "check",           [REQUEST_RELOAD] = "reload",
+        [REQUEST_CHECK] = "check",           [REQUEST_RELOAD] = "reload",   [REQUEST_BACKUPS] = "backups",
+        [REQUEST_BACKUP] = "backup",         [REQUEST_RESTORE] = "restore",
 };
 
 bool request_is_admin(RequestCommand c) {

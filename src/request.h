@@ -19,12 +19,16 @@ typedef enum RequestCommand {
         REQUEST_STATS,
         REQUEST_STATUS,
         REQUEST_CONFIG,
+        REQUEST_BACKUPS,
+        /* Admin commands from here on. */
         REQUEST_CHECKPOINT, /* arg: CheckpointMode */
         REQUEST_VACUUM,     /* arg: pages, 0 = all */
         REQUEST_ANALYZE,
         REQUEST_OPTIMIZE,
         REQUEST_CHECK,      /* arg: 0 quick, 1 integrity */
         REQUEST_RELOAD,
+        REQUEST_BACKUP,
+        REQUEST_RESTORE,    /* with the file's descriptor (SCM_RIGHTS) */
         _REQUEST_MAX,
 } RequestCommand;
 

@@ -251,7 +251,7 @@ static void save_done(Job *j, bool ran) {
                     s->rename_error ? strerror(s->rename_error) : s->copy.error);
                 r->failed = true;
         } else {
-                (void)copy_fsync_dir(r->env.files->dir);
+                (void)fsync_path(r->env.files->dir, true);
                 act(r, "saved the deleted database (%s, %" PRIi64 " pages) as %s%s",
                     format_bytes(bytes, sizeof(bytes), s->copy.bytes), s->copy.pages, s->dest,
                     s->again ? ", again, with what other programs committed during the rescue" : "");

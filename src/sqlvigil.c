@@ -217,14 +217,29 @@ int main(int argc, char *argv[]) {
         r = parse_args(argc, argv, &args);
         if (r >= 0)
                 return r;
+        /* A command for a terminal, like nginx -t: its lines need no time. */
+        if (args.check_config)
+                log_set_stderr_time(false);
 
         r = load_config(&args, &config);
         if (r != EXIT_CLEAN)
                 return r;
 
         if (args.check_config) {
+                ConfigErrors notes = { 0 };
+
                 config_print(config, stdout);
+                /* Valid, but probably not what was meant: said on stderr,
+                 * and the exit status stays 0. */
+                r = config_warnings(config, &notes);
+                for (size_t i = 0; i < notes.n; i++)
+                        fprintf(stderr, "sqlvigil: warning: %s\n", notes.messages[i]);
+                config_errors_clear(&notes);
                 config_free(config);
+                if (r < 0) {
+                        fprintf(stderr, "sqlvigil: %s\n", strerror(-r));
+                        return EXIT_FAILURE_OTHER;
+                }
                 if (fflush(stdout) != 0 || ferror(stdout)) {
                         fprintf(stderr, "sqlvigil: cannot write the configuration: %s\n", strerror(errno));
                         return EXIT_FAILURE_OTHER;

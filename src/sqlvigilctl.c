@@ -8,8 +8,10 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +24,9 @@
 
 #include "config.h"
 #include "json.h"
+#include "parse.h"
 #include "request.h"
+#include "utf8.h"
 #include "scheduler.h"
 #include "util.h"
 
@@ -41,7 +45,7 @@ enum {
 static bool use_color;
 
 static void help(void) {
-        printf("Usage: sqlvigilctl [-s SOCKET | -i INSTANCE] [--json] COMMAND [ARGUMENT]\n"
+        printf("Usage: sqlvigilctl [OPTIONS] COMMAND [ARGUMENT] [OPTIONS]\n"
                "\n"
                "Ask a running sqlvigil.\n"
                "\n"
@@ -50,20 +54,25 @@ static void help(void) {
                "  health                 ok, degraded or failed, with the reason\n"
                "  stats                  everything, as indented JSON\n"
                "  config                 the configuration in force\n"
+               "  backups                the backups in [backup] directory, newest first\n"
                "Admin commands (root, sqlvigil's user, or [control] admin_group):\n"
                "  checkpoint [passive|full|restart|truncate]\n"
                "  vacuum [PAGES]         incremental vacuum in budgeted steps\n"
                "  analyze | optimize     ANALYZE every table | the stale ones\n"
                "  check [quick|integrity]\n"
                "  reload                 reload the configuration and say whether it applied\n"
+               "  backup                 take a backup now\n"
+               "  restore FILE           put FILE's content into the live database, after a\n"
+               "                         safety backup; FILE is opened with your permissions\n"
                "\n"
-               "Options:\n"
+               "Options, before or after the command:\n"
                "  -s, --socket PATH      the control socket\n"
                "  -i, --instance NAME    instance NAME's socket: [control] socket in\n"
                "                         " CONF_DIR "/NAME.conf, else under " RUN_DIR "/\n"
                "      --json             print the daemon's JSON reply\n"
-               "  -t, --timeout SECONDS  give up after this long (default: 10 for read-only\n"
-               "                         commands, none for admin commands)\n"
+               "  -t, --timeout SECONDS  give up after this long, or 'infinity' (default: 10 for\n"
+               "                         read-only commands, 30 for reload, none for the other\n"
+               "                         admin commands)\n"
                "  -h, --help, --version\n"
                "\n"
                "Exit status: 0 success (health: ok), 1 operation failed or unhealthy,\n"
@@ -155,7 +164,36 @@ static int find_only_instance(char **ret) {
 
 /* ---- Talking to the daemon ---------------------------------------------- */
 
-static int ask(const char *socket_path, const char *line, int timeout_ms, char **ret) {
+/* Sends line, with pass_fd[0] (and pass_fd[1]) as SCM_RIGHTS when not -1. */
+static ssize_t send_request(int fd, const char *line, const int pass_fd[2]) {
+        union {
+                struct cmsghdr align;
+                char buf[CMSG_SPACE(2 * sizeof(int))];
+        } control;
+        struct iovec iov = { .iov_base = (char *)line, .iov_len = strlen(line) };
+        struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+        if (pass_fd[0] >= 0) {
+                size_t n = pass_fd[1] >= 0 ? 2 : 1;
+                struct cmsghdr *c;
+
+                memset(&control, 0, sizeof(control));
+                msg.msg_control = &control;
+                msg.msg_controllen = CMSG_SPACE(n * sizeof(int));
+                c = CMSG_FIRSTHDR(&msg);
+                c->cmsg_level = SOL_SOCKET;
+                c->cmsg_type = SCM_RIGHTS;
+                c->cmsg_len = CMSG_LEN(n * sizeof(int));
+                memcpy(CMSG_DATA(c), pass_fd, n * sizeof(int));
+        }
+        return sendmsg(fd, &msg, MSG_NOSIGNAL);
+}
+
+/* timeout_ms -1: no limit. After a timeout, hint (may be NULL) follows the
+ * message: what became of the request, what to do. pass_fd: descriptors to
+ * hand over with the request (-1: none). */
+static int ask(const char *socket_path, const char *line, const int pass_fd[2], int timeout_ms, const char *hint,
+               char **ret) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         size_t len = 0, cap = 65536;
         char *buf;
@@ -178,7 +216,7 @@ static int ask(const char *socket_path, const char *line, int timeout_ms, char *
                 close(fd);
                 return e == EACCES || e == EPERM ? CTL_DENIED : CTL_UNREACHABLE;
         }
-        if (send(fd, line, strlen(line), MSG_NOSIGNAL) < 0 || shutdown(fd, SHUT_WR) < 0) {
+        if (send_request(fd, line, pass_fd) < 0 || shutdown(fd, SHUT_WR) < 0) {
                 fprintf(stderr, "sqlvigilctl: cannot send to %s: %s\n", socket_path, strerror(errno));
                 close(fd);
                 return CTL_UNREACHABLE;
@@ -197,7 +235,11 @@ static int ask(const char *socket_path, const char *line, int timeout_ms, char *
                 if (r < 0 && errno == EINTR)
                         continue;
                 if (r <= 0) {
-                        fprintf(stderr, "sqlvigilctl: no answer from %s within %d s\n", socket_path, timeout_ms / 1000);
+                        if (r < 0)
+                                fprintf(stderr, "sqlvigilctl: cannot wait for %s: %s\n", socket_path, strerror(errno));
+                        else
+                                fprintf(stderr, "sqlvigilctl: no answer from %s within %g s%s%s\n", socket_path,
+                                        timeout_ms / 1000.0, hint ? "; " : "", hint ? hint : "");
                         free(buf);
                         close(fd);
                         return CTL_UNREACHABLE;
@@ -297,6 +339,23 @@ static void print_indented(const JsonValue *v, int depth) {
         }
 }
 
+/* For a terminal: strings decoded from the reply may hold control
+ * characters (a path with a newline or an escape sequence); show them as a
+ * log line does (utf8.h), so every line printed is the line it looks like. */
+static void escape_strings(JsonValue *v) {
+        for (; v; v = v->next) {
+                if (v->type == JSON_STRING) {
+                        char *e = utf8_escape_log(v->string);
+
+                        if (e) {
+                                free(v->string);
+                                v->string = e;
+                        }
+                }
+                escape_strings(v->child);
+        }
+}
+
 static const char *ago(double at, char *buf, size_t size) {
         double now = (double)now_usec(CLOCK_REALTIME) / 1e6;
         char e[32];
@@ -351,18 +410,45 @@ static void show_status(const JsonValue *r) {
                 printf("  WAL         %s\n", bytes(r, "database.wal_bytes", b1, sizeof(b1)));
         printf("  disk        %s free\n", bytes(r, "database.free_disk_bytes", b1, sizeof(b1)));
 
+        /* By scope: what shapes the file for everyone, what shapes only
+         * sqlvigil's connection (as requested), and the applications' own
+         * settings, which sqlvigil does not apply: those are warnings,
+         * never "as configured". */
         pr = json_get(r, "pragmas");
+        for (int pass = 0; pass < 2; pass++) {
+                const char *scope = pass == 0 ? "file" : "sqlvigil";
+                bool first = true;
+
+                for (const JsonValue *p = pr ? pr->child : NULL; p; p = p->next) {
+                        const char *sc = json_get_string(p, "scope");
+
+                        if (!sc || !streq(sc, scope) || (pass == 1 && !json_get_string(p, "requested")))
+                                continue;
+                        printf("%s%s=%s", first ? (pass == 0 ? "  pragmas     file: " : "\n              sqlvigil's own connection: ")
+                                                : " ",
+                               p->key, str(p, "effective"));
+                        first = false;
+                }
+        }
+        printf("\n");
         for (const JsonValue *p = pr ? pr->child : NULL; p; p = p->next) {
                 const char *o = json_get_string(p, "outcome");
 
-                if (o && !streq(o, "applied") && !streq(o, "unrequested")) {
-                        printf("  %s %s requested %s, in force %s (%s)\n", differ ? "           " : "pragmas   ",
-                               p->key, str(p, "requested"), str(p, "effective"), o);
+                if (o && !streq(o, "applied") && !streq(o, "unrequested") && !streq(o, "application-only")) {
+                        printf("              %s requested %s, in force %s (%s)\n", p->key, str(p, "requested"),
+                               str(p, "effective"), o);
                         differ++;
-                }
+                } else if (o && streq(o, "application-only"))
+                        differ++;
         }
         if (!differ)
-                printf("  pragmas     as configured\n");
+                printf("              as configured\n");
+        for (const JsonValue *p = pr ? pr->child : NULL; p; p = p->next) {
+                const char *o = json_get_string(p, "outcome");
+
+                if (o && streq(o, "application-only"))
+                        printf("  %-11s %s\n", "warning", str(p, "note"));
+        }
 
         for (size_t i = 0; i < _TASK_MAX; i++) {
                 char path[64];
@@ -392,8 +478,59 @@ static void show_status(const JsonValue *r) {
                str(r, "process.state"), format_elapsed(b1, sizeof(b1), (usec_t)MAX(num(r, "process.uptime_usec"), 0)),
                bytes(r, "process.rss_bytes", b2, sizeof(b2)), str(r, "process.version"),
                str(r, "process.sqlite_version"));
+        if (json_get(r, "backups") && json_get(r, "backups")->type == JSON_OBJECT) {
+                if (json_get(r, "backups.newest") && json_get(r, "backups.newest")->type == JSON_OBJECT) {
+                        at = 0;
+                        (void)json_get_number(r, "backups.newest.time", &at);
+                        printf("  backups     %" PRIi64 " in %s; newest %s, %s, %s\n", num(r, "backups.count"),
+                               str(r, "backups.directory"), str(r, "backups.newest.file"), ago(at, b3, sizeof(b3)),
+                               bytes(r, "backups.newest.bytes", b1, sizeof(b1)));
+                } else
+                        printf("  backups     none yet in %s\n", str(r, "backups.directory"));
+                if (json_get_string(r, "backups.failure"))
+                        printf("              the last one failed: %s\n", str(r, "backups.failure"));
+        }
         printf("  checks      every health round; median %" PRIi64 " us, p99 %" PRIi64 " us\n",
                num(r, "health.check_usec_p50"), num(r, "health.check_usec_p99"));
+}
+
+static void show_backups(const JsonValue *r) {
+        const JsonValue *list = json_get(r, "backups");
+        char b1[32], b2[32], b3[64];
+        double at;
+
+        if (!list || !list->child) {
+                printf("no backups\n");
+                return;
+        }
+        for (const JsonValue *e = list->child; e; e = e->next) {
+                at = 0;
+                (void)json_get_number(e, "time", &at);
+                printf("%-40s %-14s %9s  %-9s %s check %s (copy %s)%s\n", str(e, "file"), ago(at, b3, sizeof(b3)),
+                       bytes(e, "bytes", b1, sizeof(b1)), str(e, "trigger"), str(e, "check"), str(e, "check_result"),
+                       format_elapsed(b2, sizeof(b2), (usec_t)MAX(num(e, "copy_usec"), 0)),
+                       json_get(e, "present") && json_get(e, "present")->boolean ? "" : "  MISSING");
+        }
+}
+
+static void show_backup(const JsonValue *r) {
+        char b1[32], b2[32], b3[32];
+
+        printf("backup: %s (%s, %" PRIi64 " pages): copied in %s, %s check in %s\n", str(r, "backup.path"),
+               bytes(r, "backup.bytes", b1, sizeof(b1)), num(r, "backup.pages"),
+               format_elapsed(b2, sizeof(b2), (usec_t)MAX(num(r, "backup.copy_usec"), 0)), str(r, "backup.check"),
+               format_elapsed(b3, sizeof(b3), (usec_t)MAX(num(r, "backup.check_usec"), 0)));
+}
+
+static void show_restore(const JsonValue *r) {
+        char b1[32], b2[32], b3[32];
+
+        printf("restore: %s (%s, %" PRIi64 " pages) is now the database's content, in %s (write lock %s)\n"
+               "the content before is in %s\n",
+               str(r, "restore.file"), bytes(r, "restore.bytes", b1, sizeof(b1)), num(r, "restore.pages"),
+               format_elapsed(b2, sizeof(b2), (usec_t)MAX(num(r, "restore.duration_usec"), 0)),
+               format_elapsed(b3, sizeof(b3), (usec_t)MAX(num(r, "restore.lock_usec"), 0)),
+               str(r, "restore.safety_backup"));
 }
 
 static void show_config(const JsonValue *r) {
@@ -427,6 +564,51 @@ static void show_operation(const JsonValue *r, const char *key) {
         printf("\n");
 }
 
+/* The longest sqlvigilctl waits for a reload by default: well below the
+ * 90 s that systemd gives ExecReload= (TimeoutStartSec=, whose default is
+ * DefaultTimeoutStartSec=90s), so that `systemctl reload` fails with our
+ * message instead of systemd killing us, and above the 5 s default
+ * [pragmas] busy_timeout a reload may wait for a lock. */
+#define RELOAD_TIMEOUT_SEC 30
+/* poll() takes int milliseconds. */
+#define TIMEOUT_MAX_SEC (INT_MAX / 1000)
+
+/* SECONDS: a positive number, fractions allowed, or "infinity" (0: no limit). */
+static int parse_timeout(const char *s, double *ret) {
+        char *end;
+        double d;
+
+        if (streq(s, "infinity")) {
+                *ret = 0;
+                return 0;
+        }
+        errno = 0;
+        d = strtod(s, &end);
+        if (end == s || *end || errno != 0 || !(d >= 0.001) || d > TIMEOUT_MAX_SEC)
+                return -EINVAL;
+        *ret = d;
+        return 0;
+}
+
+static void unknown_option(const char *arg, const struct option *options) {
+        const char *names[16];
+        size_t n = 0, len;
+        char word[64];
+        int near = -1;
+
+        if (strncmp(arg, "--", 2) == 0) {
+                len = strcspn(arg + 2, "=");
+                bufprintf(word, sizeof(word), "%.*s", (int)MIN(len, sizeof(word) - 1), arg + 2);
+                for (; options[n].name && n < ELEMENTSOF(names); n++)
+                        names[n] = options[n].name;
+                near = nearest_word(word, names, n);
+        }
+        if (near >= 0)
+                fprintf(stderr, "sqlvigilctl: unknown option '%s'; did you mean '--%s'? Try --help\n", arg, names[near]);
+        else
+                fprintf(stderr, "sqlvigilctl: unknown option '%s'; try --help\n", arg);
+}
+
 int main(int argc, char *argv[]) {
         static const struct option options[] = {
                 { "socket", required_argument, NULL, 's' },
@@ -438,18 +620,29 @@ int main(int argc, char *argv[]) {
                 {},
         };
         _cleanup_(freep) char *socket_path = NULL, *reply = NULL, *line = NULL;
-        const char *instance = NULL, *path = NULL;
+        const char *instance = NULL, *path = NULL, *words[2];
+        size_t n_words = 0;
         bool json = false;
         double timeout = -1;
         JsonValue *v = NULL;
         char error[256];
         Request req;
         size_t off;
-        int c, r;
+        int c, r, pass_fd[2] = { -1, -1 };
 
+        /* Options may come before or after the command: a leading '-' has
+         * getopt return the other words in order, as 1, whatever
+         * $POSIXLY_CORRECT says, so "stats --json" works everywhere. */
         opterr = 0;
-        while ((c = getopt_long(argc, argv, "+:s:i:t:h", options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, "-:s:i:t:h", options, NULL)) >= 0) {
                 switch (c) {
+                case 1:
+                        if (n_words == ELEMENTSOF(words)) {
+                                fprintf(stderr, "sqlvigilctl: too many arguments ('%s'); try --help\n", optarg);
+                                return CTL_USAGE;
+                        }
+                        words[n_words++] = optarg;
+                        break;
                 case 's':
                         path = optarg;
                         break;
@@ -460,9 +653,11 @@ int main(int argc, char *argv[]) {
                         json = true;
                         break;
                 case 't':
-                        timeout = atof(optarg);
-                        if (timeout <= 0) {
-                                fprintf(stderr, "sqlvigilctl: --timeout needs a positive number of seconds\n");
+                        if (parse_timeout(optarg, &timeout) < 0) {
+                                fprintf(stderr,
+                                        "sqlvigilctl: --timeout takes a number of seconds between 0.001 and %d, "
+                                        "or 'infinity', not '%s'\n",
+                                        TIMEOUT_MAX_SEC, optarg);
                                 return CTL_USAGE;
                         }
                         break;
@@ -473,27 +668,62 @@ int main(int argc, char *argv[]) {
                         printf("sqlvigilctl %s\n", SQLVIGIL_VERSION);
                         return CTL_OK;
                 case ':':
-                        fprintf(stderr, "sqlvigilctl: option '%s' needs an argument; try --help\n", argv[optind - 1]);
+                        if (strncmp(argv[optind - 1], "--", 2) == 0)
+                                fprintf(stderr, "sqlvigilctl: option '%s' needs an argument; try --help\n",
+                                        argv[optind - 1]);
+                        else
+                                fprintf(stderr, "sqlvigilctl: option '-%c' needs an argument; try --help\n", optopt);
                         return CTL_USAGE;
                 default:
-                        fprintf(stderr, "sqlvigilctl: unknown option '%s'; try --help\n", argv[optind - 1]);
+                        if (optopt != 0 && strncmp(argv[optind - 1], "--", 2) != 0)
+                                fprintf(stderr, "sqlvigilctl: unknown option '-%c'; try --help\n", optopt);
+                        else
+                                unknown_option(argv[optind - 1], options);
                         return CTL_USAGE;
                 }
+        }
+        /* After "--", the rest are words. */
+        for (; optind < argc; optind++) {
+                if (n_words == ELEMENTSOF(words)) {
+                        fprintf(stderr, "sqlvigilctl: too many arguments ('%s'); try --help\n", argv[optind]);
+                        return CTL_USAGE;
+                }
+                words[n_words++] = argv[optind];
         }
         if (path && instance) {
                 fprintf(stderr, "sqlvigilctl: -s and -i exclude each other\n");
                 return CTL_USAGE;
         }
-        if (optind >= argc) {
+        if (n_words == 0) {
                 fprintf(stderr, "sqlvigilctl: no command; try --help\n");
                 return CTL_USAGE;
         }
-        if (argc - optind > 2) {
-                fprintf(stderr, "sqlvigilctl: too many arguments; try --help\n");
-                return CTL_USAGE;
-        }
-        line = strdup_printf("%s%s%s\n", argv[optind], argc - optind == 2 ? " " : "",
-                             argc - optind == 2 ? argv[optind + 1] : "");
+        if (streq(words[0], "restore")) {
+                /* FILE is opened here, with the caller's permissions, and
+                 * handed over: the daemon never opens a path for a client. */
+                if (n_words != 2) {
+                        fprintf(stderr, "sqlvigilctl: restore needs the FILE to restore from\n");
+                        return CTL_USAGE;
+                }
+                pass_fd[0] = open(words[1], O_RDONLY | O_CLOEXEC | O_NOCTTY);
+                if (pass_fd[0] < 0) {
+                        fprintf(stderr, "sqlvigilctl: cannot open %s: %s\n", words[1], strerror(errno));
+                        return errno == EACCES || errno == EPERM ? CTL_DENIED : CTL_FAILED;
+                }
+                /* One of sqlvigil's backups (NAME.db) has its manifest
+                 * beside it (NAME.json): the daemon checks the SHA-256. */
+                {
+                        size_t n = strlen(words[1]);
+                        _cleanup_(freep) char *manifest = n > 3 && streq(words[1] + n - 3, ".db")
+                                                                   ? strdup_printf("%.*s.json", (int)(n - 3), words[1])
+                                                                   : NULL;
+
+                        if (manifest)
+                                pass_fd[1] = open(manifest, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+                }
+                line = strdup("restore\n");
+        } else
+                line = strdup_printf("%s%s%s\n", words[0], n_words == 2 ? " " : "", n_words == 2 ? words[1] : "");
         if (!line)
                 return CTL_FAILED;
         /* The daemon's own parser: what it would refuse, we refuse here. */
@@ -516,8 +746,17 @@ int main(int argc, char *argv[]) {
 
         use_color = isatty(STDOUT_FILENO) && !getenv("NO_COLOR");
         if (timeout < 0)
-                timeout = request_is_admin(req.command) ? 0 : 10;
-        r = ask(socket_path, line, timeout > 0 ? (int)(timeout * 1000) : -1, &reply);
+                timeout = req.command == REQUEST_RELOAD ? RELOAD_TIMEOUT_SEC : request_is_admin(req.command) ? 0 : 10;
+        /* Going away does not cancel a reload: the daemon finishes it and
+         * logs the outcome. */
+        r = ask(socket_path, line, pass_fd, timeout > 0 ? (int)(timeout * 1000) : -1,
+                req.command == REQUEST_RELOAD ? "sqlvigil goes on with the reload and logs whether it was applied; "
+                                                "pass --timeout to wait longer"
+                                              : NULL,
+                &reply);
+        for (int i = 0; i < 2; i++)
+                if (pass_fd[i] >= 0)
+                        close(pass_fd[i]);
         if (r != CTL_OK)
                 return r;
 
@@ -526,9 +765,10 @@ int main(int argc, char *argv[]) {
                 fprintf(stderr, "sqlvigilctl: unreadable answer from %s (at byte %zu)\n", socket_path, off);
                 return CTL_UNREACHABLE;
         }
-        if (json) {
+        if (json)
                 fputs(reply, stdout);
-        }
+        else if (req.command != REQUEST_STATS) /* stats is printed as JSON */
+                escape_strings(v);
         {
                 bool ok = false;
                 const char *code = json_get_string(v, "code");
@@ -576,6 +816,18 @@ int main(int argc, char *argv[]) {
         case REQUEST_RELOAD:
                 if (!json)
                         printf("reload: applied\n");
+                break;
+        case REQUEST_BACKUPS:
+                if (!json)
+                        show_backups(v);
+                break;
+        case REQUEST_BACKUP:
+                if (!json)
+                        show_backup(v);
+                break;
+        case REQUEST_RESTORE:
+                if (!json)
+                        show_restore(v);
                 break;
         default:
                 if (!json)

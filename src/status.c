@@ -14,7 +14,8 @@ void status_line(const Status *s, usec_t now, char *buf, size_t size) {
                 const TaskRun *r = &s->last[t];
                 int n;
 
-                if (!r->valid)
+                /* A backup's age is that of the newest backup, below. */
+                if (!r->valid || t == TASK_BACKUP)
                         continue;
                 n = snprintf(last + off, sizeof(last) - off, "%s%s %s ago", off ? ", " : "; last ", task_names[t],
                              format_elapsed(ago, sizeof(ago), now > r->at ? now - r->at : 0));
@@ -22,6 +23,12 @@ void status_line(const Status *s, usec_t now, char *buf, size_t size) {
                         break;
                 off += (size_t)n;
         }
+        if (s->backups.configured && s->backups.have_newest)
+                (void)snprintf(last + off, sizeof(last) - off, "%sbackup %s ago", off ? ", " : "; last ",
+                               format_elapsed(ago, sizeof(ago),
+                                              now > s->backups.newest_time ? now - s->backups.newest_time : 0));
+        else if (s->backups.configured && s->backups.known)
+                (void)snprintf(last + off, sizeof(last) - off, "; no backup yet");
         format_bytes(wal, sizeof(wal), s->files.wal_bytes);
         bufprintf(buf, size, "%s%s%s; WAL %s; %" PRIi64 " free pages%s", health_state_names[s->health.state],
                   s->health.state == HEALTH_OK ? "" : ": ", s->health.state == HEALTH_OK ? "" : s->health.reason, wal,

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "backup.h"
 #include "db.h"
 #include "health.h"
 #include "lifecycle.h"
@@ -50,6 +51,10 @@ typedef struct Status {
         bool starved;
         TaskRun last[_TASK_MAX];
         MaintenanceTotals totals;
+
+        /* Backups. */
+        const char *backup_directory; /* NULL: not configured */
+        BackupFacts backups;
 } Status;
 
 /* The STATUS= line: "ok; WAL 1.2M; 12 free pages; last checkpoint 3s ago". */

@@ -16,6 +16,8 @@ const char *const task_result_names[_TASK_RESULT_MAX] = {
         [TASK_RESULT_FAILED] = "failed",
         [TASK_RESULT_CORRUPT] = "corrupt",
         [TASK_RESULT_CANCELLED] = "cancelled",
+        [TASK_RESULT_INCONSISTENT] = "inconsistent",
+        [TASK_RESULT_UNSUPPORTED] = "unsupported",
 };
 
 const char *const task_trigger_names[_TRIGGER_MAX] = {

@@ -32,6 +32,9 @@ typedef enum TaskResult {
         TASK_RESULT_FAILED,     /* SQLite or the system said no; see the summary */
         TASK_RESULT_CORRUPT,    /* a check found problems in the database */
         TASK_RESULT_CANCELLED,  /* sqlvigil stopped it (it is stopping) */
+        TASK_RESULT_INCONSISTENT, /* a check found rows that break foreign keys; the file itself is sound */
+        TASK_RESULT_UNSUPPORTED,  /* sqlvigil's SQLite cannot run it on this database (a newer SQLite's
+                                   * schema, compat.h); not a failure: retrying would not help */
         _TASK_RESULT_MAX,
 } TaskResult;
 

@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -160,4 +162,33 @@ void describe_space(const char *dir, uint64_t needed, char *buf, size_t size) {
         else
                 bufprintf(buf, size, "the file system holding %s (mounted at %s) has %s free of %s", dir, mnt, avail,
                           total);
+}
+
+int check_space(const char *dir, uint64_t needed, uint64_t keep_free, char *buf, size_t size) {
+        struct statvfs vfs;
+        uint64_t avail;
+
+        if (statvfs(dir, &vfs) < 0) {
+                int r = -errno;
+
+                bufprintf(buf, size, "cannot read the free space of the file system holding %s: %s", dir,
+                          strerror(errno));
+                return r;
+        }
+        avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+        if (avail >= needed && avail - needed >= keep_free)
+                return 0;
+        describe_space(dir, needed + keep_free, buf, size);
+        return -ENOSPC;
+}
+
+int fsync_path(const char *path, bool directory) {
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | (directory ? O_DIRECTORY : 0)), r = 0;
+
+        if (fd < 0)
+                return -errno;
+        if (fsync(fd) < 0)
+                r = -errno;
+        close(fd);
+        return r;
 }

@@ -96,3 +96,17 @@ void describe_space(const char *dir, uint64_t needed, char *buf, size_t size);
 
 /* Sleeps for usec, resuming after signals; returns early only if usec is 0. */
 void sleep_usec(usec_t usec);
+
+/* fsync() of the file or directory at path (opened read-only, never
+ * following a final symbolic link): a directory's, so that a rename in it
+ * survives a crash. 0 or a negative errno. Any thread. Never for the
+ * database's own files: closing the descriptor would drop SQLite's locks
+ * (files.h). */
+int fsync_path(const char *path, bool directory);
+
+/* Whether the file system holding dir has room for needed more bytes and
+ * still keep keep_free free (the applications' share: a copy sqlvigil
+ * makes must never be what fills the database's disk). 0 when it has;
+ * -ENOSPC with the sentence of describe_space() in buf when it has not;
+ * another negative errno when statvfs() fails. */
+int check_space(const char *dir, uint64_t needed, uint64_t keep_free, char *buf, size_t size);

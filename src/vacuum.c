@@ -43,6 +43,7 @@ struct Vacuumer {
         VacuumRun run;
         double learned_usec_per_page;
         char note[256];              /* the last "cannot reclaim" report, to say it once */
+        char convert_unsupported[320]; /* the conversion cannot run with this SQLite: why; "" it can */
 };
 
 typedef struct CountsJob {
@@ -357,6 +358,16 @@ static void convert_done(Job *j, bool ran) {
         if (!ran || cv->result == DB_E_CANCELLED) {
                 r.result = TASK_RESULT_CANCELLED;
                 bufprintf(r.summary, sizeof(r.summary), "full VACUUM to auto_vacuum=incremental cancelled");
+        } else if (cv->result == DB_E_SQLITE && c->fault.skew) {
+                /* VACUUM rebuilds every index and CHECK: one on a function
+                 * this SQLite lacks fails it half way, after reading the
+                 * whole database. Not again until a restart or reload. */
+                r.result = TASK_RESULT_UNSUPPORTED;
+                bufprintf(r.summary, sizeof(r.summary),
+                          "full VACUUM to auto_vacuum=incremental: unsupported: sqlvigil's SQLite %s cannot rebuild "
+                          "this database, whose schema uses what a newer SQLite added: %s",
+                          sqlite3_libversion(), cv->error);
+                bufprintf(v->convert_unsupported, sizeof(v->convert_unsupported), "%s", r.summary);
         } else if (cv->result != 0 || !cv->incremental) {
                 r.result = cv->result == DB_E_BUSY ? TASK_RESULT_BUSY : TASK_RESULT_FAILED;
                 bufprintf(r.summary, sizeof(r.summary), "full VACUUM to auto_vacuum=incremental failed: %s",
@@ -385,7 +396,7 @@ static void convert_done(Job *j, bool ran) {
                 lock_holds_add(&r.holds, cv->duration);
         r.message_id = SQLVIGIL_MESSAGE_VACUUM;
         r.event = "vacuum";
-        r.priority = r.result == TASK_RESULT_OK ? LOG_NOTICE : LOG_ERR;
+        r.priority = r.result == TASK_RESULT_OK ? LOG_NOTICE : r.result == TASK_RESULT_UNSUPPORTED ? LOG_WARNING : LOG_ERR;
         bufprintf(r.message, sizeof(r.message), "vacuum:");
         log_field(&r.fields, "SQLVIGIL_CONVERT", "1");
         log_field(&r.fields, "SQLVIGIL_PAGE_COUNT_BEFORE", "%" PRIi64, cv->page_count_before);
@@ -521,6 +532,13 @@ static void counts_done(Job *j, bool ran) {
                 end_early(v, trigger, started_rt, TASK_RESULT_OK, true, NULL, counts.freelist_count);
                 return;
         case VACUUM_PLAN_CONVERT:
+                if (v->convert_unsupported[0]) {
+                        note(v, LOG_WARNING, "%" PRIi64 " free pages (%s) cannot be reclaimed: %s", counts.freelist_count,
+                             bytes, v->convert_unsupported);
+                        end_early(v, trigger, started_rt, TASK_RESULT_UNSUPPORTED, true, v->convert_unsupported,
+                                  counts.freelist_count);
+                        return;
+                }
                 start_convert(v, &counts, started_rt);
                 return;
         case VACUUM_PLAN_STEPS:
@@ -608,4 +626,5 @@ void vacuumer_stop(Vacuumer *v) {
 
 void vacuumer_reload(Vacuumer *v) {
         v->note[0] = '\0'; /* the new configuration may change the verdict */
+        v->convert_unsupported[0] = '\0'; /* and the schema may have changed: try once more */
 }

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -123,6 +124,66 @@ static const struct {
         { "[pragmas]\njournal_size_limit = -2\n",
           "invalid value '-2' for 'journal_size_limit' in [pragmas] at x.conf:2: expected a size such as 64M, or -1 "
           "for no limit" },
+        /* 44-: values that are not what they look like (sqlvigil.conf(5), VALUES) */
+        { "[database]\npath = /var/lib/app/app.db # main database\ncreate = yes\n",
+          "invalid value '/var/lib/app/app.db # main database' for 'path' in [database] at x.conf:2: '#' does not "
+          "start a comment here; only ';' after a space or tab starts an inline comment" },
+        { "[control]\nadmin_group = # none\n",
+          "invalid value '# none' for 'admin_group' in [control] at x.conf:2: '#' does not start a comment here; "
+          "only ';' after a space or tab starts an inline comment" },
+        { "[pragmas]\ncache_size = -10000 # 40M\n",
+          "invalid value '-10000 # 40M' for 'cache_size' in [pragmas] at x.conf:2: '#' does not start a comment "
+          "here; only ';' after a space or tab starts an inline comment" },
+        { "[vacuum]\nconvert = yes\t#\n",
+          "invalid value 'yes\\t#' for 'convert' in [vacuum] at x.conf:2: '#' does not start a comment here; only "
+          "';' after a space or tab starts an inline comment" },
+        { "[health]\nmax_wal_size = 64M #limit ; the real comment\n",
+          "invalid value '64M #limit' for 'max_wal_size' in [health] at x.conf:2: '#' does not start a comment "
+          "here; only ';' after a space or tab starts an inline comment" },
+        { "[health]\ninterval = 30s\xc2\xa0\n",
+          "invalid value '30s<U+00A0>' for 'interval' in [health] at x.conf:2: it ends with a no-break space "
+          "(U+00A0), which looks like a blank or like nothing at all but is part of the value; delete it (only ';' "
+          "after a space or tab starts an inline comment)" },
+        { "[database]\npath = \xc2\xa0/x.db\n",
+          "invalid value '<U+00A0>/x.db' for 'path' in [database] at x.conf:2: it starts with a no-break space "
+          "(U+00A0), which looks like a blank or like nothing at all but is part of the value; delete it (only ';' "
+          "after a space or tab starts an inline comment)" },
+        { "[database]\npath = /x.db\xc2\xa0; main database\n",
+          "invalid value '/x.db<U+00A0>; main database' for 'path' in [database] at x.conf:2: it holds a no-break "
+          "space (U+00A0), which looks like a blank or like nothing at all but is part of the value; delete it "
+          "(only ';' after a space or tab starts an inline comment)" },
+        { "[metrics]\ntextfile = /var/lib/node/x\xe2\x80\x8b.prom\n",
+          "invalid value '/var/lib/node/x<U+200B>.prom' for 'textfile' in [metrics] at x.conf:2: it holds a "
+          "zero-width space (U+200B), which looks like a blank or like nothing at all but is part of the value; "
+          "delete it (only ';' after a space or tab starts an inline comment)" },
+        { "[checkpoint]\ninterval = 1min\xe2\x80\x83\n",
+          "invalid value '1min<U+2003>' for 'interval' in [checkpoint] at x.conf:2: it ends with a Unicode space "
+          "(U+2003), which looks like a blank or like nothing at all but is part of the value; delete it (only ';' "
+          "after a space or tab starts an inline comment)" },
+        { "[database]\ncreate = yes\xef\xbb\xbf\n",
+          "invalid value 'yes<U+FEFF>' for 'create' in [database] at x.conf:2: it ends with a byte order mark "
+          "(U+FEFF), which looks like a blank or like nothing at all but is part of the value; delete it (only ';' "
+          "after a space or tab starts an inline comment)" },
+        { "[checkpoint]\nstop_mode = truncate\x1b[0m\n",
+          "invalid value 'truncate\\x1b[0m' for 'stop_mode' in [checkpoint] at x.conf:2: it holds a control "
+          "character (U+001B); delete it" },
+        { "[database]\npath = /srv/a\rb.db\n",
+          "invalid value '/srv/a\\x0db.db' for 'path' in [database] at x.conf:2: it holds a control character "
+          "(U+000D); delete it" },
+        { "[database]\npath = /srv/my\tdata/x.db\n",
+          "invalid value '/srv/my\\tdata/x.db' for 'path' in [database] at x.conf:2: it holds a tab, which looks "
+          "like spaces; a path or name may not hold one" },
+        { "[database]\npath = /srv/caf\xe9/x.db\n",
+          "invalid value '/srv/caf\\xe9/x.db' for 'path' in [database] at x.conf:2: it holds the byte \\xe9, which "
+          "is not UTF-8; sqlvigil reads the file as UTF-8 text (for a path that is not UTF-8, use a symbolic link)" },
+        { "[database]\npath = \"/var/lib/app/app.db\"\n",
+          "invalid value '\"/var/lib/app/app.db\"' for 'path' in [database] at x.conf:2: quotes are not removed; "
+          "write the value without them" },
+        { "[analyze]\nmode = 'analyze'\n",
+          "invalid value ''analyze'' for 'mode' in [analyze] at x.conf:2: quotes are not removed; write the value "
+          "without them" },
+        { "[database]\npath\xc2\xa0= /x.db\n",
+          "unknown key 'path<U+00A0>' in [database] at x.conf:2; did you mean 'path'?" },
 };
 
 static void test_malformed(void) {
@@ -287,6 +348,31 @@ static void test_good(void) {
         config_free(c);
 }
 
+/* What the value rules leave alone: '#' inside a word, ';' without a blank
+ * before it, spaces inside a path, tabs between a duration's parts, and
+ * characters beyond ASCII that can be seen. */
+static void test_values_accepted(void) {
+        static const char text[] = "[database]\n"
+                                   "path = /srv/app#2/caf\xc3\xa9 files/app#2.db;v2 ; the comment\n"
+                                   "[checkpoint]\n"
+                                   "interval = 1h\t30min\t; a tab before the comment\n"
+                                   "[metrics]\n"
+                                   "textfile = /var/lib/node/\xe6\x95\xb0.prom\n";
+        ConfigErrors errors = { 0 };
+        Config *c = NULL;
+
+        CHECK_INT(config_load_string(text, "ok.conf", &c, &errors), 0);
+        for (size_t i = 0; i < errors.n; i++)
+                fprintf(stderr, "  %s\n", errors.messages[i]);
+        if (c) {
+                CHECK_STR(c->db_path, "/srv/app#2/caf\xc3\xa9 files/app#2.db;v2");
+                CHECK_INT(c->checkpoint_interval, 90 * USEC_PER_MINUTE);
+                CHECK_STR(c->metrics_textfile, "/var/lib/node/\xe6\x95\xb0.prom");
+        }
+        config_errors_clear(&errors);
+        config_free(c);
+}
+
 static void test_defaults(void) {
         Config *c = NULL;
 
@@ -377,14 +463,79 @@ static void test_instance_name(void) {
         config_free(c);
 }
 
+/* Whom each pragma shapes, and what a configuration that sets one of the
+ * applications' own says: a warning naming the file, the line and what the
+ * applications must do, never an error. */
+static void test_pragma_scopes(void) {
+        static const char text[] = "[database]\n"
+                                   "path = /x.db\n"
+                                   "[pragmas]\n"
+                                   "mmap_size = 30000000\n"
+                                   "cache_size = -10000\n"
+                                   "foreign_keys = on\n";
+        ConfigErrors errors = { 0 }, notes = { 0 };
+        Config *c = NULL;
+        char note[512];
+
+        for (PragmaId id = 0; id < _PRAGMA_MAX; id++) {
+                CHECK(pragma_info[id].scope < _PRAGMA_SCOPE_MAX);
+                CHECK(pragma_info[id].persistent == (pragma_info[id].scope == PRAGMA_SCOPE_FILE));
+                CHECK(pragma_info[id].scope != PRAGMA_SCOPE_APPLICATION || pragma_info[id].purpose);
+        }
+        CHECK_INT(pragma_info[PRAGMA_JOURNAL_MODE].scope, PRAGMA_SCOPE_FILE);
+        CHECK_INT(pragma_info[PRAGMA_AUTO_VACUUM].scope, PRAGMA_SCOPE_FILE);
+        CHECK_INT(pragma_info[PRAGMA_MMAP_SIZE].scope, PRAGMA_SCOPE_SQLVIGIL);
+        CHECK_INT(pragma_info[PRAGMA_TEMP_STORE].scope, PRAGMA_SCOPE_SQLVIGIL);
+        CHECK_INT(pragma_info[PRAGMA_FOREIGN_KEYS].scope, PRAGMA_SCOPE_APPLICATION);
+
+        CHECK_INT(pragma_note(PRAGMA_MMAP_SIZE, 0, note, sizeof(note)), PRAGMA_NOTE_NONE);
+        CHECK_INT(pragma_note(PRAGMA_CACHE_SIZE, -10000, note, sizeof(note)), PRAGMA_NOTE_NONE);
+        CHECK_INT(pragma_note(PRAGMA_FOREIGN_KEYS, 0, note, sizeof(note)), PRAGMA_NOTE_APPLICATION);
+        CHECK(strstr(note, "'PRAGMA foreign_keys = off'") != NULL);
+
+        CHECK_INT(config_load_string(text, "p.conf", &c, &errors), 0);
+        CHECK_INT(errors.n, 0);
+        if (!c)
+                return;
+        CHECK_INT(c->pragmas[PRAGMA_FOREIGN_KEYS].line, 6);
+        CHECK_INT(config_warnings(c, &notes), 0);
+        CHECK_INT(notes.n, 2);
+        if (notes.n == 2) {
+                CHECK(strncmp(notes.messages[0], "[pragmas] at p.conf:4: mmap_size = 30000000 shapes sqlvigil's own "
+                              "connection only", 80) == 0);
+                CHECK(strncmp(notes.messages[1], "[pragmas] at p.conf:6: foreign_keys = on is a per-connection "
+                              "setting that only the applications can make: sqlvigil does not apply it", 120) == 0);
+                CHECK(strstr(notes.messages[1], "each application must run 'PRAGMA foreign_keys = on' on each of its "
+                             "connections") != NULL);
+        }
+        config_errors_clear(&notes);
+        config_free(c);
+
+        /* The applications' other per-connection pragmas are no keys: the
+         * error says whose they are instead of "unknown key". */
+        c = NULL;
+        CHECK_INT(config_load_string("[pragmas]\nrecursive_triggers = on\n", "r.conf", &c, &errors),
+                  CONFIG_E_INVALID);
+        CHECK_INT(errors.n, 1);
+        if (errors.n == 1)
+                CHECK_STR(errors.messages[0],
+                          "'recursive_triggers' in [pragmas] at r.conf:2 is a per-connection setting that only the "
+                          "applications can make: sqlvigil cannot set it for them; remove it here, and have each "
+                          "application run 'PRAGMA recursive_triggers' on each of its connections");
+        config_errors_clear(&errors);
+        config_free(c);
+}
+
 int main(void) {
         test_malformed();
         test_many_errors();
         test_long_line();
         test_missing_file();
         test_good();
+        test_values_accepted();
         test_defaults();
         test_print_roundtrip();
         test_instance_name();
+        test_pragma_scopes();
         return test_result("test-config");
 }

@@ -217,13 +217,103 @@ static void test_degraded_and_severity(void) {
         CHECK_INT(r.code, HEALTH_CODE_STARVATION);
 }
 
+static void test_backups(void) {
+        HealthResult r;
+        DbProbe p;
+        HealthInput in = healthy(&p);
+
+        /* Not judged until the directory has been read, nor without a limit. */
+        in.backup_max_age = 2 * USEC_PER_DAY;
+        in.running_for = 3 * USEC_PER_DAY;
+        health_evaluate(&limits, &in, &r);
+        CHECK_INT(r.state, HEALTH_OK);
+
+        in.backup_known = true;
+        health_evaluate(&limits, &in, &r);
+        CHECK_INT(r.state, HEALTH_DEGRADED);
+        CHECK_INT(r.code, HEALTH_CODE_BACKUP_STALE);
+        CHECK_STR(r.reason, "no backup after 3d of running (max_age 2d)");
+        /* A new daemon has not had max_age to take one. */
+        in.running_for = USEC_PER_DAY;
+        health_evaluate(&limits, &in, &r);
+        CHECK_INT(r.state, HEALTH_OK);
+
+        /* An old backup of a database that did not change since is current. */
+        in.backup_have = true;
+        in.backup_newest = "app-20260101T000000Z.db";
+        in.backup_age = 5 * USEC_PER_DAY;
+        in.backup_behind = USEC_PER_HOUR;
+        health_evaluate(&limits, &in, &r);
+        CHECK_INT(r.state, HEALTH_OK);
+        in.backup_behind = 5 * USEC_PER_DAY;
+        health_evaluate(&limits, &in, &r);
+        CHECK_INT(r.code, HEALTH_CODE_BACKUP_STALE);
+        CHECK_STR(r.reason, "the newest backup, app-20260101T000000Z.db, is 5d old and the database may have "
+                            "changed since (max_age 2d)");
+
+        /* A failed run is said as well, after the age. */
+        in.backup_failure = "the backup directory /b: No such file or directory";
+        health_evaluate(&limits, &in, &r);
+        CHECK_INT(r.code, HEALTH_CODE_BACKUP_STALE);
+        CHECK(strstr(r.reason, "; the last backup failed: the backup directory /b") != NULL);
+        in.backup_behind = 0;
+        health_evaluate(&limits, &in, &r);
+        CHECK_INT(r.code, HEALTH_CODE_BACKUP_FAILED);
+        CHECK_INT(r.state, HEALTH_DEGRADED);
+
+        /* A database failure outranks them. */
+        in.files.ino = 7;
+        health_evaluate(&limits, &in, &r);
+        CHECK_INT(r.state, HEALTH_FAILED);
+}
+
+/* What the checks found about the content, and what this SQLite cannot
+ * do: degraded, never failed (no damage, and a restart would not help). */
+static void test_foreign_keys_and_skew(void) {
+        HealthResult r;
+        DbProbe p;
+        HealthInput in = healthy(&p);
+
+        in.inconsistency = "2 rows refer to missing parent rows (child: 2); the first: child rowid 7: pid -> parent(id)";
+        health_evaluate(&limits, &in, &r);
+        CHECK_INT(r.state, HEALTH_DEGRADED);
+        CHECK_INT(r.code, HEALTH_CODE_FOREIGN_KEY);
+        CHECK_STR(health_code_names[r.code], "foreign-key");
+        CHECK_STR(r.reason, "foreign_key_check: 2 rows refer to missing parent rows (child: 2); the first: child "
+                            "rowid 7: pid -> parent(id)");
+
+        in = healthy(&p);
+        in.unsupported = "quick_check cannot run: unknown function: unhex()";
+        health_evaluate(&limits, &in, &r);
+        CHECK_INT(r.state, HEALTH_DEGRADED);
+        CHECK_INT(r.code, HEALTH_CODE_SQLITE_TOO_OLD);
+        CHECK_STR(health_code_names[r.code], "sqlite-too-old");
+
+        /* A schema this SQLite cannot parse reads as SQLITE_CORRUPT: the
+         * probe's skew flag keeps it from being "corrupt". */
+        in = healthy(&p);
+        p.result = DB_E_SQLITE;
+        p.sqlite_code = SQLITE_CORRUPT;
+        p.skew = true;
+        strcpy(p.error, "malformed database schema (c) - unrecognized token: \"1_000_000\"");
+        health_evaluate(&limits, &in, &r);
+        CHECK_INT(r.state, HEALTH_DEGRADED);
+        CHECK_INT(r.code, HEALTH_CODE_SQLITE_TOO_OLD);
+        p.skew = false;
+        health_evaluate(&limits, &in, &r);
+        CHECK_INT(r.state, HEALTH_FAILED);
+        CHECK_INT(r.code, HEALTH_CODE_CORRUPT);
+}
+
 int main(void) {
         test_ok();
+        test_backups();
         test_file_identity();
         test_probe_failures();
         test_lock();
         test_stalled();
         test_degraded_and_severity();
         test_wal_pending();
+        test_foreign_keys_and_skew();
         return test_result("test-health");
 }

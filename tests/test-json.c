@@ -4,6 +4,7 @@
 
 #include "json.h"
 #include "test.h"
+#include "utf8.h"
 #include "util.h"
 
 static void test_writer(void) {
@@ -49,6 +50,53 @@ static void test_writer(void) {
         json_free(&j);
 }
 
+/* Whatever bytes a string holds, the reply is valid UTF-8 that a strict
+ * parser takes (the rule is in src/utf8.h): bytes that are not UTF-8 become
+ * the text \xNN, control characters are escaped without loss. */
+static void test_writer_bytes(void) {
+        static const struct {
+                const char *in, *out;
+        } cases[] = {
+                { "/srv/x\xff.db", "\"/srv/x\\\\xff.db\"" },
+                { "caf\xc3\xa9 \xf0\x9f\x98\x80", "\"caf\xc3\xa9 \xf0\x9f\x98\x80\"" },  /* valid: as is */
+                { "\xe2\x82", "\"\\\\xe2\\\\x82\"" },                           /* cut short */
+                { "\xc0\xaf", "\"\\\\xc0\\\\xaf\"" },                           /* overlong '/' */
+                { "\xed\xa0\x80", "\"\\\\xed\\\\xa0\\\\x80\"" },             /* a surrogate */
+                { "\xf4\x90\x80\x80", "\"\\\\xf4\\\\x90\\\\x80\\\\x80\"" }, /* above U+10FFFF */
+                { "\x80" "a", "\"\\\\x80a\"" },                                      /* a lone continuation */
+                { "a\x7f\xc2\x85" "b", "\"a\\u007f\\u0085b\"" },                     /* DEL, C1 control */
+                { "\xe2\x80\xa8\xe2\x80\xa9", "\"\\u2028\\u2029\"" },
+                { "\x1b[31m\r\n", "\"\\u001b[31m\\r\\n\"" },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                JsonValue *v = NULL;
+                Json j;
+
+                json_init(&j);
+                json_string(&j, cases[i].in);
+                CHECK_STR(json_text(&j), cases[i].out);
+                CHECK(json_text(&j) && utf8_is_valid(json_text(&j)));
+                CHECK_INT(json_parse(json_text(&j), strlen(json_text(&j)), &v, NULL), 0);
+                if (v && utf8_is_valid(cases[i].in))
+                        CHECK_STR(v->string, cases[i].in); /* lossless for text */
+                json_value_free(v);
+                json_free(&j);
+        }
+
+        /* Keys too. */
+        {
+                Json j;
+
+                json_init(&j);
+                json_object_begin(&j);
+                json_kv_int(&j, "k\xfe", 1);
+                json_object_end(&j);
+                CHECK_STR(json_text(&j), "{\"k\\\\xfe\":1}");
+                json_free(&j);
+        }
+}
+
 static void test_parser(void) {
         static const char *const good[] = {
                 "{}", "[]", " {\"a\": {\"b\": [1, 2.5, -3e2, true, false, null]}} ", "\"\\u00e9\\ud83d\\ude00\"",
@@ -89,6 +137,7 @@ static void test_parser(void) {
 
 int main(void) {
         test_writer();
+        test_writer_bytes();
         test_parser();
         return test_result("test-json");
 }

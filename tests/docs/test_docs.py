@@ -86,10 +86,10 @@ def event_fields():
     TaskReport whose message_id is set there (maintenance_end() logs it
     with the fields of task_report_fields()). log.c adds SQLVIGIL_DATABASE
     and SQLVIGIL_EVENT to every event."""
-    token = re.compile(r'log_field\(\s*&?[\w.]+\s*,\s*"(?P<field>\w+)"'
+    token = re.compile(r'log_field\(\s*&?[\w.>-]+\s*,\s*"(?P<field>\w+)"'
                        r'|(?P<reset>\bLogFields\s+\w+\s*=\s*\{|=\s*\(LogFields\)\s*\{|task_report_init\()'
                        r'|log_event\([^;]*?SQLVIGIL_MESSAGE_(?P<message>\w+)'
-                       r'|\.message_id\s*=\s*SQLVIGIL_MESSAGE_(?P<report>\w+)', re.S)
+                       r'|(?:\.|->)message_id\s*=\s*SQLVIGIL_MESSAGE_(?P<report>\w+)', re.S)
     common = task_report_fields()
     fields = {}
     for name in sorted(os.listdir(src("src"))):
@@ -170,7 +170,8 @@ def event_words():
             text = read(src("src", name))
             pairs = re.findall(r'log_event\([^;]*?SQLVIGIL_MESSAGE_(\w+),\s*"([\w-]+)"', text, flags=re.S)
             # A TaskReport: message_id and event set one after the other.
-            pairs += re.findall(r'\.message_id\s*=\s*SQLVIGIL_MESSAGE_(\w+);\s*\w+\.event\s*=\s*"([\w-]+)"', text)
+            pairs += re.findall(r'(?:\.|->)message_id\s*=\s*SQLVIGIL_MESSAGE_(\w+);\s*\w+(?:\.|->)event\s*=\s*"([\w-]+)"',
+                                text)
             for message, word in pairs:
                 check(words.get(message, word) == word, f"{message} is logged as {words.get(message)} and {word}")
                 words[message] = word
@@ -455,6 +456,7 @@ def case_test_lists(tmp):
         ("daemon_cases", ("tests", "integration", "test_daemon.py"), r"^def case_(\w+)\("),
         ("control_cases", ("tests", "integration", "test_control.py"), r"^def case_(\w+)\("),
         ("maintenance_cases", ("tests", "integration", "test_maintenance.py"), r"^def case_(\w+)\("),
+        ("checks_cases", ("tests", "integration", "test_checks.py"), r"^def case_(\w+)\("),
         ("docs_cases", ("tests", "docs", "test_docs.py"), r"^def case_(\w+)\("),
         ("system_cases", ("tests", "system", "test_system.py"), r"^@(?:static|booted)\ndef (\w+)\("),
     )

@@ -127,6 +127,7 @@ class Daemon:
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE)
         self.lines = []  # (monotonic time, text)
+        self.raw = []  # stderr lines as bytes, undecoded
         self.lock = threading.Lock()
         self.readers = [threading.Thread(target=self._read, args=(self.proc.stderr, True), daemon=True),
                         threading.Thread(target=self._read, args=(self.proc.stdout, False), daemon=True)]
@@ -140,6 +141,7 @@ class Daemon:
                 continue  # drained, so that the daemon never blocks on a full pipe
             with self.lock:
                 self.lines.append((time.monotonic(), line))
+                self.raw.append(raw)
             if os.environ.get("SQLVIGIL_TEST_VERBOSE"):
                 print(f"  [sqlvigil] {line}", flush=True)
 

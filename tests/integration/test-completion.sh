@@ -34,7 +34,14 @@ expect "passive full restart truncate" sqlvigilctl checkpoint ""
 expect "truncate" sqlvigilctl -i x checkpoint t
 expect "quick integrity" sqlvigilctl check ""
 expect "" sqlvigilctl status ""
+expect "backups backup" sqlvigilctl back
+expect "reload restore" sqlvigilctl re
 expect "--json" sqlvigilctl --j
 expect "vacuum" sqlvigilctl --json v
+# Options after the command, as sqlvigilctl takes them there too.
+expect "--json" sqlvigilctl stats --j
+expect "--timeout" sqlvigilctl -i x health --ti
+expect "" sqlvigilctl stats --json ""
+expect "passive full restart truncate" sqlvigilctl --json checkpoint ""
 [ $fail = 0 ] && echo "ok: completion"
 exit $fail

@@ -14,6 +14,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -94,7 +95,8 @@ def case_read_only(tmp):
         pages = query(db, "PRAGMA page_count")[0][0]
         check(s["database"]["page_count"] == pages, f"page_count {s['database']['page_count']} != {pages}")
         check(s["database"]["page_size"] == 4096, "page_size")
-        check(s["pragmas"]["journal_mode"] == {"requested": "wal", "effective": "wal", "outcome": "applied"},
+        check(s["pragmas"]["journal_mode"] == {"scope": "file", "requested": "wal", "effective": "wal",
+                                               "outcome": "applied"},
               str(s["pragmas"]["journal_mode"]))
         check(s["pragmas"]["mmap_size"]["requested"] is None, "unrequested pragma")
         check(set(s["maintenance"]["last"]) == {"checkpoint", "vacuum", "analyze", "quick_check", "backup"}, "tasks")
@@ -191,6 +193,9 @@ def case_instance_lookup(tmp):
         check(stat.S_ISSOCK(os.stat(path).st_mode), f"no socket at {path}")
         r = ctl("-i", name, "health")
         check(r.returncode == 0 and r.stdout == "ok\n", f"-i: {r.returncode} {r.stderr}")
+        r = ctl("health", "-i", name, "--json")  # options after the command
+        check(r.returncode == 0 and json.loads(r.stdout)["health"]["state"] == "ok",
+              f"health -i: {r.returncode} {r.stdout} {r.stderr}")
         others = [e for e in os.listdir("/run/sqlvigil") if e != name]
         if not others:
             r = ctl("health")
@@ -204,6 +209,105 @@ def case_instance_lookup(tmp):
         d.kill()
         notify.close()
         shutil.rmtree(rundir, ignore_errors=True)
+
+
+def case_options_anywhere(tmp):
+    """Options before or after the command, as people type them; an unknown
+    or incomplete option is a usage error (2) that names it."""
+    d, notify, db, sock, _ = start(tmp)
+    try:
+        r = ctl("stats", "--json", "-s", sock)
+        check(r.returncode == 0, f"stats --json: {r.returncode} {r.stderr}")
+        check(r.stdout.count("\n") == 1 and json.loads(r.stdout)["database"]["path"] == db,
+              f"stats --json printed no one-line reply: {r.stdout[:200]!r}")
+        r = ctl("health", "-s", sock, "--timeout", "3")
+        check(r.returncode == 0 and r.stdout == "ok\n", f"health --timeout 3: {r.returncode} {r.stdout!r} {r.stderr}")
+        r = ctl("-s", sock, "health", "-t", "0.5", "--json")
+        check(r.returncode == 0 and json.loads(r.stdout)["health"]["state"] == "ok", f"{r.returncode} {r.stderr}")
+        # Between the command and its argument, and after "--".
+        r = ctl("checkpoint", "--json", "-s", sock, "truncate")
+        check(r.returncode == 0 and json.loads(r.stdout)["checkpoint"]["mode"] == "truncate",
+              f"checkpoint --json ... truncate: {r.returncode} {r.stdout} {r.stderr}")
+        r = ctl("-s", sock, "--", "health")
+        check(r.returncode == 0 and r.stdout == "ok\n", f"-- health: {r.returncode} {r.stderr}")
+        # The same with $POSIXLY_CORRECT, which stops getopt's own reordering.
+        r = subprocess.run([CTL, "stats", "--json", "-s", sock], capture_output=True, text=True, timeout=60,
+                           env=dict(os.environ, POSIXLY_CORRECT="1"))
+        check(r.returncode == 0 and json.loads(r.stdout)["database"]["path"] == db,
+              f"POSIXLY_CORRECT: {r.returncode} {r.stderr}")
+
+        for args, message in (
+                (["stats", "--jsn"], "sqlvigilctl: unknown option '--jsn'; did you mean '--json'? Try --help\n"),
+                (["health", "--frobnicate"], "sqlvigilctl: unknown option '--frobnicate'; try --help\n"),
+                (["health", "-x"], "sqlvigilctl: unknown option '-x'; try --help\n"),
+                (["health", "--timeout"], "sqlvigilctl: option '--timeout' needs an argument; try --help\n"),
+                (["health", "-t"], "sqlvigilctl: option '-t' needs an argument; try --help\n"),
+                (["health", "-t", "3s"], "sqlvigilctl: --timeout takes a number of seconds between 0.001 and "
+                                         "2147483, or 'infinity', not '3s'\n"),
+                (["health", "-t", "0"], "sqlvigilctl: --timeout takes a number of seconds between 0.001 and "
+                                        "2147483, or 'infinity', not '0'\n"),
+                (["vacuum", "10", "--json", "20"], "sqlvigilctl: too many arguments ('20'); try --help\n"),
+                (["--json"], "sqlvigilctl: no command; try --help\n")):
+            r = ctl("-s", sock, *args)
+            check(r.returncode == 2, f"{args}: exit {r.returncode}, expected 2: {r.stderr}")
+            check(r.stderr == message, f"{args}: stderr {r.stderr!r}, expected {message!r}")
+            check(r.stdout == "", f"{args}: printed {r.stdout!r}")
+        stop(d, notify)
+    finally:
+        d.kill()
+
+
+def case_reload_timeout(tmp):
+    """sqlvigilctl reload gives up after 30 s by default (systemd gives
+    ExecReload= 90 s), with exit status 3 and a message that says the reload
+    goes on; --timeout changes it. A socket that accepts and never answers
+    stands in for a daemon whose reload waits; health keeps its 10 s."""
+    path = os.path.join(tmp, "silent.sock")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(path)
+    server.listen(16)
+    held = []
+    running = True
+
+    def accept():
+        while running:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            held.append(conn)  # read nothing, answer nothing
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    try:
+        start_t = time.monotonic()
+        r = ctl("-s", path, "reload", "--timeout", "1.5")
+        took = time.monotonic() - start_t
+        check(r.returncode == 3, f"reload --timeout 1.5: exit {r.returncode}, expected 3: {r.stderr}")
+        check(r.stderr == f"sqlvigilctl: no answer from {path} within 1.5 s; sqlvigil goes on with the reload "
+                          "and logs whether it was applied; pass --timeout to wait longer\n", repr(r.stderr))
+        check(1.4 <= took < 20, f"--timeout 1.5 took {took:.1f}s")
+
+        start_t = time.monotonic()
+        r = ctl("-s", path, "health", timeout=120)
+        took = time.monotonic() - start_t
+        check(r.returncode == 3 and r.stderr == f"sqlvigilctl: no answer from {path} within 10 s\n",
+              f"health: {r.returncode} {r.stderr!r}")
+        check(9.9 <= took < 40, f"health's default timeout took {took:.1f}s")
+
+        start_t = time.monotonic()
+        r = ctl("reload", "-s", path, timeout=120)
+        took = time.monotonic() - start_t
+        check(r.returncode == 3, f"reload: exit {r.returncode}, expected 3: {r.stderr}")
+        check(r.stderr.startswith(f"sqlvigilctl: no answer from {path} within 30 s; sqlvigil goes on"),
+              repr(r.stderr))
+        # Below systemd's 90 s for ExecReload=, with room for a slow machine.
+        check(29.9 <= took < 60, f"reload's default timeout took {took:.1f}s")
+    finally:
+        running = False
+        server.close()
+        for c in held:
+            c.close()
 
 
 def case_permissions(tmp):
@@ -509,6 +613,245 @@ def case_metrics(tmp):
         stop(d, notify)
     finally:
         d.kill()
+
+    # With backups: their metrics, after one, pass promtool too.
+    bdir = os.path.join(tmp, "backups")
+    os.mkdir(bdir)
+    d, notify, db, sock, _ = start(tmp, f"[metrics]\ntextfile = {prom}\n[health]\ninterval = 200ms\n"
+                                        f"[backup]\ndirectory = {bdir}\n", umask=0o077)
+    try:
+        check(ctl("-s", sock, "backup").returncode == 0, "backup")
+        wait_until(lambda: "sqlvigil_backup_newest_timestamp_seconds" in open(prom).read(), 10,
+                   "the backup in the metrics")
+        text = open(prom).read()
+        for name, value in (("sqlvigil_backups", "1"), ("sqlvigil_backup_failed", "0"),
+                            ("sqlvigil_backup_newest_check_ok", "1")):
+            check(f'\n{name}{{database="{db}"}} {value}\n' in text, f"{name} is not {value}:\n{text}")
+        size = os.path.getsize(next(os.path.join(bdir, f) for f in os.listdir(bdir) if f.endswith(".db")))
+        check(f'sqlvigil_backup_newest_size_bytes{{database="{db}"}} {size}\n' in text, "backup size")
+        r = subprocess.run([promtool, "check", "metrics"], stdin=open(prom), capture_output=True, text=True)
+        check(r.returncode == 0, f"promtool with backups: {r.stdout} {r.stderr}")
+        stop(d, notify)
+    finally:
+        d.kill()
+
+
+# ---- Bytes out: whatever a path holds, every output is valid UTF-8 ---------
+
+# A directory name with what a path may hold and a format may not: a byte
+# that is not UTF-8, quotes, a backslash, control characters (one a terminal
+# escape), a newline, and a valid non-ASCII letter.
+ODD_DIR = b'd\xff"q" \\ \x01\x1b[31m\nline \xc3\xa9'
+ODD_DB = b"app\xfe.db"
+ODD_CONF = b"in\xffst.conf"  # the instance name comes from it
+
+
+def as_text(b):
+    """The rule of src/utf8.h: bytes that are not UTF-8 as the text \\xNN."""
+    return b.decode("utf-8", "backslashreplace")
+
+
+def as_log(b):
+    """A log line's or a journal field's form: control characters as \\n,
+    \\r, \\t or \\xNN too."""
+    short = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+    return "".join(short.get(c, "\\x%02x" % ord(c)) if ord(c) < 0x20 or 0x7f <= ord(c) <= 0x9f else c
+                   for c in as_text(b))
+
+
+def as_label(b):
+    """A Prometheus label value, escaped as the exposition format requires."""
+    text = "".join(c if c == "\n" or not (ord(c) < 0x20 or 0x7f <= ord(c) <= 0x9f) else "\\x%02x" % ord(c)
+                   for c in as_text(b))
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def odd_paths(tmp):
+    d = os.path.join(os.fsencode(tmp), ODD_DIR)
+    os.mkdir(d)
+    db = os.path.join(d, ODD_DB)
+    make_db(db, rows=10)
+    return db
+
+
+def ask_raw(sock, line, timeout=10):
+    """One request; the reply as bytes, which must be one line."""
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(timeout)
+    s.connect(sock)
+    s.sendall(line.encode())
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    check(data.endswith(b"\n") and data.count(b"\n") == 1, f"reply is not one line: {data[:300]!r}")
+    return data
+
+
+def strict_json(data, what):
+    """Python's json module, strictly: valid UTF-8, no raw control characters."""
+    try:
+        return json.loads(data.decode("utf-8"), strict=True)
+    except (UnicodeDecodeError, ValueError) as e:
+        raise Failure(f"{what}: not strict JSON in UTF-8 ({e}): {data[:300]!r}")
+
+
+def case_path_bytes(tmp):
+    """A database path and an instance name holding bytes that are not
+    UTF-8, quotes, a backslash, control characters and a newline: the
+    control socket's replies are strict JSON in UTF-8 that say which bytes
+    they were, the metrics file passes promtool, and every stderr line is
+    one line of UTF-8 (src/utf8.h gives the rule)."""
+    promtool = shutil.which("promtool")
+    if not promtool:
+        raise Skip("promtool is not installed (Debian package prometheus)")
+    os.chmod(tmp, 0o755)
+    db = odd_paths(tmp)
+    conf = os.path.join(os.fsencode(tmp), ODD_CONF)
+    sock = os.path.join(tmp, "c.sock")
+    prom = os.path.join(tmp, "odd.prom")
+    write_config(os.fsdecode(conf), f"[control]\nsocket = {sock}\n[metrics]\ntextfile = {prom}\n"
+                                    "[health]\ninterval = 200ms\n")
+    notify = Notify(tmp)
+    d = Daemon([b"--config", conf, b"--database", db], notify=notify)
+    try:
+        try:
+            notify.wait_for("READY", "1", timeout=20)
+        except Failure:
+            raise Failure("not ready:\n" + d.dump())
+        for command in ("stats", "status", "health", "config"):
+            reply = strict_json(ask_raw(sock, command + "\n"), command)
+            check(reply["ok"] is True, f"{command}: {reply}")
+            if command in ("stats", "status"):
+                check(reply["database"]["path"] == as_text(db),
+                      f"{command}: path {reply['database']['path']!r}, expected {as_text(db)!r}")
+                instance = as_text(b"in\xffst")
+                check(reply["process"]["instance"] == instance, f"instance {reply['process']}")
+        cfg = strict_json(ask_raw(sock, "config\n"), "config")
+        check(cfg["config"]["database"]["path"] == as_text(db), f"config path {cfg['config']['database']}")
+        check(cfg["source"] == as_text(conf), f"config source {cfg['source']!r}")
+        # sqlvigilctl reads it back and prints it, still one line of UTF-8.
+        r = subprocess.run([CTL, "-s", sock, "--json", "stats"], capture_output=True, timeout=60)
+        check(r.returncode == 0 and strict_json(r.stdout, "sqlvigilctl --json")["database"]["path"] == as_text(db),
+              f"sqlvigilctl --json stats: {r.returncode} {r.stderr!r}")
+        # For a person: the path in its log form, no terminal escape let through.
+        r = subprocess.run([CTL, "-s", sock, "status"], capture_output=True, timeout=60)
+        check(r.returncode == 0 and f" — {as_log(db)}\n".encode() in r.stdout and b"\x1b" not in r.stdout,
+              f"sqlvigilctl status: {r.returncode} {r.stdout[:300]!r}")
+
+        wait_until(lambda: os.path.exists(prom), 10, "the metrics file")
+        data = open(prom, "rb").read()
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise Failure(f"metrics file is not UTF-8 ({e})")
+        r = subprocess.run([promtool, "check", "metrics"], input=data, capture_output=True)
+        check(r.returncode == 0, f"promtool: {r.stdout!r} {r.stderr!r}")
+        want = f'sqlvigil_up{{database="{as_label(db)}"}} 1\n'
+        check(want in data.decode(), f"metrics lack {want!r}:\n{data[:400]!r}")
+        name = as_label(b"in\xffst")
+        check(f',name="{name}"}} 1\n' in data.decode(), "the instance label")
+        stop(d, notify)
+    finally:
+        d.kill()
+
+    # stderr: one line per message, UTF-8, the path in its log form.
+    for raw in d.raw:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise Failure(f"stderr line is not UTF-8 ({e}): {raw!r}")
+    check(not any(raw.startswith(b"line ") for raw in d.raw), "a path's newline split a stderr line")
+    start_line = f"starting (SQLite {sqlite3.sqlite_version}): {as_log(db)}, configuration {as_log(conf)}\n"
+    check(any(raw.decode().endswith(start_line) for raw in d.raw),
+          f"no start line ending {start_line!r}:\n" + d.dump())
+
+
+def case_journal_bytes(tmp):
+    """The same path and name under journald: every field sqlvigil sends
+    (MESSAGE, SQLVIGIL_DATABASE, SQLVIGIL_CONFIG, ...) is one line of valid
+    UTF-8 in the native protocol's plain FIELD=value form, never the binary
+    form a newline forces. A datagram socket stands in for journald at
+    /run/systemd/journal/socket, in a mount namespace of the daemon's own."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        raise Skip("needs root and unshare(1) to give sqlvigil its own /run/systemd")
+    db = odd_paths(tmp)
+    conf = os.path.join(os.fsencode(tmp), ODD_CONF)
+    sock = os.path.join(tmp, "c.sock")
+    write_config(os.fsdecode(conf), f"[control]\nsocket = {sock}\n[health]\ninterval = 200ms\n")
+    fake = os.path.join(tmp, "run-systemd")
+    os.makedirs(os.path.join(fake, "journal"))
+    journal = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    journal.bind(os.path.join(fake, "journal", "socket"))
+    journal.settimeout(0.2)
+    entries = []
+
+    def receive():
+        while True:
+            try:
+                data = journal.recv(1 << 20)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            entries.append(data)
+
+    threading.Thread(target=receive, daemon=True).start()
+    errfile = os.path.join(tmp, "stderr")
+    err = open(errfile, "wb")
+    st = os.fstat(err.fileno())
+    notify_dir = os.path.join(tmp, "notify")
+    os.mkdir(notify_dir)
+    notify = Notify(notify_dir)
+    env = dict(os.environ, NOTIFY_SOCKET=notify.path, JOURNAL_STREAM=f"{st.st_dev}:{st.st_ino}",
+               RUNTIME_DIRECTORY=tempfile.mkdtemp(prefix="sqlvigil-run-"))
+    proc = subprocess.Popen(["unshare", "--mount", "sh", "-c", 'mount --bind "$1" /run/systemd && shift && exec "$@"',
+                             "sh", fake, os.environ.get("SQLVIGIL", "build/src/sqlvigil"), b"--config", conf,
+                             b"--database", db], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=err)
+    try:
+        try:
+            notify.wait_for("READY", "1", timeout=20)
+        except Failure:
+            raise Failure(f"not ready: {open(errfile, 'rb').read()[-2000:]!r}")
+        strict_json(ask_raw(sock, "stats\n"), "stats")
+        proc.send_signal(signal.SIGTERM)
+        check(proc.wait(timeout=30) == 0, f"exit {proc.returncode}: {open(errfile, 'rb').read()[-2000:]!r}")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        notify.close()
+        err.close()
+        time.sleep(0.3)  # the receiver's last datagrams
+        journal.close()
+
+    check(len(entries) >= 3, f"only {len(entries)} journal entries; stderr: {open(errfile, 'rb').read()[-2000:]!r}")
+    messages, databases, configs = [], set(), set()
+    for data in entries:
+        fields = {}
+        for line in data.split(b"\n"):
+            if not line:
+                continue
+            check(b"=" in line, f"a field in the binary form (a newline in its value): {line!r} in {data!r}")
+            name, value = line.split(b"=", 1)
+            try:
+                fields[name.decode("ascii")] = value.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise Failure(f"field {name!r} is not UTF-8 ({e}): {value!r}")
+        messages.append(fields.get("MESSAGE", ""))
+        if "SQLVIGIL_DATABASE" in fields:
+            databases.add(fields["SQLVIGIL_DATABASE"])
+        if "SQLVIGIL_CONFIG" in fields:
+            configs.add(fields["SQLVIGIL_CONFIG"])
+    check(databases == {as_log(db)}, f"SQLVIGIL_DATABASE {databases}, expected {as_log(db)!r}")
+    check(configs == {as_log(conf)}, f"SQLVIGIL_CONFIG {configs}, expected {as_log(conf)!r}")
+    start_line = f"starting (SQLite {sqlite3.sqlite_version}): {as_log(db)}, configuration {as_log(conf)}"
+    check(any(m.endswith(start_line) for m in messages), f"no message ending {start_line!r}: {messages[:5]}")
+    check(open(errfile, "rb").read() == b"", f"stderr used besides the journal: {open(errfile, 'rb').read()!r}")
 
 
 CASES = {name[5:]: func for name, func in sorted(globals().items()) if name.startswith("case_")}

@@ -3,7 +3,9 @@
 """The daemon core through the real binary: arguments and exit codes,
 readiness, the health-gated watchdog, stop and reload."""
 
+import datetime
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -93,6 +95,103 @@ def case_bad_config_at_start(tmp):
     r = run_cmd(["--config", os.path.join(tmp, "missing.conf")])
     check(r.returncode == 78, f"missing config: exit {r.returncode}")
     check("cannot open configuration file" in r.stderr, r.stderr)
+
+
+COMMENT_RULE = "only ';' after a space or tab starts an inline comment"
+
+
+def case_value_comment(tmp):
+    """A value that is not what it looks like (issue 13): '#' after a value,
+    a no-break space at the end. Both are configuration errors (78) naming
+    file, line and key, at --check-config, at start and at reload, and with
+    create = yes no file is ever created under the name they would make."""
+    data = os.path.join(tmp, "data")
+    os.mkdir(data)
+    cases = (
+        (f"[database]\npath = {data}/app.db # main database\ncreate = yes\n",
+         f"invalid value '{data}/app.db # main database' for 'path' in [database] at {{conf}}:2: '#' does not "
+         f"start a comment here; {COMMENT_RULE}"),
+        (f"[database]\ncreate = yes\npath = {data}/app.db\u00a0\n",
+         f"invalid value '{data}/app.db<U+00A0>' for 'path' in [database] at {{conf}}:3: it ends with a no-break "
+         f"space (U+00A0), which looks like a blank or like nothing at all but is part of the value; delete it "
+         f"({COMMENT_RULE})"),
+    )
+    for i, (text, message) in enumerate(cases):
+        conf = os.path.join(tmp, f"c{i}.conf")
+        write_config(conf, text)
+        message = message.format(conf=conf)
+        r = run_cmd(["--check-config", "--config", conf])
+        check(r.returncode == 78, f"--check-config: exit {r.returncode}, expected 78: {r.stderr}")
+        check(r.stderr == f"sqlvigil: error: {message}\n", f"--check-config stderr {r.stderr!r}, expected {message!r}")
+        check(r.stdout == "", f"--check-config printed a configuration: {r.stdout[:200]!r}")
+
+        os.mkdir(os.path.join(tmp, f"n{i}"))
+        notify = Notify(os.path.join(tmp, f"n{i}"))
+        d = Daemon(["--config", conf], notify=notify)
+        try:
+            rc = d.wait_exit(30)
+            check(rc == 78, f"start: exit {rc}, expected 78; log:\n{d.dump()}")
+            check(any(line.endswith(f"sqlvigil: error: {message}") for line in d.log()),
+                  f"start: no such line:\n{message}\nlog:\n{d.dump()}")
+            check(notify.find("READY") is None, "READY=1 sent despite the error")
+        finally:
+            d.kill()
+            notify.close()
+        check(os.listdir(data) == [], f"files created: {os.listdir(data)}")
+
+    # At reload: rejected with the same sentence, the running configuration kept.
+    db = os.path.join(data, "app.db")
+    make_db(db)
+    conf = os.path.join(tmp, "run.conf")
+    write_config(conf, config_text(db))
+    notify = Notify(tmp)
+    d = Daemon(["--config", conf], notify=notify)
+    try:
+        notify.wait_for("READY", "1", timeout=20)
+        write_config(conf, config_text(db, "[checkpoint]\ntruncate_wal_size = 64M # the limit\n"))
+        t = time.monotonic()
+        d.signal(signal.SIGHUP)
+        message = (f"invalid value '64M # the limit' for 'truncate_wal_size' in [checkpoint] at {conf}:8: '#' does "
+                   f"not start a comment here; {COMMENT_RULE}")
+        d.wait_log(re.escape(message), after=t, timeout=20)
+        notify.wait_for("READY", "1", after=t, timeout=20)
+        check(d.alive(), "sqlvigil stopped over a rejected reload")
+        d.signal(signal.SIGTERM)
+        check(d.wait_exit(30) == 0, d.dump())
+    finally:
+        d.kill()
+        notify.close()
+    check(not [n for n in os.listdir(data) if "#" in n or "\u00a0" in n], f"files: {os.listdir(data)}")
+
+
+def case_stderr_time(tmp):
+    """Outside journald every stderr line starts with the local time, ISO
+    8601 with milliseconds and the UTC offset (TZ fixes the offset here),
+    so it can be lined up with an application's log."""
+    db = os.path.join(tmp, "t.db")
+    make_db(db)
+    notify = Notify(tmp)
+    before = time.time()
+    d = Daemon(["--database", db], notify=notify, env={"TZ": "XXX-05:45"})
+    try:
+        notify.wait_for("READY", "1", timeout=20)
+        d.signal(signal.SIGTERM)
+        check(d.wait_exit(30) == 0, d.dump())
+    finally:
+        d.kill()
+        notify.close()
+    after = time.time()
+    lines = d.log()
+    check(len(lines) >= 2, f"too few lines:\n{d.dump()}")
+    rx = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+05:45) sqlvigil: \S")
+    stamps = []
+    for line in lines:
+        m = rx.match(line)
+        check(m, f"line without an ISO 8601 time: {line!r}")
+        stamps.append(datetime.datetime.fromisoformat(m.group(1)).timestamp())
+    check(all(before - 0.001 <= t <= after + 0.001 for t in stamps),
+          f"times {stamps} outside the run {before}..{after}")
+    check(stamps == sorted(stamps), f"times go backwards: {stamps}")
 
 
 def case_missing_database(tmp):
