@@ -16,7 +16,6 @@ over /run/systemd, so sd_journal_sendv() reaches the test's socket there
 with every field (MESSAGE_ID, SQLVIGIL_REASON, ...) and nothing else on
 the host changes."""
 
-import errno
 import faulthandler
 import fcntl
 import json
