@@ -407,6 +407,17 @@ static void slice_run(Job *j, Db *db) {
         SliceJob *s = container_of(j, SliceJob, job);
 
         s->wal_before = fd_size(s->wal_fd, db_wal_bytes(db));
+        /* Content copied over the -wal in place (cp): the index still names
+         * frames, but not the ones now in the file, and any checkpoint
+         * would copy those into the database. The health rounds see it too
+         * and start the rescue; meanwhile nothing is copied. */
+        if (s->shm_fd >= 0 && s->wal_fd >= 0 && walindex_wal_matches(s->shm_fd, s->wal_fd) == 0) {
+                s->passive = (DbCheckpoint){ .result = DB_E_SQLITE, .log_frames = -1, .checkpointed = -1 };
+                bufprintf(s->passive.error, sizeof(s->passive.error),
+                          "not checkpointed: the -wal's header no longer matches its WAL index (content was copied "
+                          "over it in place)");
+                goto finish;
+        }
         if (walindex_read(s->shm_fd, &s->wal) == 0)
                 s->pending_bytes = (uint64_t)walindex_pending(&s->wal) * ((uint64_t)s->wal.page_size + 24);
         /* PASSIVE first, always: it copies what it can without blocking

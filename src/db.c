@@ -818,6 +818,11 @@ void db_save_copy(Db *db, const char *dest, CopyResult *ret) {
         copy_database(db->sqlite, dest, NULL, ret);
 }
 
+int db_data_version(Db *db, int64_t *ret) {
+        set_wait(db, USEC_PER_SEC);
+        return query_int(db, "PRAGMA data_version", ret);
+}
+
 void db_fresh_look(const char *path, DbCheck *c) {
         usec_t start = now_usec(CLOCK_MONOTONIC);
         sqlite3_stmt *s = NULL;

@@ -236,6 +236,11 @@ void db_analyze(Db *db, AnalyzeMode mode, uint64_t analysis_limit, usec_t max_wa
 typedef struct CopyResult CopyResult;
 void db_save_copy(Db *db, const char *dest, CopyResult *ret);
 
+/* PRAGMA data_version of this connection: a different value from one call
+ * to the next says that another connection committed in between. Database
+ * thread. 0, or DB_E_BUSY / DB_E_SQLITE. */
+int db_data_version(Db *db, int64_t *ret);
+
 /* Puts the content of the database file at src_path (sqlvigil's own
  * checked copy, in rollback-journal mode, of the live database's page size)
  * into the live database, through SQLite's online backup API: one write

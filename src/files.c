@@ -281,6 +281,8 @@ int mark_read(const char *mark_path, Mark *ret) {
                         r = r ?: parse_id(line + 4, &ret->wal);
                 else if (strncmp(line, "shm=", 4) == 0)
                         r = r ?: parse_id(line + 4, &ret->shm);
+                else if (strncmp(line, "born=", 5) == 0)
+                        ret->db_birth = strtoull(line + 5, NULL, 10);
                 else if (strncmp(line, "stale=", 6) == 0)
                         ret->stale = atoi(line + 6) != 0;
                 else if (strncmp(line, "pid=", 4) == 0)
@@ -301,10 +303,12 @@ int dbfiles_write_mark(DbFiles *f, bool stale) {
         tmp = strdup_printf("%s.%d.tmp", f->mark_path, (int)getpid());
         text = strdup_printf("# sqlvigil: which database file the -wal and -shm beside it belong to (see sqlvigil(8),\n"
                              "# DATA SAFETY). Written by sqlvigil; safe to delete while it is stopped.\n"
-                             "db=%ju:%ju\nwal=%ju:%ju\nshm=%ju:%ju\nstale=%d\npid=%d\n" PROBE_PREFIX "%0*" PRIu64 "\n",
-                             (uintmax_t)f->db.dev, (uintmax_t)f->db.ino, (uintmax_t)f->wal.dev, (uintmax_t)f->wal.ino,
-                             (uintmax_t)f->shm.dev, (uintmax_t)f->shm.ino, stale, (int)getpid(), PROBE_WIDTH,
-                             f->probe_count);
+                             "db=%ju:%ju\nborn=%" PRIu64 "\nwal=%ju:%ju\nshm=%ju:%ju\nstale=%d\npid=%d\n" PROBE_PREFIX
+                             "%0*" PRIu64 "\n",
+                             (uintmax_t)f->db.dev, (uintmax_t)f->db.ino,
+                             f->db_fd >= 0 ? files_birth(f->db_fd, "") : (uint64_t)0, (uintmax_t)f->wal.dev,
+                             (uintmax_t)f->wal.ino, (uintmax_t)f->shm.dev, (uintmax_t)f->shm.ino, stale, (int)getpid(),
+                             PROBE_WIDTH, f->probe_count);
         if (!tmp || !text)
                 return -ENOMEM;
         fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -372,6 +376,52 @@ void files_stale_plan(const Mark *m, FileId db_now, FileId wal_now, FileId shm_n
         ret->shm = other_db && shm_now.ino != 0 && file_id_eq(shm_now, m->shm);
 }
 
+static bool has_prefix_suffix(const char *s, const char *prefix, size_t prefix_len, const char *suffix) {
+        size_t n = strlen(s), m = strlen(suffix);
+
+        return n > prefix_len + m && strncmp(s, prefix, prefix_len) == 0 && streq(s + n - m, suffix);
+}
+
+int files_remove_unfinished(const char *db_path, char *removed, size_t size) {
+        _cleanup_(freep) char *copy = strdup(db_path), *copy2 = strdup(db_path), *deleted = NULL, *mark = NULL,
+                             *fence = NULL;
+        const char *dir, *base;
+        struct dirent *de;
+        struct stat st;
+        DIR *d;
+        int n = 0;
+
+        if (!copy || !copy2)
+                return -ENOMEM;
+        dir = dirname(copy);
+        base = basename(copy2);
+        deleted = strdup_printf("%s.deleted-", base);
+        mark = strdup_printf("%s-sqlvigil.", base);
+        fence = strdup_printf("%s-shm.fence-", base);
+        if (!deleted || !mark || !fence)
+                return -ENOMEM;
+        removed[0] = '\0';
+        d = opendir(dir);
+        if (!d)
+                return -errno;
+        while ((de = readdir(d))) {
+                size_t used = strlen(removed);
+
+                if (!has_prefix_suffix(de->d_name, deleted, strlen(deleted), ".tmp") &&
+                    !has_prefix_suffix(de->d_name, mark, strlen(mark), ".tmp") &&
+                    !has_prefix_suffix(de->d_name, fence, strlen(fence), ""))
+                        continue;
+                if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+                        continue;
+                if (unlinkat(dirfd(d), de->d_name, 0) < 0)
+                        continue;
+                n++;
+                bufprintf(removed + used, size - used, "%s%s/%s", used ? "; " : "", dir, de->d_name);
+        }
+        closedir(d);
+        return n;
+}
+
 int files_rename_noreplace(const char *from, const char *to) {
         /* renameat2(RENAME_NOREPLACE); where the file system lacks it, a
          * link and an unlink, which refuse to replace too. */
@@ -407,7 +457,16 @@ int files_set_aside(const char *path, const char *why, char **ret_new) {
         return r;
 }
 
-int files_find_by_id(const char *dir, FileId id, char **ret_name) {
+uint64_t files_birth(int dirfd, const char *path) {
+        struct statx stx;
+
+        if (statx(dirfd, path, (*path ? 0 : AT_EMPTY_PATH) | AT_SYMLINK_NOFOLLOW, STATX_BTIME, &stx) < 0 ||
+            !(stx.stx_mask & STATX_BTIME))
+                return 0;
+        return (uint64_t)stx.stx_btime.tv_sec * 1000000000u + stx.stx_btime.tv_nsec;
+}
+
+int files_find_by_id(const char *dir, FileId id, uint64_t birth, char **ret_name) {
         struct dirent *de;
         struct stat st;
         DIR *d;
@@ -420,6 +479,8 @@ int files_find_by_id(const char *dir, FileId id, char **ret_name) {
                 if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
                         continue;
                 if (st.st_dev == id.dev && st.st_ino == id.ino) {
+                        if (birth && files_birth(dirfd(d), de->d_name) != birth)
+                                continue; /* the number, reused */
                         *ret_name = strdup(de->d_name);
                         r = *ret_name ? 0 : -ENOMEM;
                         break;
@@ -431,15 +492,27 @@ int files_find_by_id(const char *dir, FileId id, char **ret_name) {
 
 int files_fence(const char *shm_path, int *ret_fd, FileId *ret_id) {
         struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = WALINDEX_LOCK_DMS, .l_len = 1 };
+        _cleanup_(freep) char *tmp = strdup_printf("%s.fence-%d", shm_path, (int)getpid());
         struct stat st;
         int fd, r;
 
-        fd = open(shm_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (!tmp)
+                return -ENOMEM;
+        /* Locked under another name, then renamed into place: at the path
+         * it is a fence from its first moment, never a plain empty -shm
+         * that a connection opening just then would take for its own. */
+        fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (fd < 0)
                 return -errno;
         if (fcntl(fd, F_SETLK, &fl) < 0 || fstat(fd, &st) < 0) {
                 r = -errno;
-                (void)unlink(shm_path);
+                (void)unlink(tmp);
+                close(fd);
+                return r;
+        }
+        r = files_rename_noreplace(tmp, shm_path);
+        if (r < 0) {
+                (void)unlink(tmp);
                 close(fd);
                 return r;
         }

@@ -30,6 +30,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "util.h"
@@ -104,6 +105,7 @@ void files_check_describe(const FilesCheck *c, const DbFiles *f, char *buf, size
 typedef struct Mark {
         bool valid;
         FileId db, wal, shm;
+        uint64_t db_birth;     /* the database file's birth time (statx), in ns; 0 when unknown */
         bool stale;            /* the -wal and -shm named do not belong to the file at the path */
         pid_t pid;
 } Mark;
@@ -144,8 +146,22 @@ int files_pid_has_open_in(pid_t pid, FileId id, const char *dir);
 int files_set_aside(const char *path, const char *why, char **ret_new);
 
 /* In dir, the name of the file with identity id, if any (malloc'd into
- * *ret_name); 0, -ENOENT, or another negative errno. */
-int files_find_by_id(const char *dir, FileId id, char **ret_name);
+ * *ret_name); birth, when not 0, must be its birth time too: the inode
+ * number of a file deleted since is soon another file's. 0, -ENOENT, or
+ * another negative errno. */
+int files_find_by_id(const char *dir, FileId id, uint64_t birth, char **ret_name);
+
+/* The birth time (statx STATX_BTIME) of the file at path relative to dirfd
+ * (AT_EMPTY_PATH with "": of dirfd itself), in ns; 0 when the file system
+ * does not keep one or the call fails. */
+uint64_t files_birth(int dirfd, const char *path);
+
+/* Removes what a killed sqlvigil left unfinished beside db_path: the
+ * partial copy of a deleted database (DB.deleted-TIME.tmp), a mark not yet
+ * renamed into place (DB-sqlvigil.PID.tmp), a fence not yet in place
+ * (DB-shm.fence-PID); only names that sqlvigil makes. Their names go into removed ("; "-separated). Returns how many,
+ * or a negative errno. */
+int files_remove_unfinished(const char *db_path, char *removed, size_t size);
 
 /* Renames from to to, but never over an existing file. */
 int files_rename_noreplace(const char *from, const char *to);

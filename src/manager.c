@@ -650,6 +650,8 @@ static void on_watch(void *userdata, WatchEvent ev) {
         int r;
 
         if (ev == WATCH_NAMES) {
+                if (m->rescue)
+                        rescue_look(m->rescue);
                 look_at_files(m);
                 return;
         }
@@ -1248,8 +1250,10 @@ static int set_aside_stale(Manager *m) {
         }
         /* The same database file, and programs still attached to a WAL index
          * that is no longer at its path (deleted or set aside while they
-         * ran): a new WAL beside theirs would split the database in two. */
-        if (n > 0 && mark.valid && !mark.stale && file_id_eq(db_now, mark.db) && !file_id_eq(shm_now, mark.shm))
+         * ran): a new WAL beside theirs would split the database in two.
+         * A stale mark is no exception: the rescue after a deleted -wal or
+         * -shm writes one, and exits while such programs may remain. */
+        if (n > 0 && mark.valid && file_id_eq(db_now, mark.db) && !file_id_eq(shm_now, mark.shm))
                 return start_failed(EXIT_FAILURE_OTHER,
                                     "%s still has %s open through a -shm that is no longer at %s (it was deleted "
                                     "or set aside while they ran): their commits go where no new connection looks. "
@@ -1262,7 +1266,7 @@ static int set_aside_stale(Manager *m) {
         /* The database they belong to, if it is still in the directory
          * under another name: they go back beside it. */
         if (dir && !mark.stale && !file_id_eq(db_now, mark.db))
-                (void)files_find_by_id(dir, mark.db, &owner);
+                (void)files_find_by_id(dir, mark.db, mark.db_birth, &owner);
         for (int i = 0; i < 2; i++) {
                 const char *path = i == 0 ? wal_path : shm_path;
                 _cleanup_(freep) char *to = NULL;
@@ -1370,6 +1374,12 @@ static int manager_open(Manager *m) {
         r = set_aside_stale(m);
         if (r != EXIT_CLEAN)
                 return r;
+        /* A sqlvigil killed while it saved a deleted database leaves a
+         * partial copy under a temporary name: no copy at all, and no
+         * database anyone should open. */
+        r = files_remove_unfinished(m->db_path, error, sizeof(error));
+        if (r > 0)
+                log_notice("removed what a previous sqlvigil left unfinished: %s", error);
         r = db_open(m->config->db_path, m->config->create, &m->db, error, sizeof(error));
         if (r == DB_E_MISSING)
                 return start_failed(EXIT_NOINPUT, "%s", error);

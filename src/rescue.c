@@ -29,6 +29,7 @@ typedef enum Step {
         STEP_SAVE,   /* a deleted database: its copy */
         STEP_DRAIN,  /* the WAL into its own database file */
         STEP_WAIT,   /* for the others to leave the old files */
+        STEP_RESAVE, /* a deleted database: the copy again, if others committed since */
         STEP_DONE,
 } Step;
 
@@ -43,11 +44,15 @@ struct Rescue {
         usec_t next_drain;
         bool db_deleted;
         char *db_name;         /* where the old database is now, in its directory; NULL if not there */
+        char *saved;           /* the deleted database's copy, once made */
+        int64_t saved_version; /* PRAGMA data_version just before that copy began */
         int fence_fd;
         FileId fence_id;
         bool locks_held;
         pid_t other;           /* a process still attached to the old files */
         int copied;            /* frames drained into the database, in all */
+        int late;              /* of those, frames that others committed during the rescue */
+        bool drained_last;     /* the drain after the others left (or the deadline) is done */
         char actions[1536];    /* what was done, for the summary */
         bool failed;
 };
@@ -57,11 +62,16 @@ typedef struct SaveJob {
         Rescue *rescue;
         char *dest;            /* the final name */
         char *tmp;
+        bool again;            /* the second copy, at the end of the rescue */
+        bool replace;          /* it replaces the first, and is made only if something changed since */
+        int64_t version;       /* data_version before the copy began */
+        bool unchanged;        /* again, and nobody committed since the first copy: none made */
         CopyResult copy;
         int rename_error;
 } SaveJob;
 
 static void advance(Rescue *r);
+static void finish(Rescue *r);
 
 RescueKind rescue_kind_for(const FilesCheck *c) {
         if (c->db != FILE_STATE_OK || c->dir_moved)
@@ -149,14 +159,12 @@ static void release_locks(Rescue *r) {
  * SQLite would take it for the new ones. */
 static void set_files_aside(Rescue *r) {
         DbFiles *f = r->env.files;
-        struct stat st;
         int q;
 
         switch (r->kind) {
         case RESCUE_DB_MOVED:
-                r->db_deleted = f->db_fd >= 0 && fstat(f->db_fd, &st) == 0 && st.st_nlink == 0;
                 if (!r->check.dir_moved && !r->db_deleted &&
-                    files_find_by_id(f->dir, f->db, &r->db_name) == 0)
+                    files_find_by_id(f->dir, f->db, 0, &r->db_name) == 0)
                         act(r, "the database sqlvigil had open is now %s/%s", f->dir, r->db_name);
                 /* The WAL first: a -shm alone is rebuilt by the next
                  * connection, a -wal alone is replayed. */
@@ -170,6 +178,14 @@ static void set_files_aside(Rescue *r) {
                         set_aside(r, f->wal_path, "foreign");
                 if (r->check.shm == FILE_STATE_REPLACED)
                         set_aside(r, f->shm_path, "foreign");
+                /* A -shm still at its path is the live index of a WAL that
+                 * is no longer at its own: a connection opened now would
+                 * attach to it and read its frames from whatever -wal it
+                 * finds or creates there. It goes aside (sqlvigil and the
+                 * applications keep it open), and the fence takes its
+                 * place. */
+                if (r->check.shm == FILE_STATE_OK)
+                        set_aside(r, f->shm_path, "stale");
                 q = files_fence(f->shm_path, &r->fence_fd, &r->fence_id);
                 if (q == 0)
                         act(r, "fenced %s: programs that open the database now fail with \"locking protocol\" "
@@ -198,10 +214,25 @@ static void set_files_aside(Rescue *r) {
 
 static void save_run(Job *j, Db *db) {
         SaveJob *s = container_of(j, SaveJob, job);
+        int64_t before = s->version;
+        int q;
 
+        /* The version first: a commit after it and before the copy's
+         * snapshot only makes the second copy happen for nothing. */
+        if (db_data_version(db, &s->version) != 0)
+                s->version = INT64_MIN; /* unknown: the second copy is always made */
+        if (s->replace && s->version == before && before != INT64_MIN) {
+                s->unchanged = true;
+                return;
+        }
         db_save_copy(db, s->tmp, &s->copy);
-        if (s->copy.result == 0 && files_rename_noreplace(s->tmp, s->dest) < 0) {
-                s->rename_error = errno;
+        if (s->copy.result != 0)
+                return;
+        /* The second copy replaces the first: it is ours, made moments ago,
+         * and holds everything the first did. */
+        q = s->replace ? (rename(s->tmp, s->dest) < 0 ? -errno : 0) : files_rename_noreplace(s->tmp, s->dest);
+        if (q < 0) {
+                s->rename_error = -q;
                 (void)unlink(s->tmp);
         }
 }
@@ -213,24 +244,41 @@ static void save_done(Job *j, bool ran) {
 
         if (!ran)
                 act(r, "could not save the deleted database: the database thread was stopping");
+        else if (s->unchanged)
+                ; /* the first copy has everything */
         else if (s->copy.result != 0 || s->rename_error) {
-                act(r, "could not save the deleted database as %s: %s", s->dest,
+                act(r, "could not save the deleted database%s as %s: %s", s->again ? " again" : "", s->dest,
                     s->rename_error ? strerror(s->rename_error) : s->copy.error);
                 r->failed = true;
         } else {
                 (void)fsync_path(r->env.files->dir, true);
-                act(r, "saved the deleted database (%s, %" PRIi64 " pages) as %s",
-                    format_bytes(bytes, sizeof(bytes), s->copy.bytes), s->copy.pages, s->dest);
+                act(r, "saved the deleted database (%s, %" PRIi64 " pages) as %s%s",
+                    format_bytes(bytes, sizeof(bytes), s->copy.bytes), s->copy.pages, s->dest,
+                    s->again ? ", again, with what other programs committed during the rescue" : "");
+                if (!r->saved) {
+                        r->saved = TAKE_PTR(s->dest);
+                        r->saved_version = s->version;
+                }
         }
+        r->busy = false;
         free(s->dest);
         free(s->tmp);
+        if (s->again) {
+                free(s);
+                finish(r);
+                return;
+        }
         free(s);
-        r->busy = false;
         r->step = STEP_DRAIN;
         advance(r);
 }
 
-static void start_save(Rescue *r) {
+/* The copy of a deleted database: first at once (a kill from then on
+ * loses nothing that was committed before the fault), and again at the end
+ * (again) when other programs still attached committed since: their
+ * commits went into the old WAL, which nobody can reach once sqlvigil has
+ * left. */
+static void start_save(Rescue *r, bool again) {
         char stamp[32];
         time_t t = time(NULL);
         struct tm tm;
@@ -240,7 +288,10 @@ static void start_save(Rescue *r) {
         strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
         s = calloc(1, sizeof(*s));
         if (s) {
-                s->dest = strdup_printf("%s.deleted-%s", r->env.files->db_path, stamp);
+                s->again = again;
+                s->replace = again && r->saved;
+                s->version = r->saved_version;
+                s->dest = s->replace ? strdup(r->saved) : strdup_printf("%s.deleted-%s", r->env.files->db_path, stamp);
                 s->tmp = strdup_printf("%s.deleted-%s.tmp", r->env.files->db_path, stamp);
         }
         if (!s || !s->dest || !s->tmp) {
@@ -251,8 +302,12 @@ static void start_save(Rescue *r) {
                 free(s);
                 act(r, "could not save the deleted database: out of memory");
                 r->failed = true;
-                r->step = STEP_DRAIN;
-                advance(r);
+                if (again)
+                        finish(r);
+                else {
+                        r->step = STEP_DRAIN;
+                        advance(r);
+                }
                 return;
         }
         s->job = (Job){ .name = "save", .urgent = true, .cancellable = false, .run = save_run, .done = save_done };
@@ -265,8 +320,11 @@ static void drained(void *userdata, const CheckpointOutcome *o, bool ran) {
         Rescue *r = userdata;
 
         r->busy = false;
-        if (ran && o->copied > 0)
+        if (ran && o->copied > 0) {
                 r->copied += o->copied;
+                if (r->step == STEP_WAIT)
+                        r->late += o->copied;
+        }
         if (!ran || o->result == TASK_RESULT_FAILED) {
                 act(r, "draining the old WAL failed: %s", ran ? o->error : "the database thread was stopping");
                 r->failed = true;
@@ -324,7 +382,7 @@ static void advance(Rescue *r) {
         switch (r->step) {
         case STEP_SAVE:
                 if (r->db_deleted) {
-                        start_save(r);
+                        start_save(r, false);
                         return;
                 }
                 r->step = STEP_DRAIN;
@@ -342,7 +400,23 @@ static void advance(Rescue *r) {
                 if (files_other_user(r->env.files->shm_fd, &r->other) < 0)
                         r->other = 0;
                 if (r->other <= 0 || now >= r->deadline) {
-                        finish(r);
+                        /* Once more: what others committed since the
+                         * previous drain (they may have left just now)
+                         * is in the old WAL only, which nobody reaches
+                         * once sqlvigil is gone. */
+                        if (r->kind != RESCUE_OVERWRITTEN && !r->drained_last) {
+                                r->drained_last = true;
+                                start_drain(r, now < r->deadline ? MIN(USEC_PER_SEC, r->deadline - now)
+                                                                 : USEC_PER_SEC);
+                                return;
+                        }
+                        if (r->late > 0)
+                                act(r, "drained %d frames that other programs committed during the rescue", r->late);
+                        if (r->db_deleted) {
+                                r->step = STEP_RESAVE;
+                                start_save(r, true);
+                        } else
+                                finish(r);
                         return;
                 }
                 /* Someone still commits into the old WAL: bring that in too. */
@@ -353,6 +427,29 @@ static void advance(Rescue *r) {
                 return;
         default:
                 return;
+        }
+}
+
+void rescue_look(Rescue *r) {
+        struct stat st;
+        DbFiles *f;
+        int q;
+
+        if (!r || r->fence_fd < 0 || r->step == STEP_DONE)
+                return;
+        f = r->env.files;
+        if (stat(f->shm_path, &st) == 0 && st.st_dev == r->fence_id.dev && st.st_ino == r->fence_id.ino)
+                return;
+        close(r->fence_fd);
+        r->fence_fd = -1;
+        q = files_fence(f->shm_path, &r->fence_fd, &r->fence_id);
+        if (q == 0)
+                act(r, "the fence %s was removed; fenced it again", f->shm_path);
+        else {
+                act(r, "the fence %s was removed and could not be put back (%s): a program may have opened the "
+                       "database and started a second WAL",
+                    f->shm_path, q == -EEXIST ? "another file is there now" : strerror(-q));
+                r->failed = true;
         }
 }
 
@@ -369,6 +466,7 @@ static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
                 finish(r);
                 return 0;
         }
+        rescue_look(r);
         advance(r);
         return 0;
 }
@@ -386,24 +484,41 @@ int rescue_start(Rescue **ret, const RescueEnv *env, RescueKind kind, const File
         r->fence_fd = -1;
         r->deadline = now_usec(CLOCK_MONOTONIC) + env->timeout;
 
-        /* First of all, the evidence: should sqlvigil be killed from here
-         * on, the next start sets the old -wal and -shm aside. */
-        q = dbfiles_write_mark(env->files, true);
-        if (q < 0) {
-                act(r, "could not mark the old -wal and -shm stale in %s: %s", env->files->mark_path, strerror(-q));
-                r->failed = true;
-        }
-        set_files_aside(r);
-
+        /* The timer before any job: once one is out, r must live. */
         q = sd_event_add_time_relative(env->event, &r->timer, CLOCK_MONOTONIC, TICK, 10 * USEC_PER_MSEC, on_tick, r);
         if (q < 0) {
-                free(r->db_name);
                 free(r);
                 return q;
         }
         (void)sd_event_source_set_description(r->timer, "rescue");
         (void)sd_event_source_set_enabled(r->timer, SD_EVENT_ON);
         r->step = STEP_SAVE;
+
+        /* A deleted database before anything else: only sqlvigil's
+         * descriptor still keeps it, nothing can give it a name back, and
+         * a kill before its copy is complete loses it. The copy runs on
+         * the database thread while the mark below is synced. */
+        if (kind == RESCUE_DB_MOVED) {
+                struct stat st;
+
+                r->db_deleted = env->files->db_fd >= 0 && fstat(env->files->db_fd, &st) == 0 && st.st_nlink == 0;
+                if (r->db_deleted)
+                        start_save(r, false);
+        }
+
+        /* Then the evidence: should sqlvigil be killed from here
+         * on, the next start sets the old -wal and -shm aside. Not when the
+         * directory moved: the files stay together in it, and the mark
+         * there already names them as they belong (the mark path is gone,
+         * too). Nor when the -wal or -shm was displaced: the database is
+         * still the one they belong to, and a -wal still at its path holds
+         * commits that the next start must replay, not set aside. */
+        q = check->dir_moved || kind == RESCUE_WAL_DISPLACED ? 0 : dbfiles_write_mark(env->files, true);
+        if (q < 0) {
+                act(r, "could not mark the old -wal and -shm stale in %s: %s", env->files->mark_path, strerror(-q));
+                r->failed = true;
+        }
+        set_files_aside(r);
         *ret = r;
         advance(r);
         return 0;
@@ -417,6 +532,7 @@ Rescue *rescue_free(Rescue *r) {
                 files_unfence(r->env.files->shm_path, r->fence_fd, r->fence_id);
         release_locks(r);
         free(r->db_name);
+        free(r->saved);
         free(r);
         return NULL;
 }

@@ -18,8 +18,9 @@
  *   the -wal or -shm deleted, renamed away, or another file put in their
  *       place: the fence (files_fence()) keeps new connections from starting
  *       a second WAL beside the one still in use; whatever sits at those paths
- *       and is not the database's is set aside; the WAL is drained into the
- *       database.
+ *       and is not the database's is set aside, and so is a -shm still at its
+ *       path (the live index of a WAL no longer at its own), for the fence to
+ *       take its place; the WAL is drained into the database.
  *   the database's (or the WAL's) content replaced in place under its live
  *       WAL (cp over it): the WAL no longer belongs to the content; draining
  *       it would mix the two. sqlvigil holds the checkpoint and write locks
@@ -70,3 +71,9 @@ typedef struct RescueEnv {
  * thread. 0 or a negative errno. */
 int rescue_start(Rescue **ret, const RescueEnv *env, RescueKind kind, const FilesCheck *check);
 Rescue *rescue_free(Rescue *r);
+
+/* The names in the directory changed while the rescue runs (inotify; and
+ * every tick): a fence that someone removed (rm DB-wal DB-shm racing with
+ * the rescue, which had just moved the -shm aside) is put back. Loop
+ * thread. */
+void rescue_look(Rescue *r);

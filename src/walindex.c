@@ -65,6 +65,28 @@ int walindex_read(int fd, WalIndex *ret) {
         return r;
 }
 
+int walindex_wal_matches(int shm_fd, int wal_fd) {
+        unsigned char hdr[32];
+        WalIndex w;
+        ssize_t n;
+        int r;
+
+        r = walindex_read(shm_fd, &w);
+        if (r != 0)
+                return r;
+        if (w.mx_frame <= w.n_backfill)
+                return 1;
+        n = pread(wal_fd, hdr, sizeof(hdr), 0);
+        if (n < 0)
+                return -errno;
+        /* SQLite copies the salts byte for byte between the -wal's header
+         * (offset 16) and the index header; a -wal too short for a header
+         * has none of the frames the index names either. */
+        if (n < (ssize_t)sizeof(hdr))
+                return 0;
+        return memcmp(hdr + 16, &w.salt, 4) == 0 && memcmp(hdr + 20, &w.salt2, 4) == 0;
+}
+
 static int lock_state(int fd, int byte, WalLock *ret) {
         struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = byte, .l_len = 1 };
 

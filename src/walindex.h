@@ -51,6 +51,14 @@ typedef struct WalIndex {
  * 0, WALINDEX_E_UNINITIALIZED, or a negative errno. */
 int walindex_read(int fd, WalIndex *ret);
 
+/* Whether the -wal open at wal_fd is the WAL that the index open at shm_fd
+ * describes: 1 when their salts agree or no frame is pending, 0 when frames
+ * are pending and the -wal's header has other salts (content copied over
+ * it in place: its frames are not the ones the index names, and a
+ * checkpoint would copy them into the database), or a negative errno /
+ * WALINDEX_E_UNINITIALIZED when it cannot tell. Takes no lock. Any thread. */
+int walindex_wal_matches(int shm_fd, int wal_fd);
+
 /* Frames committed to the WAL but not yet in the database. */
 static inline uint32_t walindex_pending(const WalIndex *w) {
         return w->mx_frame > w->n_backfill ? w->mx_frame - w->n_backfill : 0;
