@@ -11,7 +11,7 @@ if ! command -v clang >/dev/null 2>&1; then
 fi
 out="$build/fuzz"
 mkdir -p "$out"
-common="$src/src/parse.c $src/src/util.c $src/src/json.c"
+common="$src/src/parse.c $src/src/util.c $src/src/json.c $src/src/utf8.c"
 case $target in
 request) sources="$common $src/src/request.c $src/src/config.c $src/src/pragmas.c" libs="$(pkg-config --libs inih)" ;;
 json)    sources="$common" libs="" ;;

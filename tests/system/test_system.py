@@ -345,7 +345,7 @@ def watchdog_restart(s):
 
 
 @booted
-def rename_over(s):
+def rename_over_restart(s):
     """The restore that docs used to recommend: a database renamed over the
     live one. sqlvigil keeps the old WAL out of the new file, saves the old
     content, exits 75 and is restarted by systemd on the new file (no
