@@ -48,9 +48,15 @@ static void job_done(Job *j, bool ran) {
         else
                 r.result = TASK_RESULT_OK;
         format_elapsed(lock, sizeof(lock), d->holds.max);
-        bufprintf(r.summary, sizeof(r.summary), "%s: %u of %u tables analyzed%s%s%s, longest lock %s%s%s",
-                  analyze_mode_names[a->mode], d->analyzed, d->considered, d->analyzed ? " (" : "", d->tables,
-                  d->analyzed ? ")" : "", lock, d->result && ran ? "; " : "", d->result && ran ? d->error : "");
+        if (r.result == TASK_RESULT_CANCELLED)
+                bufprintf(r.summary, sizeof(r.summary),
+                          "%s: cancelled (sqlvigil is stopping) after %u table%s analyzed%s%s%s, longest lock %s",
+                          analyze_mode_names[a->mode], d->analyzed, d->analyzed == 1 ? "" : "s",
+                          d->analyzed ? " (" : "", d->tables, d->analyzed ? ")" : "", lock);
+        else
+                bufprintf(r.summary, sizeof(r.summary), "%s: %u of %u tables analyzed%s%s%s, longest lock %s%s%s",
+                          analyze_mode_names[a->mode], d->analyzed, d->considered, d->analyzed ? " (" : "",
+                          d->tables, d->analyzed ? ")" : "", lock, d->result ? "; " : "", d->result ? d->error : "");
         r.message_id = SQLVIGIL_MESSAGE_ANALYZE;
         r.event = "analyze";
         r.priority = r.result == TASK_RESULT_FAILED ? LOG_ERR : LOG_INFO;

@@ -23,6 +23,12 @@ bool commands_peer_is_admin(const ControlPeer *peer, uid_t self, bool has_admin_
         return false;
 }
 
+bool commands_peer_privileged(Manager *m, const ControlPeer *peer) {
+        const Config *cfg = manager_config(m);
+
+        return commands_peer_is_admin(peer, geteuid(), cfg->admin_group != NULL, cfg->admin_gid);
+}
+
 /* "foreign_keys": what foreign_key_check found, null when it did not run. */
 static void foreign_keys_object(Json *j, const DbFkCheck *fk) {
         json_key(j, "foreign_keys");
@@ -81,7 +87,8 @@ static void outcome_reply(void *userdata, const MaintenanceOutcome *o) {
         Json *j = control_reply_begin(cl, o->ok);
 
         if (!o->ok) {
-                json_kv_string(j, "code", "failed");
+                /* Cut short by the stop: its own outcome, not a failure. */
+                json_kv_string(j, "code", run && run->result == TASK_RESULT_CANCELLED ? "cancelled" : "failed");
                 json_kv_string(j, "error", o->error ? o->error : "failed");
         }
         json_key(j, keys[o->task]);
@@ -138,19 +145,30 @@ static void outcome_reply(void *userdata, const MaintenanceOutcome *o) {
         control_reply_send(cl);
 }
 
-static void reload_reply(void *userdata, bool applied, const char *error) {
+static void reload_reply(void *userdata, const ReloadOutcome *o) {
         ControlClient *cl = userdata;
         Json *j;
 
-        if (!applied) {
-                control_reply_error(cl, "failed", "configuration rejected, the running configuration stays in force: %s",
-                                    error ? error : "?");
+        switch (o->result) {
+        case RELOAD_REJECTED:
+                control_reply_error(cl, "failed",
+                                    "configuration rejected, the running configuration stays in force: %s",
+                                    o->error ? o->error : "?");
                 return;
+        case RELOAD_ABANDONED:
+                control_reply_error(cl, "stopping", "reload abandoned: %s", o->error ? o->error : "sqlvigil is stopping");
+                return;
+        default:
+                break;
         }
         j = control_reply_begin(cl, true);
         json_key(j, "reload");
         json_object_begin(j);
         json_kv_string(j, "result", "applied");
+        if (o->control_socket)
+                json_kv_string(j, "control_socket", o->control_socket);
+        if (o->restart_needed)
+                json_kv_string(j, "restart_needed", o->restart_needed);
         json_object_end(j);
         control_reply_send(cl);
 }

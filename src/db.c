@@ -169,6 +169,15 @@ void db_identity(const Db *db, dev_t *ret_dev, ino_t *ret_ino) {
         *ret_ino = db->ino;
 }
 
+/* What a failed statement's code means to the caller. A lock wait that
+ * ended because the job was cancelled (the busy handler gives up at once
+ * then) is a cancellation, not a busy database: the stop cut it short. */
+static int failure_of(const Db *db, int rc) {
+        if ((rc & 0xff) == SQLITE_INTERRUPT || ((rc & 0xff) == SQLITE_BUSY && cancelled(db)))
+                return DB_E_CANCELLED;
+        return (rc & 0xff) == SQLITE_BUSY ? DB_E_BUSY : DB_E_SQLITE;
+}
+
 /* Bounds the lock waits of what follows. */
 static void set_wait(Db *db, usec_t max_wait) {
         usec_t now = now_usec(CLOCK_MONOTONIC);
@@ -194,9 +203,7 @@ static int exec_sql(Db *db, const char *sql) {
         sqlite3_finalize(stmt);
         if (rc == SQLITE_DONE)
                 return 0;
-        if (rc == SQLITE_INTERRUPT)
-                return DB_E_CANCELLED;
-        return (rc & 0xff) == SQLITE_BUSY ? DB_E_BUSY : DB_E_SQLITE;
+        return failure_of(db, rc);
 }
 
 /* Runs a one-row query and copies the first column as text. */
@@ -224,7 +231,7 @@ static int query_text(Db *db, const char *sql, char *out, size_t out_size) {
         sqlite3_finalize(stmt);
         if (rc == SQLITE_OK)
                 return 0;
-        return (rc & 0xff) == SQLITE_BUSY ? DB_E_BUSY : DB_E_SQLITE;
+        return failure_of(db, rc);
 }
 
 static int query_int(Db *db, const char *sql, int64_t *ret) {
@@ -747,7 +754,7 @@ void db_vacuum_step(Db *db, uint32_t pages, usec_t max_wait, usec_t hold, DbVacu
                 v->page_count = sqlite3_column_int64(db->stmt_counts, 1);
         } else {
                 set_error(db, v->error, sizeof(v->error), rc, "PRAGMA freelist_count and page_count");
-                v->result = (rc & 0xff) == SQLITE_BUSY ? DB_E_BUSY : DB_E_SQLITE;
+                v->result = failure_of(db, rc);
         }
         /* At once: a statement left on a row keeps its read transaction. */
         sqlite3_reset(db->stmt_counts);
@@ -885,9 +892,7 @@ void db_counts(Db *db, DbCounts *c) {
                 c->page_count = sqlite3_column_int64(db->stmt_counts, 1);
         } else {
                 set_error(db, c->error, sizeof(c->error), rc, "PRAGMA freelist_count and page_count");
-                c->result = (rc & 0xff) == SQLITE_INTERRUPT ? DB_E_CANCELLED
-                            : (rc & 0xff) == SQLITE_BUSY    ? DB_E_BUSY
-                                                            : DB_E_SQLITE;
+                c->result = failure_of(db, rc);
         }
         /* At once: a statement left on a row keeps its read transaction. */
         sqlite3_reset(db->stmt_counts);
@@ -952,7 +957,7 @@ void db_check(Db *db, bool integrity, DbCheck *c) {
         c->duration = now_usec(CLOCK_MONOTONIC) - start;
         if (rc != SQLITE_DONE) {
                 c->passed = false;
-                c->result = (rc & 0xff) == SQLITE_INTERRUPT ? DB_E_CANCELLED : DB_E_SQLITE;
+                c->result = failure_of(db, rc) == DB_E_CANCELLED ? DB_E_CANCELLED : DB_E_SQLITE;
                 set_error(db, c->error, sizeof(c->error), rc, sql);
                 /* Corruption found while checking is a finding, not a failure to check;
                  * a schema this SQLite cannot parse is neither (db->fault.skew). */
@@ -1234,7 +1239,7 @@ static int collect_tables(Db *db, const char *sql, char ***ret, size_t *ret_n) {
         sqlite3_finalize(stmt);
         *ret = list;
         *ret_n = n;
-        return rc == SQLITE_DONE ? 0 : DB_E_SQLITE;
+        return rc == SQLITE_DONE ? 0 : rc == SQLITE_NOMEM ? DB_E_SQLITE : failure_of(db, rc);
 }
 
 void db_analyze(Db *db, AnalyzeMode mode, uint64_t analysis_limit, usec_t max_wait, DbAnalyze *a) {

@@ -127,6 +127,9 @@ typedef struct MetricsJob {
 } MetricsJob;
 
 static void manager_reload(Manager *m);
+static void on_control_request(void *userdata, ControlClient *cl, const Request *req);
+static void on_control_gone(void *userdata, ControlClient *cl);
+static bool on_control_privileged(void *userdata, const ControlPeer *peer);
 
 /* ---- Helpers ---------------------------------------------------------- */
 
@@ -473,7 +476,7 @@ static void judge(Manager *m) {
 /* ---- The files ------------------------------------------------------- */
 
 static void start_extending(Manager *m);
-static void finish_reload(Manager *m, bool applied, const char *error);
+static void abandon_reload(Manager *m);
 
 static void on_rescue_done(void *userdata, const char *summary, bool complete) {
         Manager *m = userdata;
@@ -526,8 +529,7 @@ static void start_rescue(Manager *m, RescueKind kind, const char *reason) {
         m->stop_started = now_usec(CLOCK_MONOTONIC);
         monitor_stop(m->monitor);
         maintenance_stop(m->maintenance);
-        if (m->reload_reply)
-                finish_reload(m, false, "sqlvigil is stopping");
+        abandon_reload(m);
         worker_cancel(m->db_worker);
         worker_cancel(m->file_worker);
         worker_cancel(m->backup_worker);
@@ -812,8 +814,7 @@ static void manager_stop(Manager *m, const char *why) {
         monitor_stop(m->monitor);
         maintenance_stop(m->maintenance);
         /* A reload in flight is abandoned: stop wins. */
-        if (m->reload_reply)
-                finish_reload(m, false, "sqlvigil is stopping");
+        abandon_reload(m);
 
         /* Abandon whatever maintenance runs; the final checkpoint is queued
          * behind it and is not cancellable. */
@@ -836,7 +837,8 @@ static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, v
 
         (void)s;
         if (stopping(m)) {
-                log_notice("%s: already stopping; waiting for the final checkpoint", strsignal((int)si->ssi_signo));
+                log_notice("%s: already stopping; waiting for the %s", strsignal((int)si->ssi_signo),
+                           m->rescue ? "files to be saved" : "final checkpoint");
                 return 0;
         }
         manager_stop(m, strsignal((int)si->ssi_signo));
@@ -845,20 +847,37 @@ static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, v
 
 /* ---- Reload ----------------------------------------------------------- */
 
-static void finish_reload(Manager *m, bool applied, const char *error) {
+static void finish_reload(Manager *m, const ReloadOutcome *o) {
         ReloadReply reply = m->reload_reply;
         void *userdata = m->reload_userdata;
 
         m->reload_reply = NULL;
         m->reload_userdata = NULL;
+        /* Stop wins: after STOPPING=1 the life cycle refuses READY=1 anyway;
+         * asking is not even tried. */
         if (!stopping(m))
                 log_notify_failure(notify_ready(&m->lifecycle, m->status), "READY=1");
         if (reply)
-                reply(userdata, applied, error);
+                reply(userdata, o);
         if (m->reload_again && !stopping(m)) {
                 m->reload_again = false;
                 manager_reload(m);
         }
+}
+
+static void finish_reload_simple(Manager *m, ReloadResult result, const char *error) {
+        finish_reload(m, &(ReloadOutcome){ .result = result, .error = error });
+}
+
+/* The stop began (or the files were displaced) while a reload was in
+ * flight: it is abandoned, and its client told so now. Its pragmas job,
+ * cancelled with the rest, comes back later and is dropped. */
+static void abandon_reload(Manager *m) {
+        m->reload_again = false;
+        if (!m->pending_config && !m->reload_reply)
+                return;
+        log_notice("reload abandoned: sqlvigil is stopping; the configuration is not applied");
+        finish_reload_simple(m, RELOAD_ABANDONED, "sqlvigil is stopping; the configuration was not applied");
 }
 
 static void log_config_rejected(const char *path, const ConfigErrors *errors, const char *consequence) {
@@ -884,33 +903,67 @@ static void pragma_run(Job *j, Db *db) {
         p->result = db_apply_pragmas(db, p->requests, p->max_wait, &p->pragmas, p->error, sizeof(p->error));
 }
 
+/* A reload changed [control] socket: listen at the new path, or say that
+ * it takes a restart (and keep the old path in the configuration in force,
+ * so that `config` tells the truth and the next reload tries again). */
+static void move_control_socket(Manager *m, ReloadOutcome *o, char *moved_to, size_t moved_size, char *restart,
+                                size_t restart_size) {
+        bool old_explicit, new_explicit;
+        _cleanup_(freep) char *old = control_socket_path(m->config, m->instance, &old_explicit);
+        _cleanup_(freep) char *new = control_socket_path(m->pending_config, m->instance, &new_explicit);
+        char error[512];
+        int r;
+
+        if (!old || !new || streq(old, new))
+                return;
+        if (m->control)
+                r = control_rebind(m->control, new, error, sizeof(error));
+        else {
+                r = control_new(&m->control,
+                                &(ControlEnv){
+                                        .event = m->event,
+                                        .userdata = m,
+                                        .request = on_control_request,
+                                        .gone = on_control_gone,
+                                        .privileged = on_control_privileged,
+                                },
+                                new, new_explicit, error, sizeof(error));
+                if (r == CONTROL_E_DISABLED)
+                        r = -ENOENT;
+        }
+        if (r == 0) {
+                log_notice("reload: the control socket moved from %s to %s", old, new);
+                bufprintf(moved_to, moved_size, "%s", new);
+                o->control_socket = moved_to;
+                return;
+        }
+        bufprintf(restart, restart_size, "the control socket stays at %s: %s; restart sqlvigil to move it to %s",
+                  m->control ? control_path(m->control) : "(none)", error, new);
+        log_warning("reload: %s", restart);
+        o->restart_needed = restart;
+        free(m->pending_config->control_socket);
+        m->pending_config->control_socket = m->config->control_socket ? strdup(m->config->control_socket) : NULL;
+}
+
 static void reload_pragmas_done(Job *j, bool ran) {
         PragmaJob *p = container_of(j, PragmaJob, job);
         Manager *m = p->manager;
+        ReloadOutcome outcome = { .result = RELOAD_APPLIED };
+        char moved_to[4096], restart_needed[1024];
         LogFields f = { 0 };
         int r;
 
         if (m->tearing_down || stopping(m)) {
+                /* Abandoned when the stop began (abandon_reload()). */
                 config_free(TAKE_PTR(m->pending_config));
                 free(p);
-                if (!m->tearing_down && m->reload_reply)
-                        finish_reload(m, false, "sqlvigil is stopping");
                 return;
         }
         if (!ran)
                 log_error("reload: the pragmas were not applied (the database thread was stopping)");
         else if (p->result != 0)
                 log_error("reload: applying pragmas failed: %s", p->error);
-        {
-                bool unused;
-                _cleanup_(freep) char *old = control_socket_path(m->config, m->instance, &unused);
-                _cleanup_(freep) char *new = control_socket_path(m->pending_config, m->instance, &unused);
-
-                if (old && new && !streq(old, new))
-                        log_warning("reload: [control] socket changes take effect at the next start; the socket "
-                                    "stays at %s",
-                                    old);
-        }
+        move_control_socket(m, &outcome, moved_to, sizeof(moved_to), restart_needed, sizeof(restart_needed));
         if (ran)
                 m->pragmas = p->pragmas;
 
@@ -929,7 +982,7 @@ static void reload_pragmas_done(Job *j, bool ran) {
                   "configuration %s reloaded; health checks every %" PRIu64 " ms", m->config_path,
                   m->health_period / USEC_PER_MSEC);
         free(p);
-        finish_reload(m, true, NULL);
+        finish_reload(m, &outcome);
 }
 
 static int apply_overrides(Manager *m, Config *c) {
@@ -961,7 +1014,7 @@ static void manager_reload(Manager *m) {
 
         if (!m->config_path) {
                 log_info("reload: started with --database and no configuration file; nothing to reload");
-                finish_reload(m, true, NULL);
+                finish_reload_simple(m, RELOAD_APPLIED, NULL);
                 return;
         }
 
@@ -993,17 +1046,19 @@ static void manager_reload(Manager *m) {
                         log_config_rejected(m->config_path, &errors, "; the running configuration stays in force");
                 }
                 config_errors_clear(&errors);
-                finish_reload(m, false, first);
+                finish_reload_simple(m, RELOAD_REJECTED, first);
                 return;
         }
 
         p = calloc(1, sizeof(*p));
         if (!p) {
                 log_error("reload: out of memory; the running configuration stays in force");
-                finish_reload(m, false, "out of memory");
+                finish_reload_simple(m, RELOAD_REJECTED, "out of memory");
                 return;
         }
-        p->job = (Job){ .name = "pragmas", .urgent = true, .cancellable = false, .run = pragma_run,
+        /* Cancellable: a stop that begins while it waits for the write lock
+         * (busy_timeout) interrupts it; stop wins. */
+        p->job = (Job){ .name = "pragmas", .urgent = true, .cancellable = true, .run = pragma_run,
                         .done = reload_pragmas_done };
         p->manager = m;
         memcpy(p->requests, c->pragmas, sizeof(p->requests));
@@ -1035,6 +1090,10 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
 
         (void)s;
         (void)si;
+        if (stopping(m)) {
+                log_notice("SIGHUP: sqlvigil is stopping; not reloading");
+                return 0;
+        }
         manager_reload(m);
         return 0;
 }
@@ -1370,6 +1429,10 @@ static void on_control_gone(void *userdata, ControlClient *cl) {
         commands_forget(userdata, cl);
 }
 
+static bool on_control_privileged(void *userdata, const ControlPeer *peer) {
+        return commands_peer_privileged(userdata, peer);
+}
+
 int manager_start(Manager *m) {
         static const int signals[] = { SIGTERM, SIGINT, SIGHUP };
         char took[32], period[32], watchdog[32];
@@ -1429,13 +1492,23 @@ int manager_start(Manager *m) {
                 sigaddset(&mask, signals[i]);
         if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
                 return start_failed(EXIT_FAILURE_OTHER, "cannot block signals: %s", strerror(errno));
-        r = sd_event_add_signal(m->event, NULL, SIGTERM, on_terminate, m);
-        if (r >= 0)
-                r = sd_event_add_signal(m->event, NULL, SIGINT, on_terminate, m);
-        if (r >= 0)
-                r = sd_event_add_signal(m->event, NULL, SIGHUP, on_sighup, m);
-        if (r < 0)
-                return start_failed(EXIT_FAILURE_OTHER, "cannot watch signals: %s", strerror(-r));
+        /* Stop wins: SIGTERM and SIGINT come before SIGHUP (and before
+         * anything else pending), so a stop and a reload that arrive
+         * together stop without reloading first. sd-event dispatches the
+         * pending source of the highest priority first. */
+        for (size_t i = 0; i < ELEMENTSOF(signals); i++) {
+                sd_event_source *source = NULL;
+
+                r = sd_event_add_signal(m->event, &source, signals[i], signals[i] == SIGHUP ? on_sighup : on_terminate,
+                                        m);
+                if (r >= 0 && signals[i] != SIGHUP)
+                        r = sd_event_source_set_priority(source, SD_EVENT_PRIORITY_IMPORTANT);
+                if (r >= 0)
+                        r = sd_event_source_set_floating(source, true);
+                sd_event_source_unref(source);
+                if (r < 0)
+                        return start_failed(EXIT_FAILURE_OTHER, "cannot watch signals: %s", strerror(-r));
+        }
 
         r = worker_new(&m->db_worker, "sqlvigil-db", m->db, m->event);
         if (r >= 0)
@@ -1499,6 +1572,7 @@ int manager_start(Manager *m) {
                                         .userdata = m,
                                         .request = on_control_request,
                                         .gone = on_control_gone,
+                                        .privileged = on_control_privileged,
                                 },
                                 path, explicit_path, error, sizeof(error));
                 if (r == CONTROL_E_DISABLED)

@@ -64,7 +64,21 @@ const Config *manager_config(const Manager *m);
 Maintenance *manager_maintenance(Manager *m);
 bool manager_stopping(const Manager *m);
 
-typedef void (*ReloadReply)(void *userdata, bool applied, const char *error);
+/* How a reload a control client asked for ended. */
+typedef enum ReloadResult {
+        RELOAD_APPLIED,   /* the new configuration is in force */
+        RELOAD_REJECTED,  /* it has errors: the running one stays in force */
+        RELOAD_ABANDONED, /* sqlvigil began to stop meanwhile: stop wins */
+} ReloadResult;
+
+typedef struct ReloadOutcome {
+        ReloadResult result;
+        const char *error;          /* rejected, abandoned: why, one line */
+        const char *control_socket; /* applied: where the control socket moved, NULL if it did not */
+        const char *restart_needed; /* applied, but this part takes a restart (the socket could not move) */
+} ReloadOutcome;
+
+typedef void (*ReloadReply)(void *userdata, const ReloadOutcome *outcome);
 
 enum {
         MANAGER_E_RELOADING = 1, /* a reload is in progress */

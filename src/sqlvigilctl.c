@@ -41,6 +41,9 @@ enum {
 #define RUN_DIR "/run/sqlvigil"
 #define CONF_DIR "/etc/sqlvigil"
 #define REPLY_MAX (4 << 20)
+/* How long to keep trying to connect while the daemon's listen backlog is
+ * full, when there is no --timeout (the admin commands). */
+#define CONNECT_WAIT_MS 10000
 
 static bool use_color;
 
@@ -204,19 +207,50 @@ static int ask(const char *socket_path, const char *line, const int pass_fd[2], 
                 return CTL_USAGE;
         }
         strcpy(sa.sun_path, socket_path);
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        /* Non-blocking, so that a full listen backlog (EAGAIN on an AF_UNIX
+         * socket) is retried for a bounded time instead of blocking in
+         * connect() for as long as it stays full. */
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd < 0) {
                 fprintf(stderr, "sqlvigilctl: cannot create a socket: %s\n", strerror(errno));
                 return CTL_FAILED;
         }
-        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-                int e = errno;
+        {
+                int wait_ms = timeout_ms > 0 ? timeout_ms : CONNECT_WAIT_MS;
+                struct timespec start, now;
 
-                fprintf(stderr, "sqlvigilctl: cannot reach sqlvigil at %s: %s\n", socket_path, strerror(e));
-                close(fd);
-                return e == EACCES || e == EPERM ? CTL_DENIED : CTL_UNREACHABLE;
+                clock_gettime(CLOCK_MONOTONIC, &start);
+                while (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+                        int e = errno;
+
+                        clock_gettime(CLOCK_MONOTONIC, &now);
+                        if (e == EAGAIN && (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000 <
+                                                   wait_ms) {
+                                (void)poll(NULL, 0, 10);
+                                continue;
+                        }
+                        if (e == EAGAIN)
+                                fprintf(stderr,
+                                        "sqlvigilctl: sqlvigil at %s did not take the connection within %d s (its "
+                                        "queue of connections stayed full)\n",
+                                        socket_path, wait_ms / 1000);
+                        else
+                                fprintf(stderr, "sqlvigilctl: cannot reach sqlvigil at %s: %s\n", socket_path,
+                                        strerror(e));
+                        close(fd);
+                        return e == EACCES || e == EPERM ? CTL_DENIED : CTL_UNREACHABLE;
+                }
         }
-        if (send_request(fd, line, pass_fd) < 0 || shutdown(fd, SHUT_WR) < 0) {
+        if (fcntl(fd, F_SETFL, 0) < 0) {
+                fprintf(stderr, "sqlvigilctl: cannot set up the socket: %s\n", strerror(errno));
+                close(fd);
+                return CTL_FAILED;
+        }
+        /* The daemon may have answered and closed already (a "busy" reply,
+         * when it is serving as many clients as it can): then sending fails,
+         * and the answer is read all the same. */
+        if ((send_request(fd, line, pass_fd) < 0 || shutdown(fd, SHUT_WR) < 0) && errno != EPIPE &&
+            errno != ECONNRESET && errno != ENOTCONN) {
                 fprintf(stderr, "sqlvigilctl: cannot send to %s: %s\n", socket_path, strerror(errno));
                 close(fd);
                 return CTL_UNREACHABLE;
@@ -265,6 +299,10 @@ static int ask(const char *socket_path, const char *line, const int pass_fd[2], 
                 n = read(fd, buf + len, cap - len - 1);
                 if (n < 0 && errno == EINTR)
                         continue;
+                /* A whole line came before the reset: the daemon closed
+                 * with our request unread (it answered without reading it). */
+                if (n < 0 && errno == ECONNRESET && len > 0 && buf[len - 1] == '\n')
+                        break;
                 if (n < 0) {
                         fprintf(stderr, "sqlvigilctl: cannot read from %s: %s\n", socket_path, strerror(errno));
                         free(buf);
@@ -814,8 +852,16 @@ int main(int argc, char *argv[]) {
                         show_config(v);
                 break;
         case REQUEST_RELOAD:
-                if (!json)
-                        printf("reload: applied\n");
+                if (!json) {
+                        if (json_get_string(v, "reload.control_socket"))
+                                printf("reload: applied; the control socket moved to %s\n",
+                                       str(v, "reload.control_socket"));
+                        else
+                                printf("reload: applied\n");
+                }
+                /* Applied, except what takes a restart: say so, also with --json. */
+                if (json_get_string(v, "reload.restart_needed"))
+                        fprintf(stderr, "sqlvigilctl: %s: %s\n", socket_path, str(v, "reload.restart_needed"));
                 break;
         case REQUEST_BACKUPS:
                 if (!json)

@@ -142,7 +142,10 @@ static void end_early(Vacuumer *v, TaskTrigger trigger, usec_t started_rt, TaskR
         task_report_init(&r, trigger, started_rt);
         r.result = result;
         r.nothing_done = nothing;
-        bufprintf(r.summary, sizeof(r.summary), "%s", error ? error : "nothing to reclaim");
+        if (result == TASK_RESULT_CANCELLED)
+                bufprintf(r.summary, sizeof(r.summary), "cancelled before it began: %s", error ? error : "?");
+        else
+                bufprintf(r.summary, sizeof(r.summary), "%s", error ? error : "nothing to reclaim");
         r.message_id = SQLVIGIL_MESSAGE_VACUUM;
         r.event = "vacuum";
         r.priority = result == TASK_RESULT_FAILED ? LOG_ERR : LOG_INFO;
@@ -357,7 +360,9 @@ static void convert_done(Job *j, bool ran) {
         format_bytes(fa, sizeof(fa), c->file_after);
         if (!ran || cv->result == DB_E_CANCELLED) {
                 r.result = TASK_RESULT_CANCELLED;
-                bufprintf(r.summary, sizeof(r.summary), "full VACUUM to auto_vacuum=incremental cancelled");
+                bufprintf(r.summary, sizeof(r.summary),
+                          "full VACUUM to auto_vacuum=incremental cancelled (sqlvigil is stopping); the file is "
+                          "unchanged");
         } else if (cv->result == DB_E_SQLITE && c->fault.skew) {
                 /* VACUUM rebuilds every index and CHECK: one on a function
                  * this SQLite lacks fails it half way, after reading the
@@ -396,7 +401,9 @@ static void convert_done(Job *j, bool ran) {
                 lock_holds_add(&r.holds, cv->duration);
         r.message_id = SQLVIGIL_MESSAGE_VACUUM;
         r.event = "vacuum";
-        r.priority = r.result == TASK_RESULT_OK ? LOG_NOTICE : r.result == TASK_RESULT_UNSUPPORTED ? LOG_WARNING : LOG_ERR;
+        r.priority = r.result == TASK_RESULT_OK || r.result == TASK_RESULT_CANCELLED ? LOG_NOTICE
+                     : r.result == TASK_RESULT_UNSUPPORTED                             ? LOG_WARNING
+                                                                                       : LOG_ERR;
         bufprintf(r.message, sizeof(r.message), "vacuum:");
         log_field(&r.fields, "SQLVIGIL_CONVERT", "1");
         log_field(&r.fields, "SQLVIGIL_PAGE_COUNT_BEFORE", "%" PRIi64, cv->page_count_before);

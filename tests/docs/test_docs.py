@@ -454,6 +454,7 @@ def case_test_lists(tmp):
     build = read(src("tests", "meson.build"))
     scripts = (
         ("daemon_cases", ("tests", "integration", "test_daemon.py"), r"^def case_(\w+)\("),
+        ("lifecycle_cases", ("tests", "integration", "test_lifecycle.py"), r"^def case_(\w+)\("),
         ("control_cases", ("tests", "integration", "test_control.py"), r"^def case_(\w+)\("),
         ("maintenance_cases", ("tests", "integration", "test_maintenance.py"), r"^def case_(\w+)\("),
         ("checks_cases", ("tests", "integration", "test_checks.py"), r"^def case_(\w+)\("),

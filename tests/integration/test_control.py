@@ -19,8 +19,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Daemon, Failure, Notify, Skip, check, make_db, query, run, wait_until,  # noqa: E402
-                     write_config)
+from harness import (Daemon, Failure, Notify, Skip, check, fd_targets, make_db, query, run,  # noqa: E402
+                     wait_until, write_config)
 
 CTL = os.environ.get("SQLVIGILCTL", "build/src/sqlvigilctl")
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
@@ -397,7 +397,9 @@ def case_robustness(tmp):
         slow.settimeout(15)
         reply = json.loads(slow.recv(65536))
         waited = time.monotonic() - t_slow
-        check(reply["code"] == "timeout" and 3 < waited < 12, f"{reply} after {waited:.1f}s")
+        # An idle connection holds a slot: it is dropped after 2 seconds.
+        check(reply["code"] == "timeout" and "no request within 2 seconds" in reply["error"] and 1.5 < waited < 12,
+              f"{reply} after {waited:.1f}s")
         slow.close()
         # The lazy client's time is up too (it came first): the daemon has
         # closed its end, so writing to it fails; its reply was whole.
@@ -852,6 +854,219 @@ def case_journal_bytes(tmp):
     start_line = f"starting (SQLite {sqlite3.sqlite_version}): {as_log(db)}, configuration {as_log(conf)}"
     check(any(m.endswith(start_line) for m in messages), f"no message ending {start_line!r}: {messages[:5]}")
     check(open(errfile, "rb").read() == b"", f"stderr used besides the journal: {open(errfile, 'rb').read()!r}")
+
+
+# ---- No local user can deny the socket to others ------------------------------
+
+FLOODER = r"""
+import json, socket, sys, time
+sock, n_idle, n_half, limit = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+counts = {"opened": 0, "busy": 0, "timeout": 0, "other": 0, "closed": 0, "refused": 0}
+idle, half = [], []
+def fill(pool, n, payload):
+    while len(pool) < n:
+        s = socket.socket(socket.AF_UNIX)
+        s.setblocking(False)
+        try:
+            s.connect(sock)
+        except BlockingIOError:
+            counts["refused"] += 1
+            s.close()
+            return
+        counts["opened"] += 1
+        if payload:
+            try:
+                s.send(payload)
+            except OSError:
+                pass
+        pool.append(s)
+def harvest(pool):
+    keep = []
+    for s in pool:
+        try:
+            data = s.recv(65536)
+        except BlockingIOError:
+            keep.append(s)
+            continue
+        except OSError:
+            data = b""
+        if not data:
+            counts["closed"] += 1
+        else:
+            try:
+                code = json.loads(data.split(b"\n")[0]).get("code")
+            except ValueError:
+                code = None
+            counts[code if code in ("busy", "timeout") else "other"] += 1
+        s.close()
+    pool[:] = keep
+end = time.monotonic() + limit
+fill(idle, n_idle, b"")
+fill(half, n_half, b"stat")
+print(json.dumps({"started": len(idle) + len(half)}), flush=True)
+import select
+while time.monotonic() < end:
+    if select.select([sys.stdin], [], [], 0.1)[0]:
+        break  # told to stop
+    harvest(idle)
+    harvest(half)
+    fill(idle, n_idle, b"")
+    fill(half, n_half, b"stat")
+for s in idle + half:
+    s.close()
+print(json.dumps(counts), flush=True)
+"""
+
+
+def make_user(name):
+    r = subprocess.run(["useradd", "--system", "--no-create-home", "--user-group", "--shell", "/usr/sbin/nologin",
+                        name], capture_output=True, text=True)
+    check(r.returncode == 0, f"useradd {name}: {r.stderr}")
+    import pwd
+    pw = pwd.getpwnam(name)
+    return pw.pw_uid, pw.pw_gid
+
+
+def case_flood(tmp):
+    """An unprivileged user holds 400 idle connections and 100 that sent half
+    a line and stall, reopening each one the daemon drops: root's status and
+    reload are answered, another unprivileged user is served, the flooder
+    gets "busy" replies, the watchdog keeps being pinged, and once the flood
+    ends the flooding user is served too."""
+    if os.geteuid() != 0:
+        raise Skip("needs root to create a user for the flood (useradd) and run as it")
+    name = f"svflood{os.getpid() % 100000}"
+    uid, gid = make_user(name)
+    as_flooder = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups"]
+    os.chmod(tmp, 0o755)
+    d, notify, db, sock, conf = start(tmp, "[health]\ninterval = 500ms\n", watchdog=4_000_000)
+    flooder = None
+    try:
+        flooder = subprocess.Popen(as_flooder + [sys.executable, "-c", FLOODER, sock, "400", "100", "120"],
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        started = json.loads(flooder.stdout.readline() or "{}")
+        if started.get("started") != 500:
+            flooder.kill()
+            raise Failure(f"the flooder did not get going: {started} {flooder.communicate()[1]}")
+        t_flood = time.monotonic()
+        times = {}
+        # Three rounds, 2.5 s apart: the flood goes on meanwhile, through
+        # the daemon's idle and request deadlines (2 s and 5 s).
+        for round_ in range(3):
+            time.sleep(1.0 if round_ == 0 else 2.5)
+            for label, args, user in (("status", ["status"], None), ("reload", ["reload"], None),
+                                      ("health as nobody", ["health"], "nobody")):
+                t0 = time.monotonic()
+                r = ctl("-s", sock, *args, user=user, timeout=60)
+                took = time.monotonic() - t0
+                times[label] = max(times.get(label, 0.0), took)
+                check(r.returncode == 0, f"{label} during the flood: exit {r.returncode} after {took:.1f}s: "
+                                         f"{r.stderr}\n{d.dump()}")
+                check(took < 10, f"{label} took {took:.1f}s during the flood")
+        d.wait_log(r"configuration .* reloaded", after=t_flood)
+        if flooder.poll() is not None:
+            raise Failure(f"the flooder stopped early: {flooder.communicate()}")
+        out, err = flooder.communicate("stop\n", timeout=60)
+        check(flooder.returncode == 0, f"the flooder failed: {err}")
+        counts = json.loads(out.strip().splitlines()[-1])
+        flood_for = time.monotonic() - t_flood
+        check(counts["busy"] > 0, f"the flooder never got a busy reply: {counts}")
+        check(counts["timeout"] > 0, f"no idle or stalled connection was dropped with a timeout: {counts}")
+        # Flood over: the same user is served again.
+        t0 = time.monotonic()
+        r = wait_until(lambda: (lambda r: r if r.returncode == 0 else None)(ctl("-s", sock, "health", user=as_flooder)),
+                       20, "the flooding user to be served once its connections are gone")
+        times["health as the flooder, after"] = time.monotonic() - t0
+        pings = notify.times("WATCHDOG", "1", after=t_flood)
+        gap = max(b - a for a, b in zip([t_flood] + pings, pings + [time.monotonic()]))
+        check(gap < 4.0, f"a watchdog gap of {gap:.1f}s (WatchdogSec 4s) during the flood")
+        check(d.find_log(r"control socket .*: \d+ connections? turned away busy"), "the journal does not say")
+        print("  flood for %.1fs: %s; longest: %s; longest watchdog gap %.2fs" % (
+            flood_for, counts, ", ".join(f"{k} {v:.3f}s" for k, v in times.items()), gap))
+        stop(d, notify)
+    finally:
+        d.kill()
+        if flooder and flooder.poll() is None:
+            flooder.kill()
+        subprocess.run(["userdel", name], capture_output=True)
+
+
+def socket_fds(pid):
+    return sum(1 for t in fd_targets(pid) if t.startswith("socket:"))
+
+
+def case_client_hangup(tmp):
+    """A client that hangs up while its admin command runs (a TRUNCATE
+    checkpoint waiting for a reader) gives its slot back at once; the command
+    goes on, and when it ends its reply is discarded - the journal says both."""
+    d, notify, db, sock, conf = start(tmp, "[pragmas]\nbusy_timeout = 60000\n")
+    reader = subprocess.Popen([sys.executable, "-c", r"""
+import sqlite3, sys
+con = sqlite3.connect(sys.argv[1], isolation_level=None)
+con.execute("BEGIN")
+con.execute("SELECT count(*) FROM t").fetchone()
+w = sqlite3.connect(sys.argv[1], isolation_level=None)
+w.execute("INSERT INTO t(v) VALUES ('after the reader')")
+print("reading", flush=True)
+sys.stdin.readline()
+""", db], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    client = None
+    try:
+        check(reader.stdout.readline().strip() == "reading", "the reader did not start")
+        idle = socket_fds(d.pid)
+        client = subprocess.Popen([CTL, "-s", sock, "checkpoint", "truncate"], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        wait_until(lambda: ask(sock, "stats\n")["maintenance"]["running"] == "checkpoint", 10, "the checkpoint")
+        wait_until(lambda: socket_fds(d.pid) == idle + 1, 10, "the waiting client's connection")
+        t0 = time.monotonic()
+        client.kill()
+        client.wait()
+        d.wait_log(rf"pid {client.pid} \(uid 0\) hung up while its 'checkpoint' runs; it goes on", after=t0)
+        wait_until(lambda: socket_fds(d.pid) == idle, 10, "the daemon to close the hung-up client's connection")
+        check(ask(sock, "stats\n")["maintenance"]["running"] == "checkpoint", "the checkpoint stopped with its client")
+        reader.kill()
+        reader.wait()
+        d.wait_log(r"checkpoint \(admin\) truncate: ", after=t0, timeout=70)
+        d.wait_log(rf"the reply to pid {client.pid}'s 'checkpoint' is discarded: it hung up", after=t0)
+        check(ask(sock, "health\n")["ok"], "not serving afterwards")
+        stop(d, notify)
+    finally:
+        d.kill()
+        reader.kill()
+        if client:
+            client.kill()
+
+
+def case_reload_moves_socket(tmp):
+    """A reload that changes [control] socket moves it there (the old file
+    goes); one that cannot keeps the old socket and says in the reply, on
+    sqlvigilctl's stderr and in the journal that it takes a restart."""
+    d, notify, db, sock, conf = start(tmp)
+    try:
+        moved = os.path.join(tmp, "moved.sock")
+        write_config(conf, f"[database]\npath = {db}\n[control]\nsocket = {moved}\n")
+        r = ctl("-s", sock, "reload")
+        check(r.returncode == 0 and f"the control socket moved to {moved}" in r.stdout, f"{r.returncode} {r.stdout} {r.stderr}")
+        check(not os.path.exists(sock), "the old socket file is left")
+        check(ask(moved, "health\n")["ok"], "nobody answers at the new path")
+        d.wait_log(rf"reload: the control socket moved from {sock} to {moved}")
+
+        nowhere = os.path.join(tmp, "missing-dir", "c.sock")
+        write_config(conf, f"[database]\npath = {db}\n[control]\nsocket = {nowhere}\n")
+        r = ctl("-s", moved, "--json", "reload")
+        check(r.returncode == 0, f"{r.returncode} {r.stdout} {r.stderr}")
+        reply = json.loads(r.stdout)
+        need = reply["reload"].get("restart_needed", "")
+        check(reply["reload"]["result"] == "applied" and f"the control socket stays at {moved}" in need
+              and "No such file or directory" in need and f"restart sqlvigil to move it to {nowhere}" in need, str(reply))
+        check(need in r.stderr, f"sqlvigilctl does not say so: {r.stderr!r}")
+        d.wait_log(r"warning: reload: the control socket stays at .*restart sqlvigil to move it")
+        check(ask(moved, "health\n")["ok"], "the socket stopped answering")
+        c = ask(moved, "config\n")
+        check(c["config"]["control"]["socket"] == moved, f"config says the socket is {c['config']['control']}")
+        stop(d, notify)
+    finally:
+        d.kill()
 
 
 CASES = {name[5:]: func for name, func in sorted(globals().items()) if name.startswith("case_")}
