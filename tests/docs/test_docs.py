@@ -458,6 +458,9 @@ def case_test_lists(tmp):
         ("control_cases", ("tests", "integration", "test_control.py"), r"^def case_(\w+)\("),
         ("maintenance_cases", ("tests", "integration", "test_maintenance.py"), r"^def case_(\w+)\("),
         ("checks_cases", ("tests", "integration", "test_checks.py"), r"^def case_(\w+)\("),
+        ("lock_cases", ("tests", "integration", "test_locks.py"), r"^def case_(\w+)\("),
+        ("backup_cases", ("tests", "integration", "test_backup.py"), r"^def case_(\w+)\("),
+        ("safety_cases", ("tests", "integration", "test_safety.py"), r"^def case_(\w+)\("),
         ("docs_cases", ("tests", "docs", "test_docs.py"), r"^def case_(\w+)\("),
         ("system_cases", ("tests", "system", "test_system.py"), r"^@(?:static|booted)\ndef (\w+)\("),
     )
