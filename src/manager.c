@@ -131,6 +131,20 @@ static void on_control_request(void *userdata, ControlClient *cl, const Request 
 static void on_control_gone(void *userdata, ControlClient *cl);
 static bool on_control_privileged(void *userdata, const ControlPeer *peer);
 
+/* The control socket at path (explicit: its failure stops the daemon; see
+ * control_new()), answering through the handlers below. */
+static int new_control(Manager *m, const char *path, bool explicit_path, char *error, size_t error_size) {
+        return control_new(&m->control,
+                           &(ControlEnv){
+                                   .event = m->event,
+                                   .userdata = m,
+                                   .request = on_control_request,
+                                   .gone = on_control_gone,
+                                   .privileged = on_control_privileged,
+                           },
+                           path, explicit_path, error, error_size);
+}
+
 /* ---- Helpers ---------------------------------------------------------- */
 
 static usec_t compute_health_period(const Config *c, usec_t watchdog) {
@@ -477,6 +491,7 @@ static void judge(Manager *m) {
 
 static void start_extending(Manager *m);
 static void abandon_reload(Manager *m);
+static void wind_down(Manager *m, const char *status);
 
 static void on_rescue_done(void *userdata, const char *summary, bool complete) {
         Manager *m = userdata;
@@ -525,15 +540,7 @@ static void start_rescue(Manager *m, RescueKind kind, const char *reason) {
         set_health(m, &h);
 
         bufprintf(status, sizeof(status), "failed: %s; saving what is committed, then restarting", reason);
-        manager_say_stopping(m, status);
-        m->stop_started = now_usec(CLOCK_MONOTONIC);
-        monitor_stop(m->monitor);
-        maintenance_stop(m->maintenance);
-        abandon_reload(m);
-        worker_cancel(m->db_worker);
-        worker_cancel(m->file_worker);
-        worker_cancel(m->backup_worker);
-        start_extending(m);
+        wind_down(m, status);
 
         r = rescue_start(&m->rescue,
                          &(RescueEnv){
@@ -803,25 +810,29 @@ static void start_extending(Manager *m) {
                 (void)sd_event_source_set_description(m->extend_timer, "extend-stop-timeout");
 }
 
-static void manager_stop(Manager *m, const char *why) {
-        int r;
-
-        manager_say_stopping(m, "stopping: final checkpoint");
+/* Both ways of stopping, the stop and the rescue, begin alike: STOPPING=1
+ * with its status at once, no new work, a reload in flight abandoned (stop
+ * wins), whatever may be cancelled cancelled (what comes next - the final
+ * checkpoint, the rescue's drain - is queued behind it and is not), and
+ * systemd's stop timeout extended while it lasts. */
+static void wind_down(Manager *m, const char *status) {
+        manager_say_stopping(m, status);
         m->stop_started = now_usec(CLOCK_MONOTONIC);
-        log_info("%s: stopping; final %s checkpoint, waiting at most %" PRIu64 " ms for readers and writers", why,
-                 checkpoint_mode_names[m->config->stop_mode], m->config->stop_timeout / USEC_PER_MSEC);
-
         monitor_stop(m->monitor);
         maintenance_stop(m->maintenance);
-        /* A reload in flight is abandoned: stop wins. */
         abandon_reload(m);
-
-        /* Abandon whatever maintenance runs; the final checkpoint is queued
-         * behind it and is not cancellable. */
         worker_cancel(m->db_worker);
         worker_cancel(m->file_worker);
         worker_cancel(m->backup_worker);
         start_extending(m);
+}
+
+static void manager_stop(Manager *m, const char *why) {
+        int r;
+
+        log_info("%s: stopping; final %s checkpoint, waiting at most %" PRIu64 " ms for readers and writers", why,
+                 checkpoint_mode_names[m->config->stop_mode], m->config->stop_timeout / USEC_PER_MSEC);
+        wind_down(m, "stopping: final checkpoint");
 
         r = maintenance_final_checkpoint(m->maintenance, m->config->stop_mode, m->config->stop_timeout,
                                          final_checkpoint_done, m);
@@ -919,15 +930,7 @@ static void move_control_socket(Manager *m, ReloadOutcome *o, char *moved_to, si
         if (m->control)
                 r = control_rebind(m->control, new, error, sizeof(error));
         else {
-                r = control_new(&m->control,
-                                &(ControlEnv){
-                                        .event = m->event,
-                                        .userdata = m,
-                                        .request = on_control_request,
-                                        .gone = on_control_gone,
-                                        .privileged = on_control_privileged,
-                                },
-                                new, new_explicit, error, sizeof(error));
+                r = new_control(m, new, new_explicit, error, sizeof(error));
                 if (r == CONTROL_E_DISABLED)
                         r = -ENOENT;
         }
@@ -1566,15 +1569,7 @@ int manager_start(Manager *m) {
 
                 if (!path)
                         return start_failed(EXIT_FAILURE_OTHER, "out of memory");
-                r = control_new(&m->control,
-                                &(ControlEnv){
-                                        .event = m->event,
-                                        .userdata = m,
-                                        .request = on_control_request,
-                                        .gone = on_control_gone,
-                                        .privileged = on_control_privileged,
-                                },
-                                path, explicit_path, error, sizeof(error));
+                r = new_control(m, path, explicit_path, error, sizeof(error));
                 if (r == CONTROL_E_DISABLED)
                         log_warning("no control socket: %s", error);
                 else if (r < 0)
