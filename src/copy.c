@@ -292,24 +292,7 @@ static void run_check(const char *path, bool quick, CopyCheck *c) {
                 bufprintf(c->first, sizeof(c->first), "%s", d ? sqlite3_errmsg(d) : sqlite3_errstr(rc));
                 goto finish;
         }
-        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-                const char *t = (const char *)sqlite3_column_text(s, 0);
-
-                if (c->problems == 0 && t && strcmp(t, "ok") == 0) {
-                        c->passed = true;
-                        continue;
-                }
-                c->passed = false;
-                if (c->problems == 0) {
-                        /* integrity_check's report has lines ("*** in
-                         * database main ***\nPage 2: ..."): one line here. */
-                        bufprintf(c->first, sizeof(c->first), "%s", t ? t : "?");
-                        for (char *p = c->first; *p; p++)
-                                if (*p == '\n')
-                                        *p = ' ';
-                }
-                c->problems++;
-        }
+        rc = db_check_rows(s, &c->passed, &c->problems, c->first, sizeof(c->first));
         if (rc != SQLITE_DONE) {
                 c->passed = false;
                 /* Corruption met while checking is a finding. */

@@ -850,18 +850,7 @@ void db_fresh_look(const char *path, DbCheck *c) {
                         c->result = DB_E_SQLITE;
                 goto finish;
         }
-        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-                const char *t = (const char *)sqlite3_column_text(s, 0);
-
-                if (c->problems == 0 && t && strcmp(t, "ok") == 0) {
-                        c->passed = true;
-                        continue;
-                }
-                c->passed = false;
-                if (c->problems == 0)
-                        bufprintf(c->first, sizeof(c->first), "%s", t ? t : "?");
-                c->problems++;
-        }
+        rc = db_check_rows(s, &c->passed, &c->problems, c->first, sizeof(c->first));
         if (rc != SQLITE_DONE) {
                 c->passed = false;
                 if (((rc & 0xff) == SQLITE_CORRUPT || (rc & 0xff) == SQLITE_NOTADB) &&
@@ -928,6 +917,30 @@ void db_convert(Db *db, usec_t max_wait, DbConvert *c) {
         }
 }
 
+int db_check_rows(sqlite3_stmt *s, bool *passed, unsigned *problems, char *first, size_t first_size) {
+        int rc;
+
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+                const char *t = (const char *)sqlite3_column_text(s, 0);
+
+                if (*problems == 0 && t && strcmp(t, "ok") == 0) {
+                        *passed = true;
+                        continue;
+                }
+                *passed = false;
+                if (*problems == 0) {
+                        /* integrity_check's report has lines ("*** in
+                         * database main ***\nPage 2: ..."): one line here. */
+                        bufprintf(first, first_size, "%s", t ? t : "?");
+                        for (char *p = first; *p; p++)
+                                if (*p == '\n')
+                                        *p = ' ';
+                }
+                (*problems)++;
+        }
+        return rc;
+}
+
 void db_check(Db *db, bool integrity, DbCheck *c) {
         const char *sql = integrity ? "PRAGMA integrity_check(100)" : "PRAGMA quick_check(100)";
         usec_t start = now_usec(CLOCK_MONOTONIC);
@@ -942,18 +955,7 @@ void db_check(Db *db, bool integrity, DbCheck *c) {
                 c->result = DB_E_SQLITE;
                 return;
         }
-        while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-                const char *t = (const char *)sqlite3_column_text(stmt, 0);
-
-                if (c->problems == 0 && t && strcmp(t, "ok") == 0) {
-                        c->passed = true;
-                        continue;
-                }
-                c->passed = false;
-                if (c->problems == 0)
-                        bufprintf(c->first, sizeof(c->first), "%s", t ? t : "?");
-                c->problems++;
-        }
+        rc = db_check_rows(stmt, &c->passed, &c->problems, c->first, sizeof(c->first));
         c->duration = now_usec(CLOCK_MONOTONIC) - start;
         if (rc != SQLITE_DONE) {
                 c->passed = false;

@@ -177,6 +177,13 @@ typedef struct DbCheck {
 
 void db_check(Db *db, bool integrity, DbCheck *ret);
 
+/* Steps a prepared PRAGMA quick_check or integrity_check to its end: a
+ * single "ok" row passes; every other row is a problem, counted in
+ * *problems, the first kept in first (on one line). Returns the last
+ * sqlite3_step() code (SQLITE_DONE when it ran to the end). The caller
+ * sets *passed false and *problems 0 before. Any thread, any connection. */
+int db_check_rows(sqlite3_stmt *s, bool *passed, unsigned *problems, char *first, size_t first_size);
+
 /* One row that PRAGMA foreign_key_check reports: table's row rowid refers,
  * through its foreign key fkid, to a row of parent that does not exist. */
 typedef struct DbFkViolation {

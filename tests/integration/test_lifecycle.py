@@ -151,6 +151,12 @@ def case_sighup_with_sigterm(tmp):
     try:
         write_config(conf, f"[database]\npath = {db}\n[control]\nsocket = {sock}\n[health]\ninterval = 400ms\n")
         d.signal(signal.SIGSTOP)
+        # kill() returns before the process has stopped: wait until it has,
+        # or the loop may still read the SIGHUP alone.
+        def stopped():
+            with open(f"/proc/{d.pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] == "T"
+        wait_until(stopped, 10, "sqlvigil stopped by SIGSTOP")
         # Both are pending (blocked, for the signalfd) before the loop looks.
         d.signal(signal.SIGHUP)
         d.signal(signal.SIGTERM)
