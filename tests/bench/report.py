@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: MIT
-"""Writes benchmarks.md and the two pictures from the results of run.py.
+"""Writes benchmarks.md and its pictures from the results of run.py (B8-B12:
+their modules' own summary rows and sections).
 
 Every figure in the page comes from this run; the notes under a missed
 target are chosen by what was measured and quote the evidence (per-step
@@ -10,7 +11,10 @@ import re
 import shutil
 import subprocess
 
+import backups
+import faults
 import lib
+import locks
 
 MiB = 1 << 20
 
@@ -179,6 +183,11 @@ def write(ctx, out, only):
         ("B5", b5_summary, lambda r: b5_section(ctx, r)),
         ("B6", b6_summary, lambda r: b6_section(ctx, r)),
         ("B7", b7_summary, lambda r: b7_section(ctx, r)),
+        ("B8", locks.b8_summary, lambda r: locks.b8_section(ctx, r)),
+        ("B9", locks.b9_summary, lambda r: locks.b9_section(ctx, r)),
+        ("B10", backups.b10_summary, lambda r: backups.b10_section(ctx, r, out)),
+        ("B11", backups.b11_summary, lambda r: backups.b11_section(ctx, r)),
+        ("B12", faults.b12_summary, lambda r: faults.b12_section(ctx, r)),
     )
     summary = []
     sections = []

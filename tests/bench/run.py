@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-"""sqlvigil benchmarks B1..B7 (issues 6, 12), side by side in one run.
+"""sqlvigil benchmarks B1..B12 (issues 6, 11, 12, 14), side by side in one run.
 
     tests/bench/run.py --build build [--quick] [--only B1,B2] [--out DIR]
 
@@ -13,7 +13,9 @@ writes docs/benchmarks.md with its gnuplot pictures. These are
 measurements, not pass/fail tests: the exit status is 0 whenever every
 benchmark ran, whatever the figures; 1 if one of them could not run.
 
-sqlvigil's journal entries, with their SQLVIGIL_* fields, are read
+B1-B7 are in this file; B8, B9 (locks.py), B10, B11 (backups.py) and B12
+(faults.py) in their own modules, each with its rows and section of the
+page. sqlvigil's journal entries, with their SQLVIGIL_* fields, are read
 through a stand-in for journald's socket (lib.py, Journal); that needs
 root for a mount namespace, and without it the daemon logs to stderr and
 the page says which figures are missing.
@@ -42,6 +44,9 @@ import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lib  # noqa: E402
+import backups  # noqa: E402
+import faults  # noqa: E402
+import locks  # noqa: E402
 from lib import BenchError, MiB  # noqa: E402
 import report  # noqa: E402
 
@@ -910,7 +915,9 @@ def machine(ctx, command):
 
 
 
-BENCHES = {"B1": b1, "B2": b2, "B3": b3, "B4": b4, "B5": b5, "B6": b6, "B7": b7}
+BENCHES = {"B1": b1, "B2": b2, "B3": b3, "B4": b4, "B5": b5, "B6": b6, "B7": b7,
+           "B8": locks.b8, "B9": lambda ctx: locks.b9(ctx, master_db), "B10": backups.b10, "B11": backups.b11,
+           "B12": faults.b12}
 
 
 def report_only(args):
