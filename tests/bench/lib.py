@@ -510,6 +510,17 @@ def holds_by_task(stats):
 BUSY_DELAYS_MS = (1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100)
 
 
+def busy_retry_after(ms):
+    """When (ms after it began waiting) a connection waiting in SQLite's
+    default busy handler tries again at or after `ms`: a writer that found
+    the lock taken just as a hold of `ms` began waits this long."""
+    total, i = 0, 0
+    while total < ms:
+        total += BUSY_DELAYS_MS[i] if i < len(BUSY_DELAYS_MS) else 100
+        i += 1
+    return total
+
+
 def busy_sleep_at(ms):
     """The length (ms) of the busy-handler sleep a connection is in after it
     has waited `ms` in all: a lock freed then is taken only when that sleep
@@ -761,26 +772,50 @@ class ThreadSampler:
         return b[0] - a[0], (b[1] - a[1]) / 1e9, (b[2] - a[2]) / 1e9
 
 
-def long_holds(steps, sampler, budget_s, n=5):
+def step_requests(lines):
+    """{step end time: pages it was asked for} from the step lines (each
+    says how many the next step asks for)."""
+    out, asked = {}, None
+    for t, line in lines:
+        m = STEP_RE.search(line)
+        if m:
+            if asked is not None:
+                out[t] = asked
+            asked = int(m.group(4))
+        elif "vacuum: starting" in line:
+            asked = None
+    return out
+
+
+def long_holds(steps, sampler, budget_s, n=5, asked=None):
     """The vacuum steps (end time, pages, lock s) that held the lock longer
     than the budget, longest first, each with what its thread did meanwhile
-    (sampler.split): [{lock, pages, at, wall, cpu, runq}]."""
+    (sampler.split) and how many pages it was asked for (step_requests()):
+    [{lock, pages, asked, at, wall, cpu, runq}]."""
     out = []
     for te, pages, lock in sorted((s for s in steps if s[2] > budget_s), key=lambda s: -s[2])[:n]:
         sp = sampler.split(te - lock, te) if sampler else None
-        out.append({"at": te, "lock": lock, "pages": pages, "wall": sp[0] if sp else None,
-                    "cpu": sp[1] if sp else None, "runq": sp[2] if sp else None})
+        out.append({"at": te, "lock": lock, "pages": pages, "asked": (asked or {}).get(te),
+                    "budget": budget_s, "wall": sp[0] if sp else None, "cpu": sp[1] if sp else None,
+                    "runq": sp[2] if sp else None})
     return out
 
 
 def overrun_text(o):
     """One long hold and where its time went, as text."""
-    if o.get("wall") is None:
-        return f"{o['lock'] * 1000:.1f} ms ({o['pages']} pages)"
-    blocked = max(o["wall"] - o["cpu"] - o["runq"], 0.0)
-    return (f"{o['lock'] * 1000:.1f} ms ({o['pages']} pages; over the {o['wall'] * 1000:.0f} ms sampled around it "
-            f"the database thread ran {o['cpu'] * 1000:.0f} ms, waited {o['runq'] * 1000:.0f} ms for a CPU and was "
-            f"blocked {blocked * 1000:.0f} ms)")
+    text = f"{o['lock'] * 1000:.1f} ms ({o['pages']} pages"
+    if o.get("asked") and o["pages"] == o["asked"] and o.get("budget"):
+        # The time check between pages stops a step at 3/5 of the budget;
+        # one that freed all it was asked for had not reached it before its
+        # last page, so the rest of its hold is the commit that ends it.
+        text += (f", all it was asked for: its pages took less than {0.6 * o['budget'] * 1000:.0f} ms, so about "
+                 f"{max(o['lock'] - 0.6 * o['budget'], 0) * 1000:.0f} ms or more was the commit that ends the step")
+    if o.get("wall") is not None:
+        blocked = max(o["wall"] - o["cpu"] - o["runq"], 0.0)
+        text += (f"; over the {o['wall'] * 1000:.0f} ms sampled around it the database thread ran "
+                 f"{o['cpu'] * 1000:.0f} ms, waited {o['runq'] * 1000:.0f} ms for a CPU and was blocked "
+                 f"{blocked * 1000:.0f} ms")
+    return text + ")"
 
 
 # ---- the control socket (docs/control.md) -----------------------------------

@@ -330,7 +330,7 @@ def b9_case(ctx, master, name, transaction, daemon, autockpt, duration):
                 steps, vs, ve, result = lib.vacuum_events(lines)
                 res["vacuum"] = {"steps": len(steps), "seconds": (ve - vs) if vs and ve else None,
                                  "result": (result or "").split("sqlvigil: ", 1)[-1],
-                                 "overruns": lib.long_holds(steps, ts, 0.020, n=3)}
+                                 "overruns": lib.long_holds(steps, ts, 0.020, n=3, asked=lib.step_requests(lines))}
     finally:
         if d:
             d.kill()

@@ -424,8 +424,10 @@ def b1_notes(b1):
                 if held is not None:
                     text += (f" The longest statement ({ms(top['latency'])}) overlapped holds of up to "
                              f"{ms(held)}; the rest is the busy handler: SQLite's default handler sleeps 1, 2, 5, "
-                             f"10, 15, 20… ms between tries, so a writer that found the lock taken gets it only "
-                             f"when its current sleep ends ({lib.busy_sleep_at(held * 1000)} ms at that point).")
+                             "10, 15, 20… ms between tries, so a writer that found the lock taken just as a hold "
+                             "began tries again 1, 3, 8, 18, 33, 53… ms later, and a hold of "
+                             f"{ms(held)} costs it {lib.busy_retry_after(held * 1000)} ms. Holds up to 18 ms cost "
+                             "at most 18 ms; a hold just over 18 ms costs 33, over 1.5 × a 20 ms budget.")
                 notes.append(text)
             if r["budget_ms"] == 20 and s["label"] in ("256M", "32M") and r["all"]["max"] > 0 and \
                     vac["all"]["max"] / r["all"]["max"] < 30:
@@ -473,8 +475,11 @@ B1_DIAGNOSIS = """What holds the write lock, and for how long (the figures are i
 step lines and journal entries of each run are in `build/bench-data/b1-*.log` and `*.journal.json`):
 
 1. **Vacuum steps** step `PRAGMA incremental_vacuum(N)` until they have held the lock for three
-   fifths of `step_budget`, then commit what they freed. N (from the measured cost per page) is
-   only an upper bound, so a stretch of costly pages does not overrun by much.
+   fifths of `step_budget`, then commit what they freed. The time is checked between pages
+   (src/db.c, db_vacuum_step()), not during the commit that ends the step, which writes every page
+   the step changed to the WAL. N (from the measured cost per page, at most three quarters of
+   sqlvigil's cache) is what bounds that commit, so a step of many pages whose commit is slower
+   than the pages before it were (a stretch of costlier pages) can end past its budget.
 2. **RESTART checkpoints** (the WAL-driven ones at twice `min_wal_pages` frames, and the final
    TRUNCATE) first copy what they can with a PASSIVE pass that blocks nobody, then take the write
    lock in slices only when the readers in the way will be gone in moments. A slice holds the lock
@@ -719,8 +724,11 @@ def b4_section(ctx, b4):
     i = b4["idle"]
     md.append(
         f"\nIdle: defaults and `WATCHDOG_USEC=30000000` (the unit's `WatchdogSec=30s`, so a health check "
-        f"every 15 s), a 1 MiB database, nobody else using it, {i['seconds']:.0f} s measured from 1 s after "
-        f"READY=1: {i['cpu_s'] * 1000:.1f} ms CPU ({i['cpu_pct']:.4f}%; /proc/PID/task/*/schedstat), "
+        f"every 15 s), a 1 MiB database, nobody else using it, {i['seconds']:.0f} s measured from "
+        f"{b4.get('idle_since_ready_s', 1):.0f} s after READY=1"
+        + ("".join(f" (its first quick_check, which comes within two minutes of the start, ran {t:.0f} s after "
+                   f"READY=1: `{l[:80]}`)" for t, l in b4.get("before_log", [])[:1]))
+        + f": {i['cpu_s'] * 1000:.1f} ms CPU ({i['cpu_pct']:.4f}%; /proc/PID/task/*/schedstat), "
         f"{i.get('wakeups', '?')} wake-ups ({i.get('wakeups_per_s', 0):.2f} a second: each time a thread went to "
         "sleep and was woken, its voluntary_ctxt_switches in /proc/PID/task/*/status), "
         f"{b4['watchdog_pings']} watchdog pings, {i['threads']} threads.\n")
