@@ -521,6 +521,19 @@ def busy_retry_after(ms):
     return total
 
 
+def busy_retry_before(ms):
+    """The last time (ms after it began waiting) at which a connection in
+    SQLite's default busy handler tries at or before `ms`: holds that end by
+    then cost a writer no more than `ms`."""
+    total, i, last = 0, 0, 0
+    while True:
+        total += BUSY_DELAYS_MS[i] if i < len(BUSY_DELAYS_MS) else 100
+        i += 1
+        if total > ms:
+            return last
+        last = total
+
+
 def busy_sleep_at(ms):
     """The length (ms) of the busy-handler sleep a connection is in after it
     has waited `ms` in all: a lock freed then is taken only when that sleep

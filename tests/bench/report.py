@@ -426,8 +426,9 @@ def b1_notes(b1):
                              f"{ms(held)}; the rest is the busy handler: SQLite's default handler sleeps 1, 2, 5, "
                              "10, 15, 20… ms between tries, so a writer that found the lock taken just as a hold "
                              "began tries again 1, 3, 8, 18, 33, 53… ms later, and a hold of "
-                             f"{ms(held)} costs it {lib.busy_retry_after(held * 1000)} ms. Holds up to 18 ms cost "
-                             "at most 18 ms; a hold just over 18 ms costs 33, over 1.5 × a 20 ms budget.")
+                             f"{ms(held)} costs it {lib.busy_retry_after(held * 1000)} ms. So a waiting writer "
+                             f"stays within 1.5 × `step_budget` ({1.5 * r['budget_ms']:g} ms) only while every hold "
+                             f"ends by its try at {lib.busy_retry_before(1.5 * r['budget_ms'])} ms.")
                 notes.append(text)
             if r["budget_ms"] == 20 and s["label"] in ("256M", "32M") and r["all"]["max"] > 0 and \
                     vac["all"]["max"] / r["all"]["max"] < 30:
@@ -601,6 +602,16 @@ def b2_notes(b2):
                 "in every slice. It is tried again 250 ms later, and the WAL grows meanwhile"
                 + (f" (the longest hold of any of its checkpoints: {ms(x['reset_lock_max_s'])})."
                    if x.get("reset_lock_max_s") is not None else "."))
+    for name in ("b2-sqlvigil", "b2-sqlvigil-500"):
+        x = c.get(name)
+        if x and x.get("reset_lock_max_s") and x["max"] and x["max"] > 0.045:
+            notes.append(
+                f"- {b2_title(x)}: the writers waited up to {ms(x['max'])}. sqlvigil's longest hold of the write "
+                f"lock there was {ms(x['reset_lock_max_s'])} (a RESTART slice: its wait for the readers, up to "
+                "`step_budget`, then the copy of the frames since its PASSIVE pass and the database's sync, under "
+                "the same hold; journal: SQLVIGIL_LOCK_USEC). With two writers, one that waited for the other's "
+                f"commit and then for that hold got the lock at its try at {lib.busy_retry_before(x['max'] * 1000)} ms "
+                "(SQLite's busy handler tries at 1, 3, 8, 18, 33, 53… ms).")
     if s.get("false_starvation"):
         notes.append(
             "- **The same short readers made sqlvigil report checkpoint starvation** (health `degraded`) although "
