@@ -17,6 +17,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -31,12 +32,17 @@ class BenchError(Exception):
     pass
 
 
-def setup_binaries(sqlvigil, loadgen):
-    for p in (sqlvigil, loadgen):
+SQLVIGILCTL = None
+
+
+def setup_binaries(sqlvigil, loadgen, sqlvigilctl):
+    global SQLVIGILCTL
+    for p in (sqlvigil, loadgen, sqlvigilctl):
         if not os.access(p, os.X_OK):
             raise BenchError(f"{p} is not built (run: ninja -C BUILD)")
     harness.SQLVIGIL = sqlvigil
     harness.LOADGEN = loadgen
+    SQLVIGILCTL = sqlvigilctl
 
 
 # ---- statistics -------------------------------------------------------------
@@ -187,20 +193,150 @@ file_size = harness.file_size
 
 # ---- the daemon -------------------------------------------------------------
 
+# sqlvigil writes its journal entries (with their SQLVIGIL_* fields: lock
+# holds, copy times...) to journald's socket when its stderr is the journal
+# stream ($JOURNAL_STREAM), as under systemd. To read those fields without a
+# journald, the daemon runs in a mount namespace of its own where
+# /run/systemd/journal/socket is a link to a datagram socket of the
+# benchmark's (the native protocol: KEY=value lines, or KEY, a 64-bit
+# length and the bytes). Nothing else changes: the same pid, files and
+# sockets. Needs root (unshare -m); without it the daemon logs to stderr and
+# the figures that need the fields say so.
+JOURNAL_WRAPPER = r"""#!/bin/sh
+# sqlvigil with its journal entries sent to $SQLVIGIL_BENCH_JOURNAL (see lib.py)
+real="$1"; shift
+exec unshare -m --propagation private sh -c '
+mount -t tmpfs -o size=64k tmpfs /run/systemd &&
+mkdir /run/systemd/journal &&
+ln -s "$SQLVIGIL_BENCH_JOURNAL" /run/systemd/journal/socket &&
+JOURNAL_STREAM=$(stat -L -c %d:%i /proc/self/fd/2) && export JOURNAL_STREAM &&
+exec "$0" "$@"' "$real" "$@"
+"""
+
+_journal_ok = None
+
+
+def journal_available(tmp):
+    """Whether the daemon's journal entries can be captured here (root,
+    mount namespaces, /run/systemd)."""
+    global _journal_ok
+    if _journal_ok is None:
+        r = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                            "mount -t tmpfs -o size=64k tmpfs /run/systemd && mkdir /run/systemd/journal"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        _journal_ok = r.returncode == 0
+    return _journal_ok
+
+
+def parse_journal_datagram(data):
+    out, i = {}, 0
+    while i < len(data):
+        nl = data.find(b"\n", i)
+        if nl < 0:
+            nl = len(data)
+        line = data[i:nl]
+        if b"=" in line:
+            k, v = line.split(b"=", 1)
+            out[k.decode("ascii", "replace")] = v.decode("utf-8", "replace")
+            i = nl + 1
+        else:  # KEY\n, little-endian 64-bit length, the bytes, \n
+            n = int.from_bytes(data[nl + 1:nl + 9], "little")
+            out[line.decode("ascii", "replace")] = data[nl + 9:nl + 9 + n].decode("utf-8", "replace")
+            i = nl + 9 + n + 1
+    return out
+
+
+PRIORITY_PREFIX = {0: "error: ", 1: "error: ", 2: "error: ", 3: "error: ", 4: "warning: ", 7: "debug: "}
+
+
+class Journal:
+    """A stand-in for journald's socket: every entry with its arrival time
+    (CLOCK_MONOTONIC), and, for the patterns the benchmarks look for, the
+    line the daemon would have written to stderr."""
+
+    def __init__(self, directory):
+        self.path = os.path.join(directory, "journal.sock")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        self.sock.settimeout(0.05)
+        self.entries = []
+        self.last = time.monotonic()
+        self.sink = None  # (lock, list) of the daemon's lines
+        self.running = True
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while self.running:
+            try:
+                data = self.sock.recv(1 << 20)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            now = time.monotonic()
+            self.last = now
+            f = parse_journal_datagram(data)
+            self.entries.append((now, f))
+            if self.sink:
+                lock, lines = self.sink
+                prio = int(f.get("PRIORITY", "6"))
+                with lock:
+                    lines.append((now, "sqlvigil: " + PRIORITY_PREFIX.get(prio, "") + f.get("MESSAGE", "")))
+
+    def drain(self, quiet=0.2, timeout=5.0):
+        """Waits until nothing has arrived for `quiet` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and time.monotonic() - self.last < quiet:
+            time.sleep(0.02)
+
+    def close(self):
+        self.running = False
+        self.thread.join()
+        self.sock.close()
+
+
 class Sqlvigil:
     """sqlvigil under the emulated systemd of the integration harness, with
-    its stderr captured line by line (with arrival times)."""
+    its log captured line by line (with arrival times): its journal entries
+    with their fields when journal_available(), else its stderr. control:
+    a control socket in tmp, for stats() and ctl()."""
 
-    def __init__(self, tmp, db, conf, name, debug=False, watchdog_usec=None):
+    def __init__(self, tmp, db, conf, name, debug=False, watchdog_usec=None, journal=True, control=False,
+                 ready_timeout=60):
+        self.tmp, self.name = tmp, name
         self.conf = os.path.join(tmp, f"{name}.conf")
+        self.sock = os.path.join(tmp, f"{name}.ctl") if control else None
         with open(self.conf, "w") as f:
-            f.write(f"[database]\npath = {db}\n{conf}")
+            f.write(f"[database]\npath = {db}\n")
+            if self.sock:
+                f.write(f"[control]\nsocket = {self.sock}\n")
+            f.write(conf)
         sockdir = os.path.join(tmp, f"notify-{name}-{time.monotonic_ns()}")
         os.mkdir(sockdir)
         self.notify = harness.Notify(sockdir)
-        env = {"SQLVIGIL_DEBUG": "1"} if debug else None
-        self.d = harness.Daemon(["--config", self.conf], notify=self.notify, watchdog_usec=watchdog_usec, env=env)
-        self.wait_ready()
+        env = {"SQLVIGIL_DEBUG": "1"} if debug else {}
+        self.journal = None
+        real = harness.SQLVIGIL
+        if journal and journal_available(tmp):
+            self.journal = Journal(sockdir)
+            env["SQLVIGIL_BENCH_JOURNAL"] = self.journal.path
+            wrapper = os.path.join(tmp, "sqlvigil-journal-wrapper")
+            if not os.path.exists(wrapper):
+                with open(wrapper, "w") as f:
+                    f.write(JOURNAL_WRAPPER)
+                os.chmod(wrapper, 0o755)
+            harness.SQLVIGIL = wrapper
+        try:
+            self.d = harness.Daemon(([real] if self.journal else []) + ["--config", self.conf],
+                                    notify=self.notify, watchdog_usec=watchdog_usec, env=env or None)
+        finally:
+            harness.SQLVIGIL = real
+        if self.journal:
+            self.journal.sink = (self.d.lock, self.d.lines)
+        self.started = time.monotonic()
+        self.ready_at = self.wait_ready(ready_timeout)
 
     def wait_ready(self, timeout=60):
         try:
@@ -218,6 +354,14 @@ class Sqlvigil:
         with self.d.lock:
             return list(self.d.lines)
 
+    def entries(self, event=None, after=0.0):
+        """Journal entries [(arrival time, fields)], of one SQLVIGIL_EVENT
+        if given; [] without the journal."""
+        if not self.journal:
+            return []
+        return [(t, f) for t, f in list(self.journal.entries)
+                if t >= after and (event is None or f.get("SQLVIGIL_EVENT") == event)]
+
     def wait_log(self, pattern, timeout, after=0.0):
         try:
             return self.d.wait_log(pattern, after=after, timeout=timeout, interval=0.005)
@@ -227,28 +371,67 @@ class Sqlvigil:
     def find_log(self, pattern, after=0.0):
         return self.d.find_log(pattern, after=after)
 
+    def stats(self, timeout=5.0):
+        return control_request(self.sock, "stats", timeout=timeout)
+
+    def ctl(self, *args, timeout=600):
+        """sqlvigilctl -s SOCK --json ARGS: (exit status, the reply or None,
+        seconds from spawn to exit, stderr)."""
+        t0 = time.monotonic()
+        r = run_cmd([SQLVIGILCTL, "-s", self.sock, "--json"] + [str(a) for a in args], timeout=timeout)
+        took = time.monotonic() - t0
+        try:
+            reply = json.loads(r.stdout) if r.stdout.strip() else None
+        except ValueError:
+            reply = None
+        return r.returncode, reply, took, r.stderr.strip()
+
     def stop(self, timeout=60):
         """SIGTERM; returns (exit status, seconds from the signal to the exit)."""
         t0 = time.monotonic()
         self.d.signal(signal.SIGTERM)
         rc = self.d.proc.wait(timeout=timeout)
         took = time.monotonic() - t0
+        self._finish()
+        return rc, took
+
+    def wait_exit(self, timeout=60):
+        rc = self.d.proc.wait(timeout=timeout)
+        self._finish()
+        return rc
+
+    def _finish(self):
         for r in self.d.readers:
             r.join(timeout=5)
+        if self.journal:
+            self.journal.drain()
+            self.journal.close()
+            self.journal.running = False
         self.notify.close()
-        return rc, took
 
     def kill(self):
         self.d.kill()
-        try:
-            self.notify.close()
-        except Exception:
-            pass
+        for closer in (self.notify.close, self.journal.close if self.journal else None):
+            try:
+                if closer:
+                    closer()
+            except Exception:
+                pass
 
     def save_log(self, path):
         with open(path, "w") as f:
             for t, line in self.lines():
                 f.write(f"{t:.6f} {line}\n")
+        if self.journal:
+            with open(path[:-4] + ".journal.json" if path.endswith(".log") else path + ".journal.json", "w") as f:
+                json.dump([[t, e] for t, e in self.journal.entries], f, indent=None)
+
+
+def entry_usec(f, key, default=0):
+    try:
+        return int(f.get(key, default))
+    except ValueError:
+        return default
 
 
 STEP_RE = re.compile(r"vacuum step (\d+): freed (\d+) pages holding the lock (\d+) us; next (\d+) pages")
@@ -288,6 +471,120 @@ def checkpoint_events(lines, after=0.0):
             out.append((t, m.group(1), m.group(2), parse_duration(m.group(3), m.group(4)), line))
     return out
 
+
+
+def lock_runs(entries):
+    """The journal entries that carry lock holds (every maintenance run,
+    the final checkpoint, a restore), as dicts: end (arrival time), start
+    (end - duration), what, duration, lock_max, holds, lock_total (seconds),
+    message."""
+    out = []
+    for t, f in entries:
+        if "SQLVIGIL_LOCK_USEC" not in f:
+            continue
+        dur = entry_usec(f, "SQLVIGIL_DURATION_USEC") / 1e6
+        what = f.get("SQLVIGIL_EVENT", "?")
+        if f.get("SQLVIGIL_TRIGGER"):
+            what += f" ({f['SQLVIGIL_TRIGGER']})"
+        if f.get("SQLVIGIL_CHECKPOINT_MODE"):
+            what += " " + f["SQLVIGIL_CHECKPOINT_MODE"]
+        out.append({"end": t, "start": t - dur, "what": what, "event": f.get("SQLVIGIL_EVENT"),
+                    "trigger": f.get("SQLVIGIL_TRIGGER"), "mode": f.get("SQLVIGIL_CHECKPOINT_MODE"),
+                    "duration": dur, "lock_max": entry_usec(f, "SQLVIGIL_LOCK_USEC") / 1e6,
+                    "holds": entry_usec(f, "SQLVIGIL_LOCK_HOLDS"),
+                    "lock_total": entry_usec(f, "SQLVIGIL_LOCK_TOTAL_USEC") / 1e6,
+                    "slices": entry_usec(f, "SQLVIGIL_SLICES", None) if "SQLVIGIL_SLICES" in f else None,
+                    "message": f.get("MESSAGE", "")})
+    return out
+
+
+def holds_by_task(stats):
+    """stats' maintenance.lock_holds: {task: {count, total_usec, max_usec}}
+    for the tasks that held the write lock at all."""
+    lh = (stats or {}).get("maintenance", {}).get("lock_holds", {})
+    return {k: v for k, v in lh.items() if v.get("count")}
+
+
+# SQLite's default busy handler (sqliteDefaultBusyCallback, with usleep):
+# it sleeps these many ms, then 100 ms each time.
+BUSY_DELAYS_MS = (1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100)
+
+
+def busy_retry_after(ms):
+    """When (ms after it began waiting) a connection waiting in SQLite's
+    default busy handler tries again at or after `ms`: a writer that found
+    the lock taken just as a hold of `ms` began waits this long."""
+    total, i = 0, 0
+    while total < ms:
+        total += BUSY_DELAYS_MS[i] if i < len(BUSY_DELAYS_MS) else 100
+        i += 1
+    return total
+
+
+def busy_retry_before(ms):
+    """The last time (ms after it began waiting) at which a connection in
+    SQLite's default busy handler tries at or before `ms`: holds that end by
+    then cost a writer no more than `ms`."""
+    total, i, last = 0, 0, 0
+    while True:
+        total += BUSY_DELAYS_MS[i] if i < len(BUSY_DELAYS_MS) else 100
+        i += 1
+        if total > ms:
+            return last
+        last = total
+
+
+def busy_sleep_at(ms):
+    """The length (ms) of the busy-handler sleep a connection is in after it
+    has waited `ms` in all: a lock freed then is taken only when that sleep
+    ends."""
+    total, i = 0, 0
+    while True:
+        d = BUSY_DELAYS_MS[i] if i < len(BUSY_DELAYS_MS) else 100
+        if total + d >= ms:
+            return d
+        total += d
+        i += 1
+
+
+def wal_index_header(db):
+    """mxFrame and nBackfill from the -shm (read-only, no lock: a torn read
+    is possible and harmless for a sample); None without one."""
+    try:
+        with open(db + "-shm", "rb") as f:
+            h = f.read(136)
+    except FileNotFoundError:
+        return None
+    if len(h) < 136:
+        return None
+    return {"mx_frame": int.from_bytes(h[16:20], sys.byteorder), "n_backfill": int.from_bytes(h[96:100], sys.byteorder)}
+
+
+class WalSampler:
+    """The -wal file's size (and the WAL index's frame count) every period,
+    on a thread: samples [(time, bytes, mx_frame or None)]."""
+
+    def __init__(self, db, period=0.02):
+        self.db, self.period = db, period
+        self.samples = []
+        self.stop_ev = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stop_ev.is_set():
+            h = wal_index_header(self.db)
+            self.samples.append((time.monotonic(), file_size(self.db + "-wal"), h["mx_frame"] if h else None))
+            time.sleep(self.period)
+
+    def stop(self):
+        self.stop_ev.set()
+        self.thread.join()
+        return self.samples
+
+    def max(self, t0=None, t1=None):
+        v = [b for t, b, _ in self.samples if (t0 is None or t >= t0) and (t1 is None or t <= t1)]
+        return max(v, default=0)
 
 
 WAL_SIZE_RE = re.compile(r"WAL (\d+(?:\.\d+)?)([KMG]?)B? -> ")
@@ -412,6 +709,126 @@ def proc_cpu(pid):
             pass
     return {"cpu_s": cpu, "run_ns": cpu_ns, "slices": slices, "switches": switches,
             "threads": len(os.listdir(f"/proc/{pid}/task"))}
+
+
+def proc_threads(pid):
+    """Per thread (by tid): name, voluntary and involuntary context
+    switches, CPU time run (ns, schedstat) and times scheduled. A thread
+    that sleeps and wakes counts one voluntary switch per sleep."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                name = f.read().strip()
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                run_ns, _wait, n = f.read().split()
+            vol = invol = 0
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches"):
+                        vol = int(line.split()[1])
+                    elif line.startswith("nonvoluntary_ctxt_switches"):
+                        invol = int(line.split()[1])
+        except FileNotFoundError:
+            continue
+        out[tid] = {"name": name, "voluntary": vol, "involuntary": invol, "run_ns": int(run_ns), "slices": int(n)}
+    return out
+
+
+class ThreadSampler:
+    """/proc/PID/task/TID/schedstat of one of the daemon's threads (by its
+    name) every period, on a thread of the benchmark's: [(time, ns on a
+    CPU, ns runnable but waiting for a CPU)]. split() tells, for a stretch
+    of time (a long hold of the write lock, say), how much of it the thread
+    ran, waited for a CPU, or was blocked (I/O, a lock, sleep)."""
+
+    def __init__(self, pid, name, period=0.004):
+        self.path = None
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                    if f.read().strip() == name:
+                        self.path = f"/proc/{pid}/task/{tid}/schedstat"
+            except FileNotFoundError:
+                pass
+        self.period = period
+        self.samples = []
+        self.stop_ev = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        if self.path:
+            self.thread.start()
+
+    def _run(self):
+        while not self.stop_ev.is_set():
+            try:
+                with open(self.path) as f:
+                    run_ns, wait_ns, _ = f.read().split()
+            except (FileNotFoundError, ProcessLookupError, ValueError):
+                return
+            self.samples.append((time.monotonic(), int(run_ns), int(wait_ns)))
+            time.sleep(self.period)
+
+    def stop(self):
+        self.stop_ev.set()
+        if self.path:
+            self.thread.join()
+
+    def split(self, t0, t1):
+        """(wall, on CPU, waiting for a CPU) seconds over the sampled stretch
+        that covers [t0, t1] (from the last sample before t0 to the first
+        after t1); None when the samples do not cover it."""
+        before = [x for x in self.samples if x[0] <= t0]
+        after = [x for x in self.samples if x[0] >= t1]
+        if not before or not after:
+            return None
+        a, b = before[-1], after[0]
+        return b[0] - a[0], (b[1] - a[1]) / 1e9, (b[2] - a[2]) / 1e9
+
+
+def step_requests(lines):
+    """{step end time: pages it was asked for} from the step lines (each
+    says how many the next step asks for)."""
+    out, asked = {}, None
+    for t, line in lines:
+        m = STEP_RE.search(line)
+        if m:
+            if asked is not None:
+                out[t] = asked
+            asked = int(m.group(4))
+        elif "vacuum: starting" in line:
+            asked = None
+    return out
+
+
+def long_holds(steps, sampler, budget_s, n=5, asked=None):
+    """The vacuum steps (end time, pages, lock s) that held the lock longer
+    than the budget, longest first, each with what its thread did meanwhile
+    (sampler.split) and how many pages it was asked for (step_requests()):
+    [{lock, pages, asked, at, wall, cpu, runq}]."""
+    out = []
+    for te, pages, lock in sorted((s for s in steps if s[2] > budget_s), key=lambda s: -s[2])[:n]:
+        sp = sampler.split(te - lock, te) if sampler else None
+        out.append({"at": te, "lock": lock, "pages": pages, "asked": (asked or {}).get(te),
+                    "budget": budget_s, "wall": sp[0] if sp else None, "cpu": sp[1] if sp else None,
+                    "runq": sp[2] if sp else None})
+    return out
+
+
+def overrun_text(o):
+    """One long hold and where its time went, as text."""
+    text = f"{o['lock'] * 1000:.1f} ms ({o['pages']} pages"
+    if o.get("asked") and o["pages"] == o["asked"] and o.get("budget"):
+        # The time check between pages stops a step at 3/5 of the budget;
+        # one that freed all it was asked for had not reached it before its
+        # last page, so the rest of its hold is the commit that ends it.
+        text += (f", all it was asked for: its pages took less than {0.6 * o['budget'] * 1000:.0f} ms, so about "
+                 f"{max(o['lock'] - 0.6 * o['budget'], 0) * 1000:.0f} ms or more was the commit that ends the step")
+    if o.get("wall") is not None:
+        blocked = max(o["wall"] - o["cpu"] - o["runq"], 0.0)
+        text += (f"; over the {o['wall'] * 1000:.0f} ms sampled around it the database thread ran "
+                 f"{o['cpu'] * 1000:.0f} ms, waited {o['runq'] * 1000:.0f} ms for a CPU and was blocked "
+                 f"{blocked * 1000:.0f} ms")
+    return text + ")"
 
 
 # ---- the control socket (docs/control.md) -----------------------------------

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-"""sqlvigil benchmarks B1..B7 (issue 6), side by side in one run.
+"""sqlvigil benchmarks B1..B12 (issues 6, 11, 12, 14), side by side in one run.
 
     tests/bench/run.py --build build [--quick] [--only B1,B2] [--out DIR]
 
@@ -9,11 +9,18 @@ or, from meson: meson test -C build --benchmark --verbose
 Measures what sqlvigil costs the applications and what it saves them, next
 to the alternatives (a full VACUUM, the applications' own autocheckpoint,
 the sqlite3 command-line tool) on the same machine in the same run, and
-writes docs/benchmarks.md with two gnuplot pictures. These are
+writes docs/benchmarks.md with its gnuplot pictures. These are
 measurements, not pass/fail tests: the exit status is 0 whenever every
 benchmark ran, whatever the figures; 1 if one of them could not run.
 
---quick: small databases and short runs, for development (about a minute);
+B1-B7 are in this file; B8, B9 (locks.py), B10, B11 (backups.py) and B12
+(faults.py) in their own modules, each with its rows and section of the
+page. sqlvigil's journal entries, with their SQLVIGIL_* fields, are read
+through a stand-in for journald's socket (lib.py, Journal); that needs
+root for a mount namespace, and without it the daemon logs to stderr and
+the page says which figures are missing.
+
+--quick: small databases and short runs, for development (about two minutes);
 its report goes to BUILD/bench-quick/ unless --out says otherwise.
 Raw data (latency files, WAL samples, daemon logs) go to BUILD/bench-data/.
 """
@@ -22,6 +29,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import resource
 import shutil
 import signal
@@ -36,6 +44,9 @@ import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lib  # noqa: E402
+import backups  # noqa: E402
+import faults  # noqa: E402
+import locks  # noqa: E402
 from lib import BenchError, MiB  # noqa: E402
 import report  # noqa: E402
 
@@ -49,6 +60,8 @@ class Ctx:
         self.build = os.path.abspath(args.build)
         self.sqlvigil = os.path.abspath(args.sqlvigil or os.path.join(self.build, "src", "sqlvigil"))
         self.loadgen = os.path.abspath(os.path.join(self.build, "tests", "sqlvigil-loadgen"))
+        self.sqlvigilctl = os.path.abspath(args.sqlvigilctl or os.path.join(os.path.dirname(self.sqlvigil),
+                                                                            "sqlvigilctl"))
         self.tmp = tempfile.mkdtemp(prefix="sqlvigil-bench-")
         self.data = os.path.join(self.build, "bench-data" + ("-quick" if self.quick else ""))
         shutil.rmtree(self.data, ignore_errors=True)
@@ -96,19 +109,25 @@ def master_db(ctx, label, mib):
     return ctx.masters[label]
 
 
-def classify_stalls(lats, steps, ckpts, t0, t1, threshold):
+def overlapping(runs, t, end):
+    """sqlvigil's runs (lib.lock_runs) that held the write lock and
+    overlapped [t, end]."""
+    return [r for r in runs if r["holds"] and r["start"] < end and r["end"] > t]
+
+
+def classify_stalls(lats, steps, runs, t0, t1, threshold):
     """Statements that started during the reclaim (or 0.5 s after) and took
-    longer than threshold, by what overlapped them: a checkpoint that holds
-    the writer lock (RESTART/TRUNCATE), two or more vacuum steps, one step,
-    or nothing sqlvigil logged."""
+    longer than threshold, by the longest hold that overlapped them: a
+    checkpoint's (RESTART/TRUNCATE slices, a shrink), or vacuum steps' (two
+    or more, or one), or none that sqlvigil logged."""
     out = {"reset-checkpoint": 0, "several-steps": 0, "one-step": 0, "other": 0}
     for t, lat, _ in lats:
         if lat <= threshold or t < t0 or t > t1 + 0.5:
             continue
         end = t + lat
         over = [s for s in steps if s[0] - s[2] < end and s[0] > t]
-        resets = [c for c in ckpts if c[1] in ("wal-restart", "wal-size") and c[0] - c[3] < end and c[0] > t]
-        if resets:
+        resets = [r for r in overlapping(runs, t, end) if r["event"] in ("checkpoint", "stopping")]
+        if resets and max(r["lock_max"] for r in resets) >= max((s[2] for s in over), default=0):
             out["reset-checkpoint"] += 1
         elif len(over) >= 2:
             out["several-steps"] += 1
@@ -119,14 +138,15 @@ def classify_stalls(lats, steps, ckpts, t0, t1, threshold):
     return out
 
 
-def top_stalls(lats, steps, ckpts, n=5):
+def top_stalls(lats, steps, runs, n=5):
     """The n longest statements, each with what overlapped it: vacuum steps
-    (lock held [end - lock, end]) and checkpoints."""
+    (lock held [end - lock, end]) and sqlvigil's other runs that held the
+    write lock (what, longest hold, holds)."""
     out = []
     for t, lat, ok in sorted(lats, key=lambda x: -x[1])[:n]:
         end = t + lat
         over = [lock for te, _, lock in steps if te - lock < end and te > t]
-        ck = [(mode, d) for tc, _trig, mode, d, _ in ckpts if tc - d < end and tc > t]
+        ck = [(r["what"], r["lock_max"], r["holds"]) for r in overlapping(runs, t, end) if r["event"] != "vacuum"]
         out.append({"at": t, "latency": lat, "ok": ok, "steps": over, "checkpoints": ck})
     return out
 
@@ -165,13 +185,14 @@ def b1_case(ctx, label, master, method, budget_ms=None):
             con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             res["checkpoint_after_s"] = time.monotonic() - tc
             con.close()
-            res.update(start=t0, end=t1, steps=[], checkpoints=[])
+            res.update(start=t0, end=t1, steps=[], runs=[], checkpoints=[])
         else:
             d = lib.Sqlvigil(ctx.tmp, db, f"""
 [vacuum]
 interval = 1s
 step_budget = {budget_ms}ms
-{QUIET}""", name, debug=True)
+{QUIET}""", name, debug=True, control=True)
+            ts = lib.ThreadSampler(d.pid, "sqlvigil-db")
             limit = ctx.p(180, 60)
             try:
                 d.wait_log(r"vacuum \(interval\) (freed|\w+ after freeing)", timeout=limit)
@@ -180,14 +201,20 @@ step_budget = {budget_ms}ms
                 unfinished = f"not finished after {limit} s"
             time.sleep(tail)
             w.stop()
+            res["lock_holds"] = lib.holds_by_task(d.stats())
             rc, stop_s = d.stop()
+            ts.stop()
             d.save_log(ctx.datafile(name + ".log"))
             lines = d.lines()
             steps, t0, t1, result = lib.vacuum_events(lines)
             if t1 is None:  # unfinished, or cancelled by the stop
                 t1 = steps[-1][0] if steps else time.monotonic()
-            res.update(start=t0, end=t1, steps=steps, checkpoints=lib.checkpoint_events(lines), result=result,
-                       exit=rc, stop_s=stop_s)
+            runs = lib.lock_runs(d.entries())
+            res.update(start=t0, end=t1, steps=steps, runs=runs, checkpoints=lib.checkpoint_events(lines),
+                       result=result, exit=rc, stop_s=stop_s, journal=d.journal is not None)
+            res["overruns"] = lib.long_holds(steps, ts, budget_ms / 1000, asked=lib.step_requests(lines))
+            stop_run = next((r for r in runs if r["event"] == "stopping"), None)
+            res["stop_hold"] = (stop_run["lock_max"], stop_run["holds"]) if stop_run else None
             res["error"] = unfinished or (None if " freed " in result else result.split("sqlvigil: ", 1)[-1])
     finally:
         w.kill()
@@ -200,12 +227,15 @@ step_budget = {budget_ms}ms
     res["during"] = lib.latency_stats(lats, res["start"], res["end"])
     res["before"] = lib.latency_stats(lats, None, res["start"])
     res["all"] = lib.latency_stats(lats)
-    res["top"] = top_stalls(lats, res["steps"], res["checkpoints"])
+    res["top"] = top_stalls(lats, res["steps"], res["runs"])
     if budget_ms:
-        res["stall_causes"] = classify_stalls(lats, res["steps"], res["checkpoints"], res["start"], res["end"],
+        res["stall_causes"] = classify_stalls(lats, res["steps"], res["runs"], res["start"], res["end"],
                                               1.5 * budget_ms / 1000)
-        res["resets"] = [(c[1], c[3], c[4].split("sqlvigil: ", 1)[-1]) for c in res["checkpoints"]
-                         if c[1] in ("wal-restart", "wal-size") and res["start"] <= c[0] <= res["end"] + 1]
+        # sqlvigil's longest single holds of the write lock in this run, by
+        # what took them (journal: SQLVIGIL_LOCK_USEC of each run).
+        res["longest_runs"] = sorted(({k: r[k] for k in ("what", "lock_max", "holds", "lock_total", "duration",
+                                                          "message")} for r in res["runs"] if r["holds"]),
+                                     key=lambda r: -r["lock_max"])[:5]
         res["degraded"] = [l.split("sqlvigil: ", 1)[-1] for _, l in lines if "health: degraded" in l][:2]
     after = lib.db_stats(db)
     res["pages_after"], res["free_after"] = after["pages"], after["free"]
@@ -300,8 +330,18 @@ def b2_case(ctx, name, daemon, app_autocheckpoint, duration, starve=False, conf=
             d.save_log(ctx.datafile(name + ".log"))
             lines = [l for _, l in d.lines()]
             res["checkpoints"] = {m: sum(1 for l in lines if f"checkpoint ({m})" in l)
-                                  for m in ("interval", "wal-pages", "wal-restart", "wal-size")}
+                                  for m in ("interval", "wal-pages", "wal-restart", "wal-size", "wal-shrink")}
             res["checkpoints_busy"] = sum(1 for l in lines if "checkpoint (" in l and "(busy" in l)
+            # From the journal: how each RESTART/TRUNCATE ended (ok, busy, incomplete) and its holds.
+            ck = [f for _, f in d.entries("checkpoint")]
+            res["reset_results"] = {}
+            for f in ck:
+                if f.get("SQLVIGIL_CHECKPOINT_MODE") in ("restart", "truncate"):
+                    k = f.get("SQLVIGIL_RESULT", "?")
+                    res["reset_results"][k] = res["reset_results"].get(k, 0) + 1
+            res["reset_lock_max_s"] = max((lib.entry_usec(f, "SQLVIGIL_LOCK_USEC") / 1e6 for f in ck), default=None)
+            res["restart_frames_max"] = max((lib.entry_usec(f, "SQLVIGIL_WAL_FRAMES") for f in ck
+                                             if f.get("SQLVIGIL_CHECKPOINT_MODE") == "restart"), default=None)
             if not starve:
                 res["false_starvation"] = next((l.split("sqlvigil: ", 1)[-1] for l in lines
                                                 if "checkpoints starved" in l), None)
@@ -335,7 +375,7 @@ def b2_case(ctx, name, daemon, app_autocheckpoint, duration, starve=False, conf=
 
 
 def b2(ctx):
-    dur = ctx.p(15, 4)
+    dur = ctx.p(10, 3)
     ctx.log(f"B2: WAL size under 1000 commits/s with short readers, {dur}s each")
     return {"duration": dur, "cases": [
         b2_case(ctx, "b2-autocheckpoint", False, None, dur),
@@ -348,11 +388,11 @@ def b2(ctx):
 
 # ---- B3 health check cost ----------------------------------------------------------
 
+CHECK_RE = re.compile(r"health check: files (\d+) us, probe (\d+) us")
+
+
 def b3_case(ctx, label, db):
-    sock = ctx.path(f"ctl-{label}.sock")
-    d = lib.Sqlvigil(ctx.tmp, db, f"""
-[control]
-socket = {sock}
+    d = lib.Sqlvigil(ctx.tmp, db, """
 [health]
 interval = 50ms
 quick_check_interval = 0
@@ -360,25 +400,28 @@ quick_check_interval = 0
 interval = 0
 [analyze]
 interval = 0
-""", f"b3-{label}")
+""", f"b3-{label}", control=True, debug=True)
     try:
-        deadline = time.monotonic() + 2
-        while not os.path.exists(sock) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if not os.path.exists(sock):
-            return {"pending": "control socket not available"}
         time.sleep(ctx.p(10, 2))  # B3's "seconds"
-        stats = lib.control_request(sock, "stats")
+        stats = d.stats()
         if not stats.get("ok"):
             return {"pending": f"stats failed: {stats.get('error')}"}
         h = stats.get("health", {})
         if "check_usec_p50" not in h:
             return {"pending": "stats has no health.check_usec_p50"}
-        return {"p50_us": h["check_usec_p50"], "p99_us": h["check_usec_p99"], "checks": h.get("checks")}
+        res = {"p50_us": h["check_usec_p50"], "p99_us": h["check_usec_p99"], "checks": h.get("checks")}
+        # Each check's two parts, from the debug lines (SQLVIGIL_DEBUG=1).
+        parts = [tuple(map(int, m.groups())) for m in (CHECK_RE.search(l) for _, l in d.lines()) if m]
+        if parts:
+            res["files_p50_us"] = lib.median([f for f, _ in parts])
+            res["probe_p50_us"] = lib.median([p for _, p in parts])
+            res["parts_n"] = len(parts)
+        return res
     except (OSError, ValueError) as e:
         return {"pending": f"control socket did not answer: {e}"}
     finally:
         d.stop()
+        d.save_log(ctx.datafile(f"b3-{label}.log"))
 
 
 def b3(ctx):
@@ -389,13 +432,15 @@ def b3(ctx):
     ctx.log(f"B3: health check cost at 1M and {big_label} (control socket stats)")
     res = {"big_label": big_label, "seconds": ctx.p(10, 2),
            "1M": b3_case(ctx, "1M", small), "big": b3_case(ctx, big_label, big)}
-    # The same work back to back (sqlvigil's own functions, tests/bench/probe-loop.c): the cost of what
-    # a check does, without the cold start each lone check in the daemon pays.
+    # The same work with sqlvigil's own functions (tests/bench/probe-loop.c):
+    # back to back, and 50 ms asleep between checks as in the daemon above.
     loop = os.path.join(ctx.build, "tests", "sqlvigil-probe-loop")
-    for k, path in (("1M", small), ("big", big)):
+    for k, path, n, gap in (("loop", small, ctx.p(20000, 2000), 0), ("loop_gap", small, ctx.p(100, 20), 50000),
+                            ("loop", big, ctx.p(20000, 2000), 0)):
+        key = "1M" if path == small else "big"
         if os.path.exists(loop):
-            r = subprocess.run([loop, path, str(ctx.p(20000, 2000))], capture_output=True, text=True, timeout=300)
-            res[k]["loop"] = json.loads(r.stdout) if r.returncode == 0 else {"error": r.stderr.strip()}
+            r = subprocess.run([loop, path, str(n), str(gap)], capture_output=True, text=True, timeout=300)
+            res[key][k] = json.loads(r.stdout) if r.returncode == 0 else {"error": r.stderr.strip()}
     lib.remove_db(small)
     for k in ("1M", "big"):
         ctx.log(f"  {k}: {res[k]}")
@@ -417,7 +462,7 @@ def b4(ctx):
     master = master_db(ctx, label, mib)
     db = ctx.path("b4.db")
     lib.copy_db(master["path"], db)
-    dur = ctx.p(20, 5)
+    dur = ctx.p(10, 4)
     ctx.log(f"B4: memory after start and after {dur}s of accelerated maintenance on {label}, with a writer")
     d = lib.Sqlvigil(ctx.tmp, db, """
 [pragmas]
@@ -456,11 +501,11 @@ interval = 5s
         d.kill()
     lib.remove_db(db)
 
-    # A bare SQLite process for comparison: the sqlite3 shell holding the
-    # same small database open.
-    small = ctx.path("b4-idle.db")
-    lib.make_small_db(small, 1)
-    sh = subprocess.Popen(["sqlite3", small], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    # A bare SQLite process for comparison: the sqlite3 shell holding a
+    # small database open.
+    shell_db = ctx.path("b4-shell.db")
+    lib.make_small_db(shell_db, 1)
+    sh = subprocess.Popen(["sqlite3", shell_db], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     sh.stdin.write("SELECT count(*) FROM events;\n")
     sh.stdin.flush()
     sh.stdout.readline()
@@ -468,32 +513,65 @@ interval = 5s
     sh.stdin.close()
     sh.wait()
 
+    lib.remove_db(shell_db)
+
     # Idle CPU and wake-ups: the installed unit's settings (WatchdogSec=30s,
-    # so health checks every 15 s) and every other default.
+    # so health checks every 15 s) and every other default. The daemon was
+    # started at the beginning of the run (idle_start()), so that its first
+    # quick_check, which comes within SCHEDULER_FIRST_CHECK (2 min) of the
+    # start, is behind it: the window shows the steady state.
     idle = ctx.p(60, 10)
-    ctx.log(f"B4: idle CPU and wake-ups over {idle}s (defaults, WATCHDOG_USEC=30s)")
-    d = lib.Sqlvigil(ctx.tmp, small, "", "b4-idle", watchdog_usec=30_000_000)
+    d, small = getattr(ctx, "idle_daemon", None) or idle_start(ctx)
+    settle = ctx.p(IDLE_SETTLE_S, 1.0) - (time.monotonic() - d.ready_at)
+    ctx.log(f"B4: idle CPU and wake-ups over {idle}s (defaults, WATCHDOG_USEC=30s)"
+            + (f", after {settle:.0f} s more of settling" if settle > 0 else ""))
+    if settle > 0:
+        time.sleep(settle)
     try:
-        time.sleep(1.0)
-        c0, t0 = lib.proc_cpu(d.pid), time.monotonic()
+        res["idle_since_ready_s"] = time.monotonic() - d.ready_at
+        c0, th0, t0 = lib.proc_cpu(d.pid), lib.proc_threads(d.pid), time.monotonic()
         time.sleep(idle)
-        c1, t1 = lib.proc_cpu(d.pid), time.monotonic()
+        c1, th1, t1 = lib.proc_cpu(d.pid), lib.proc_threads(d.pid), time.monotonic()
         res["idle_mem"] = mem(d.pid)
         res["watchdog_pings"] = len(d.notify.times("WATCHDOG", "1", after=t0, before=t1))
         d.stop()
+        res["idle_log"] = [l.split("sqlvigil: ", 1)[-1] for t, l in d.lines() if t0 <= t <= t1]
+        res["before_log"] = [(t - d.ready_at, l.split("sqlvigil: ", 1)[-1]) for t, l in d.lines()
+                             if d.ready_at < t < t0 and "quick_check" in l]
     finally:
         d.kill()
     lib.remove_db(small)
     el = t1 - t0
+    threads = []
+    for tid, a in sorted(th0.items(), key=lambda x: int(x[0])):
+        b = th1.get(tid)
+        if not b:
+            continue
+        threads.append({"name": a["name"], "main": tid == str(d.pid), "wakeups": b["voluntary"] - a["voluntary"],
+                        "involuntary": b["involuntary"] - a["involuntary"], "cpu_s": (b["run_ns"] - a["run_ns"]) / 1e9,
+                        "slices": b["slices"] - a["slices"]})
     res["idle"] = {"seconds": el, "cpu_s": (c1["run_ns"] - c0["run_ns"]) / 1e9,
                    "cpu_ticks_s": c1["cpu_s"] - c0["cpu_s"], "slices": c1["slices"] - c0["slices"],
-                   "switches": c1["switches"] - c0["switches"], "threads": c1["threads"]}
+                   "switches": c1["switches"] - c0["switches"], "threads": c1["threads"], "per_thread": threads,
+                   "wakeups": sum(t["wakeups"] for t in threads)}
     res["idle"]["cpu_pct"] = 100 * res["idle"]["cpu_s"] / el
-    res["idle"]["wakeups_per_min"] = res["idle"]["slices"] * 60 / el
+    res["idle"]["wakeups_per_s"] = res["idle"]["wakeups"] / el
+    res["idle"]["wakeups_per_min"] = res["idle"]["wakeups"] * 60 / el
     ctx.log(f"  start RssAnon {res['start']['RssAnon'] / 1024:.0f} KiB, after {res['after']['RssAnon'] / 1024:.0f}"
             f" KiB (RssFile {res['after']['RssFile'] / 1024:.0f} KiB); idle CPU {res['idle']['cpu_pct']:.4f}%, "
-            f"{res['idle']['wakeups_per_min']:.1f} wake-ups/min")
+            f"{res['idle']['wakeups_per_s']:.2f} wake-ups/s: "
+            + ", ".join(f"{t['name']} {t['wakeups']}" for t in threads))
     return res
+
+
+IDLE_SETTLE_S = 125.0
+
+
+def idle_start(ctx):
+    """B4's idle daemon: defaults, the unit's watchdog, a 1 MiB database."""
+    small = ctx.path("b4-idle.db")
+    lib.make_small_db(small, 1)
+    return lib.Sqlvigil(ctx.tmp, small, "", "b4-idle", watchdog_usec=30_000_000), small
 
 
 # ---- B5 startup --------------------------------------------------------------------
@@ -671,6 +749,10 @@ interval = 0
                 res["daemon_line"] = done[1].split("sqlvigil: ", 1)[-1] if done else None
                 if began and done:  # the log's own figure is rounded to whole seconds above 1 s
                     res["daemon_ckpt_s"] = done[0] - began[0]
+                e = [f for _, f in d.entries("stopping")]
+                if e:
+                    res["stop_entry"] = {k: lib.entry_usec(e[-1], "SQLVIGIL_" + k) for k in (
+                        "DURATION_USEC", "LOCK_USEC", "LOCK_HOLDS", "LOCK_TOTAL_USEC")}
             finally:
                 d.kill()
             res["daemon_wal_after"] = lib.file_size(a + "-wal")
@@ -721,7 +803,7 @@ interval = 2s
 interval = 1s
 [analyze]
 interval = 3s
-""", name, debug=True)
+""", name, debug=True, control=True)
         t0 = time.monotonic()
         for i in range(8):
             writers.append(lib.Writer(db, ctx.datafile(f"{name}-w{i + 1}.lat"), wid=i + 1, interval_us=1000,
@@ -745,6 +827,7 @@ interval = 3s
         t1 = time.monotonic()
         if d:
             lines = d.lines()
+            res["holds"] = lib.holds_by_task(d.stats())
             res["exit"], _ = d.stop()
             d.save_log(ctx.datafile(name + ".log"))
             win = [l for t, l in lines if t0 <= t <= t1]
@@ -853,7 +936,9 @@ def machine(ctx, command):
 
 
 
-BENCHES = {"B1": b1, "B2": b2, "B3": b3, "B4": b4, "B5": b5, "B6": b6, "B7": b7}
+BENCHES = {"B1": b1, "B2": b2, "B3": b3, "B4": b4, "B5": b5, "B6": b6, "B7": b7,
+           "B8": locks.b8, "B9": lambda ctx: locks.b9(ctx, master_db), "B10": backups.b10, "B11": backups.b11,
+           "B12": faults.b12}
 
 
 def report_only(args):
@@ -879,6 +964,7 @@ def main():
     ap.add_argument("--only", help="comma-separated subset, e.g. B1,B6")
     ap.add_argument("--out", help="where benchmarks.md and the PNGs go (default: docs/, or BUILD/bench-quick/)")
     ap.add_argument("--sqlvigil", help="benchmark this sqlvigil binary instead of BUILD/src/sqlvigil")
+    ap.add_argument("--sqlvigilctl", help="the sqlvigilctl beside --sqlvigil (default: its directory's)")
     ap.add_argument("--other-budget", type=int, default=5, help="the second step_budget of B1, ms (default 5)")
     ap.add_argument("--b1-sizes", help="B1's database sizes in MiB, e.g. 256,1024 (default: 256,1024; quick 32,64)")
     ap.add_argument("--command", help=argparse.SUPPRESS)
@@ -895,11 +981,15 @@ def main():
     only = [b.strip().upper() for b in args.only.split(",")] if args.only else list(BENCHES)
     failed = []
     try:
-        lib.setup_binaries(ctx.sqlvigil, ctx.loadgen)
+        lib.setup_binaries(ctx.sqlvigil, ctx.loadgen, ctx.sqlvigilctl)
         command = args.command or "tests/bench/run.py " + " ".join(sys.argv[1:])
-        ctx.meta = {"rows": machine(ctx, command)}
+        ctx.meta = {"rows": machine(ctx, command), "journal": lib.journal_available(ctx.tmp)}
         ctx.load = {}
         ctx.log(f"sqlvigil {ctx.sqlvigil}; temporary files in {ctx.tmp}; raw data in {ctx.data}")
+        if "B4" in only and not ctx.quick:
+            # B4 measures it idle two minutes from now (see b4()); nothing
+            # else uses its database meanwhile.
+            ctx.idle_daemon = idle_start(ctx)
         for b in only:
             t0 = time.monotonic()
             snap = cpu_snapshot()
@@ -920,6 +1010,8 @@ def main():
         report.write(ctx, out, only)
         ctx.log(f"report: {os.path.join(out, 'benchmarks.md')}")
     finally:
+        if getattr(ctx, "idle_daemon", None):
+            ctx.idle_daemon[0].kill()
         if not args.keep:
             shutil.rmtree(ctx.tmp, ignore_errors=True)
     return 1 if failed else 0
