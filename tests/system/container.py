@@ -109,6 +109,7 @@ class Container:
             # The container's systemd makes up a fresh machine ID (and so
             # its own journal directory) instead of using the host's.
             self.remove("/etc/machine-id")
+            self.forget_host_install()
         except BaseException:
             self.cleanup()
             raise
@@ -156,6 +157,33 @@ class Container:
             os.unlink(self.path(p))
         except FileNotFoundError:
             pass
+
+    def forget_host_install(self):
+        """A host that has run the README's install (CI's machine has
+        sqlvigil@wecare configured and binaries in /usr/local/bin) would
+        otherwise boot its configuration, enabled units and older files in
+        every container. The container starts as a host that never had
+        sqlvigil; removing them here only hides them in the tmpfs upper
+        layer (overlayfs whiteouts), the host keeps them."""
+        gone = []
+        for top in ("/etc", "/usr/local", "/usr/lib/systemd", "/lib/systemd", "/usr/share/man"):
+            base = self.path(top)
+            if not os.path.isdir(base) or os.path.islink(base):
+                continue
+            for dirpath, dirnames, filenames in os.walk(base):
+                for n in list(dirnames) + filenames:
+                    if not n.startswith("sqlvigil"):
+                        continue
+                    full = os.path.join(dirpath, n)
+                    if os.path.isdir(full) and not os.path.islink(full):
+                        shutil.rmtree(full)
+                        dirnames.remove(n)
+                    else:
+                        os.unlink(full)
+                    gone.append(os.path.relpath(full, self.root))
+        if gone:
+            print(f"hidden from the container (the host's own sqlvigil): {' '.join(sorted(gone))}",
+                  file=sys.stderr)
 
     # ---- contents -------------------------------------------------------
 

@@ -9,6 +9,7 @@ deadline and fails with what it saw.
 
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import time
@@ -262,6 +263,7 @@ class Session:
         /etc/sqlvigil/NAME.conf. user= and directory= put the database
         elsewhere, owned by another user."""
         inst = Instance(name, user, directory)
+        self.forget_host_leftovers(inst)
         self.run("useradd", "--system", "--user-group", "--home-dir", inst.dir, "--no-create-home",
                  "--shell", "/usr/sbin/nologin", inst.user)
         os.makedirs(inst.dir, exist_ok=True)
@@ -276,6 +278,26 @@ class Session:
         self.run("chown", "-R", f"{inst.user}:{inst.user}", inst.dir)
         self.write_config(inst, f"[database]\npath = {inst.db}\n\n{config}")
         return inst
+
+    def forget_host_leftovers(self, inst):
+        """The container's / is the host's under an overlay, so a host that
+        has followed the README (CI's machine has a user wecare and
+        /var/lib/wecare) shows its users, state directories and
+        configuration here too. A scenario checks what a fresh install
+        does, so it starts from none of them. This only hides them in the
+        container's upper layer; the host keeps its files."""
+        for user in {inst.user, inst.name}:
+            if subprocess.run(["getent", "passwd", user], capture_output=True).returncode == 0:
+                self.run("userdel", user)
+            if subprocess.run(["getent", "group", user], capture_output=True).returncode == 0:
+                self.run("groupdel", user)
+        for path in (inst.dir, f"/var/lib/{inst.name}", f"/var/backups/sqlvigil/{inst.name}"):
+            if os.path.lexists(path):
+                self.log(f"removing the host's {path} from the container")
+                shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
+        if os.path.lexists(inst.conf):
+            self.log(f"removing the host's {inst.conf} from the container")
+            os.remove(inst.conf)
 
     def write_config(self, inst, text):
         os.makedirs(os.path.dirname(inst.conf), exist_ok=True)
