@@ -694,15 +694,29 @@ def committed_app(db, rows=3000, in_wal=(100, 100, 100)):
 def expect_fence(v, db, old_shm):
     """While the rescue waits: a new, empty file at the -shm path with a
     write lock on byte 128 held by sqlvigil, so that programs opening the
-    database now fail instead of starting a second WAL."""
+    database now fail instead of starting a second WAL. Polled: the
+    file-fault entry is written when the fault is seen, and the old -shm
+    may still be at its path for a moment after it, until the rescue has
+    moved it aside and put the fence there."""
     shm = db + "-shm"
+    seen = {}
+
+    def fence():
+        try:
+            st = os.stat(shm)
+            seen["ino"], seen["owner"] = st.st_ino, lock_owner(shm, 128)
+        except FileNotFoundError:
+            seen["ino"], seen["owner"] = None, None
+            return False
+        return (old_shm is None or seen["ino"] != old_shm) and seen["owner"] == v.pid
+
     try:
-        st = wait_until(lambda: os.path.exists(shm) and os.stat(shm), 10, "the fence at " + shm)
+        wait_until(fence, 10, "the fence at " + shm)
     except Failure as e:
-        raise Failure(f"{e}; files: {sorted(os.listdir(os.path.dirname(db)))}\n{v.dump()}")
-    check(old_shm is None or st.st_ino != old_shm, f"{shm} is the old -shm, not a fence")
-    check(lock_owner(shm, 128) == v.pid, f"byte 128 of {shm} is locked by pid {lock_owner(shm, 128)}, "
-                                         f"not by sqlvigil ({v.pid})")
+        what = ("nothing" if seen.get("ino") is None else
+                "the old -shm" if seen["ino"] == old_shm else
+                f"a new file, byte 128 locked by pid {seen['owner']}, not by sqlvigil ({v.pid})")
+        raise Failure(f"{e}: {what} is there; files: {sorted(os.listdir(os.path.dirname(db)))}\n{v.dump()}")
 
 
 def case_wal_shm_deleted(tmp):
