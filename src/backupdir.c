@@ -215,17 +215,7 @@ int backupdir_write_manifest(const char *dir, const char *base, const BackupMani
                 json_free(&j);
                 return r;
         }
-        for (size_t off = 0, len = strlen(text); off < len;) {
-                ssize_t n = write(fd, text + off, len - off);
-
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0) {
-                        r = -errno;
-                        break;
-                }
-                off += (size_t)n;
-        }
+        r = write_all(fd, text, strlen(text));
         if (r == 0 && fsync(fd) < 0)
                 r = -errno;
         if (close(fd) < 0 && r == 0)

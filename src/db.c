@@ -699,6 +699,23 @@ fail:
         bufprintf(h->error, sizeof(h->error), "%s", db->error);
 }
 
+/* The freelist and page counts (pages), in a read transaction of their
+ * own: 0, or failure_of() with the reason in error. */
+static int read_counts(Db *db, int64_t *freelist_count, int64_t *page_count, char *error, size_t error_size) {
+        int rc = sqlite3_step(db->stmt_counts), r = 0;
+
+        if (rc == SQLITE_ROW) {
+                *freelist_count = sqlite3_column_int64(db->stmt_counts, 0);
+                *page_count = sqlite3_column_int64(db->stmt_counts, 1);
+        } else {
+                set_error(db, error, error_size, rc, "PRAGMA freelist_count and page_count");
+                r = failure_of(db, rc);
+        }
+        /* At once: a statement left on a row keeps its read transaction. */
+        sqlite3_reset(db->stmt_counts);
+        return r;
+}
+
 void db_vacuum_step(Db *db, uint32_t pages, usec_t max_wait, usec_t hold, DbVacuumStep *v) {
         sqlite3_stmt *stmt = NULL;
         char sql[64];
@@ -748,16 +765,7 @@ void db_vacuum_step(Db *db, uint32_t pages, usec_t max_wait, usec_t hold, DbVacu
                 v->lock_held = 0;
                 return;
         }
-        rc = sqlite3_step(db->stmt_counts);
-        if (rc == SQLITE_ROW) {
-                v->freelist_count = sqlite3_column_int64(db->stmt_counts, 0);
-                v->page_count = sqlite3_column_int64(db->stmt_counts, 1);
-        } else {
-                set_error(db, v->error, sizeof(v->error), rc, "PRAGMA freelist_count and page_count");
-                v->result = failure_of(db, rc);
-        }
-        /* At once: a statement left on a row keeps its read transaction. */
-        sqlite3_reset(db->stmt_counts);
+        v->result = read_counts(db, &v->freelist_count, &v->page_count, v->error, sizeof(v->error));
 }
 
 void db_restore(Db *db, const char *src_path, usec_t max_wait, DbRestore *r) {
@@ -871,20 +879,9 @@ finish:
 }
 
 void db_counts(Db *db, DbCounts *c) {
-        int rc;
-
         *c = (DbCounts){ .page_size = db->page_size };
         set_wait(db, 0);
-        rc = sqlite3_step(db->stmt_counts);
-        if (rc == SQLITE_ROW) {
-                c->freelist_count = sqlite3_column_int64(db->stmt_counts, 0);
-                c->page_count = sqlite3_column_int64(db->stmt_counts, 1);
-        } else {
-                set_error(db, c->error, sizeof(c->error), rc, "PRAGMA freelist_count and page_count");
-                c->result = failure_of(db, rc);
-        }
-        /* At once: a statement left on a row keeps its read transaction. */
-        sqlite3_reset(db->stmt_counts);
+        c->result = read_counts(db, &c->freelist_count, &c->page_count, c->error, sizeof(c->error));
 }
 
 void db_convert(Db *db, usec_t max_wait, DbConvert *c) {

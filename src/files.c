@@ -297,7 +297,6 @@ int mark_read(const char *mark_path, Mark *ret) {
 
 int dbfiles_write_mark(DbFiles *f, bool stale) {
         _cleanup_(freep) char *tmp = NULL, *text = NULL;
-        size_t len, off = 0;
         int fd, r;
 
         tmp = strdup_printf("%s.%d.tmp", f->mark_path, (int)getpid());
@@ -314,18 +313,9 @@ int dbfiles_write_mark(DbFiles *f, bool stale) {
         fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (fd < 0)
                 return -errno;
-        len = strlen(text);
-        while (off < len) {
-                ssize_t n = write(fd, text + off, len - off);
-
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0) {
-                        r = -errno;
-                        goto fail;
-                }
-                off += (size_t)n;
-        }
+        r = write_all(fd, text, strlen(text));
+        if (r < 0)
+                goto fail;
         if (fsync(fd) < 0 || rename(tmp, f->mark_path) < 0) {
                 r = -errno;
                 goto fail;

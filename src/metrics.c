@@ -261,7 +261,6 @@ static int check_replaceable(const char *path, const FileId *avoid, size_t n_avo
 int metrics_write(const char *path, const char *text, const FileId *avoid, size_t n_avoid, char *error,
                   size_t error_size) {
         _cleanup_(freep) char *tmp = NULL;
-        size_t len, off = 0;
         int fd, r;
 
         r = check_replaceable(path, avoid, n_avoid, error, error_size);
@@ -279,20 +278,12 @@ int metrics_write(const char *path, const char *text, const FileId *avoid, size_
                 bufprintf(error, error_size, "cannot create %s: %s", tmp, strerror(errno));
                 return r;
         }
-        len = strlen(text);
-        while (off < len) {
-                ssize_t n = write(fd, text + off, len - off);
-
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0) {
-                        r = -errno;
-                        bufprintf(error, error_size, "cannot write %s: %s", tmp, strerror(errno));
-                        close(fd);
-                        (void)unlink(tmp);
-                        return r;
-                }
-                off += (size_t)n;
+        r = write_all(fd, text, strlen(text));
+        if (r < 0) {
+                bufprintf(error, error_size, "cannot write %s: %s", tmp, strerror(-r));
+                close(fd);
+                (void)unlink(tmp);
+                return r;
         }
         /* Readable by the collector whatever our umask (the unit has 0077). */
         if (fchmod(fd, 0644) < 0 || close(fd) < 0) {

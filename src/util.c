@@ -182,6 +182,22 @@ int check_space(const char *dir, uint64_t needed, uint64_t keep_free, char *buf,
         return -ENOSPC;
 }
 
+int write_all(int fd, const void *buf, size_t len) {
+        const char *p = buf;
+
+        while (len > 0) {
+                ssize_t n = write(fd, p, len);
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -errno;
+                p += n;
+                len -= (size_t)n;
+        }
+        return 0;
+}
+
 int fsync_path(const char *path, bool directory) {
         int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | (directory ? O_DIRECTORY : 0)), r = 0;
 

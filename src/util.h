@@ -97,6 +97,11 @@ void describe_space(const char *dir, uint64_t needed, char *buf, size_t size);
 /* Sleeps for usec, resuming after signals; returns early only if usec is 0. */
 void sleep_usec(usec_t usec);
 
+/* write(2) of all len bytes of buf to fd, resuming after EINTR and short
+ * writes. 0 or a negative errno (what is written before a failure stays
+ * written). Any thread. */
+int write_all(int fd, const void *buf, size_t len);
+
 /* fsync() of the file or directory at path (opened read-only, never
  * following a final symbolic link): a directory's, so that a rename in it
  * survives a crash. 0 or a negative errno. Any thread. Never for the
