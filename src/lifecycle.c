@@ -21,6 +21,7 @@ bool lifecycle_allows(Lifecycle state, NotifyKind kind) {
         case NOTIFY_STOPPING:
                 return state != LIFECYCLE_STOPPING;
         case NOTIFY_EXTEND_TIMEOUT:
+        case NOTIFY_STOPPING_STATUS:
                 return state == LIFECYCLE_STOPPING;
         default:
                 return false;

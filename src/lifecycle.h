@@ -9,7 +9,9 @@
  *   starting  -> READY=1 -> running -> RELOADING=1 -> reloading -> READY=1 -> running
  *   any       -> STOPPING=1 -> stopping (for good)
  *
- *   STATUS=      starting, running, reloading; in stopping only the one sent with STOPPING=1
+ *   STATUS=      starting, running, reloading; in stopping the one sent with STOPPING=1,
+ *                then only a stopping STATUS= (what the stop now waits for, e.g. the
+ *                rescue holding off a process: rescue.h)
  *   WATCHDOG=1   running, reloading (systemd enforces the watchdog there)
  *   EXTEND_TIMEOUT_USEC=  stopping
  *
@@ -34,6 +36,7 @@ typedef enum NotifyKind {
         NOTIFY_WATCHDOG,
         NOTIFY_STOPPING,
         NOTIFY_EXTEND_TIMEOUT,
+        NOTIFY_STOPPING_STATUS, /* STATUS= about the stop itself */
         _NOTIFY_KIND_MAX,
 } NotifyKind;
 

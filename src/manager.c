@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 #include <libgen.h>
 #include <sys/stat.h>
@@ -511,6 +512,19 @@ static void on_rescue_done(void *userdata, const char *summary, bool complete) {
         (void)sd_event_exit(m->event, EXIT_RESCUED);
 }
 
+/* Past stop_timeout, for a process that only sqlvigil holds off
+ * (rescue.h): the journal and STATUS= say who, and what to do. */
+static void on_rescue_holding(void *userdata, const char *text) {
+        Manager *m = userdata;
+        char status[600];
+
+        if (m->tearing_down)
+                return;
+        log_error("files of %s: %s", m->db_path, text);
+        bufprintf(status, sizeof(status), "failed: %s", text);
+        log_notify_failure(notify_stopping_status(&m->lifecycle, status), "STATUS=");
+}
+
 /* The files sqlvigil has open are no longer the ones at their paths (or no
  * longer agree): say so at once, then save what is committed and leave
  * (rescue.h). */
@@ -551,6 +565,7 @@ static void start_rescue(Manager *m, RescueKind kind, const char *reason) {
                                  .timeout = m->config->stop_timeout,
                                  .userdata = m,
                                  .done = on_rescue_done,
+                                 .holding = on_rescue_holding,
                          },
                          kind, &m->files_check);
         if (r < 0) {
@@ -785,7 +800,9 @@ static int on_extend_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         usec_t elapsed = usec - m->stop_started;
         int r;
 
-        if (elapsed > m->config->stop_timeout + STOP_EXTEND_GRACE) {
+        /* A rescue holding off a process (rescue.h) stays as long as that
+         * process does: leaving would be the cause of what it then does. */
+        if (elapsed > m->config->stop_timeout + STOP_EXTEND_GRACE && !rescue_holding(m->rescue)) {
                 log_warning("stopping: the %s has taken %" PRIu64 "s; no longer extending the stop timeout",
                             m->rescue ? "rescue of the files" : "final checkpoint", elapsed / USEC_PER_SEC);
                 return sd_event_source_set_enabled(s, SD_EVENT_OFF);
@@ -847,6 +864,12 @@ static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, v
         Manager *m = userdata;
 
         (void)s;
+        if (rescue_holding(m->rescue)) {
+                log_warning("%s: leaving the files of %s to the process sqlvigil was holding off",
+                            strsignal((int)si->ssi_signo), m->db_path);
+                rescue_abandon(m->rescue);
+                return 0;
+        }
         if (stopping(m)) {
                 log_notice("%s: already stopping; waiting for the %s", strsignal((int)si->ssi_signo),
                            m->rescue ? "files to be saved" : "final checkpoint");
@@ -1374,6 +1397,23 @@ static int manager_open(Manager *m) {
         DbProbe probe;
         int r;
 
+        /* SQLite follows a symbolic link and keeps its -wal and -shm
+         * beside the file it names; sqlvigil's watch, fence and rescue work
+         * by the configured path. The two would disagree, so the link is
+         * refused, naming the file to configure. */
+        {
+                struct stat st;
+                _cleanup_(freep) char *target = NULL;
+
+                if (lstat(m->config->db_path, &st) == 0 && S_ISLNK(st.st_mode)) {
+                        target = realpath(m->config->db_path, NULL);
+                        return start_failed(EXIT_CONFIG,
+                                            "%s is a symbolic link%s%s; set [database] path to the file itself "
+                                            "(its -wal and -shm live beside it, not beside the link)",
+                                            m->config->db_path, target ? " to " : " to nothing",
+                                            target ? target : "");
+                }
+        }
         r = set_aside_stale(m);
         if (r != EXIT_CLEAN)
                 return r;

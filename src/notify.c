@@ -55,6 +55,13 @@ int notify_status(Lifecycle *state, const char *status) {
         return send_message(state, NOTIFY_STATUS, text);
 }
 
+int notify_stopping_status(Lifecycle *state, const char *status) {
+        char buf[512], text[600];
+
+        bufprintf(text, sizeof(text), "STATUS=%s", one_line(status, buf, sizeof(buf)));
+        return send_message(state, NOTIFY_STOPPING_STATUS, text);
+}
+
 int notify_watchdog(Lifecycle *state) {
         return send_message(state, NOTIFY_WATCHDOG, "WATCHDOG=1");
 }

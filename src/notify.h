@@ -21,5 +21,7 @@ int notify_ready(Lifecycle *state, const char *status);
 int notify_status(Lifecycle *state, const char *status);
 int notify_watchdog(Lifecycle *state);
 int notify_stopping(Lifecycle *state, const char *status);
+/* STATUS= while stopping: what the stop now waits for. */
+int notify_stopping_status(Lifecycle *state, const char *status);
 int notify_reloading(Lifecycle *state);
 int notify_extend_timeout(Lifecycle *state, usec_t usec);

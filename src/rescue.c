@@ -53,6 +53,8 @@ struct Rescue {
         int copied;            /* frames drained into the database, in all */
         int late;              /* of those, frames that others committed during the rescue */
         bool drained_last;     /* the drain after the others left (or the deadline) is done */
+        bool holding;          /* past the deadline, for a process it must hold off (rescue.h) */
+        bool abandoned;        /* told to stop while holding: leaves once the step in flight is done */
         char actions[1536];    /* what was done, for the summary */
         bool failed;
 };
@@ -363,15 +365,58 @@ static void finish(Rescue *r) {
                 act(r, "removed the fence %s", r->env.files->shm_path);
         }
         release_locks(r);
-        if (r->other > 0) {
+        if (r->other > 0 && r->holding) {
                 walindex_comm(r->other, who, sizeof(who));
-                act(r, "pid %d (%s) still has the old files open after %" PRIu64 " s: restart it; %s",
-                    (int)r->other, who, r->env.timeout / USEC_PER_SEC,
-                    r->kind == RESCUE_OVERWRITTEN ? "its commits go to a WAL set aside"
-                                                  : "its commits from now on go where no new connection looks");
+                act(r, "told to stop while pid %d (%s) still has the old files open: %s; stop it now, then check "
+                       "the database with PRAGMA integrity_check",
+                    (int)r->other, who,
+                    r->kind == RESCUE_OVERWRITTEN
+                            ? "nothing keeps it from checkpointing its set-aside WAL into the copied-in content "
+                              "any more"
+                            : "nothing keeps new connections from starting a second WAL beside its one any more");
+        } else if (r->other > 0) {
+                walindex_comm(r->other, who, sizeof(who));
+                act(r, "pid %d (%s) still has the old files open after %" PRIu64 " s: restart it; its commits "
+                       "from now on go to the database that was moved away, where no new connection looks",
+                    (int)r->other, who, r->env.timeout / USEC_PER_SEC);
         }
         bufprintf(text, sizeof(text), "%s", r->actions);
         r->env.done(r->env.userdata, text, !r->failed && r->other <= 0);
+}
+
+/* stop_timeout has passed and pid r->other is still attached: say once who
+ * it is and why sqlvigil stays (rescue.h). */
+static void hold(Rescue *r) {
+        char who[96] = "", text[512];
+
+        if (r->holding)
+                return;
+        r->holding = true;
+        walindex_comm(r->other, who, sizeof(who));
+        bufprintf(text, sizeof(text),
+                  "pid %d (%s) still has the old files open after %" PRIu64 " s; sqlvigil stays and %s until it "
+                  "is gone: stop or restart it",
+                  (int)r->other, who, r->env.timeout / USEC_PER_SEC,
+                  r->kind == RESCUE_OVERWRITTEN
+                          ? "holds the old WAL's locks, so that it can neither commit nor checkpoint its "
+                            "set-aside WAL into the copied-in content,"
+                          : "keeps the fence, so that no new connection starts a second WAL beside its one, and "
+                            "drains what it commits,");
+        act(r, "%s", text);
+        if (r->env.holding)
+                r->env.holding(r->env.userdata, text);
+}
+
+bool rescue_holding(const Rescue *r) {
+        return r && r->holding && r->step != STEP_DONE;
+}
+
+void rescue_abandon(Rescue *r) {
+        if (!rescue_holding(r))
+                return;
+        r->abandoned = true;
+        if (!r->busy)
+                finish(r);
 }
 
 static void advance(Rescue *r) {
@@ -399,6 +444,18 @@ static void advance(Rescue *r) {
                         return; /* the next tick tries again */
                 if (files_other_user(r->env.files->shm_fd, &r->other) < 0)
                         r->other = 0;
+                if (r->other > 0 && now >= r->deadline && r->kind != RESCUE_DB_MOVED) {
+                        if (r->abandoned) {
+                                finish(r);
+                                return;
+                        }
+                        hold(r);
+                        if (r->kind == RESCUE_WAL_DISPLACED && now >= r->next_drain) {
+                                r->next_drain = now + DRAIN_EVERY;
+                                start_drain(r, USEC_PER_SEC);
+                        }
+                        return;
+                }
                 if (r->other <= 0 || now >= r->deadline) {
                         /* Once more: what others committed since the
                          * previous drain (they may have left just now)
@@ -422,7 +479,7 @@ static void advance(Rescue *r) {
                 /* Someone still commits into the old WAL: bring that in too. */
                 if (r->kind != RESCUE_OVERWRITTEN && now >= r->next_drain) {
                         r->next_drain = now + DRAIN_EVERY;
-                        start_drain(r, MIN(USEC_PER_SEC, r->deadline - now));
+                        start_drain(r, MIN(USEC_PER_SEC, r->deadline - now)); /* now < deadline here */
                 }
                 return;
         default:

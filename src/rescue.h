@@ -32,6 +32,18 @@
  * processes still attached to the old files are named, and sqlvigil waits
  * for them (draining what they commit) up to stop_timeout; then it exits
  * with EXIT_RESCUED (75, EX_TEMPFAIL) for systemd to restart it.
+ *
+ * Except when leaving would be the cause: a process still attached after
+ * stop_timeout to a WAL that was displaced, or that no longer belongs to
+ * the content (overwritten), is held off by sqlvigil alone - the fence
+ * keeps new connections from starting a second WAL beside its one, the
+ * held locks keep it from checkpointing old frames into copied-in content
+ * (measured: a writer outliving the exit did exactly that, and the file
+ * failed integrity_check). So sqlvigil stays, says so (holding()), and
+ * leaves once that process is gone, or when it is told to stop
+ * (rescue_abandon()). A database moved away is not held: what a process
+ * attached to it commits goes into its own file, which no new connection
+ * shares.
  */
 
 #include <stdbool.h>
@@ -65,6 +77,9 @@ typedef struct RescueEnv {
         void *userdata;
         /* The rescue ended: what it did, one sentence. */
         void (*done)(void *userdata, const char *summary, bool complete);
+        /* stop_timeout passed with a process still attached that sqlvigil
+         * must hold off (above): who, and why sqlvigil stays. Once. */
+        void (*holding)(void *userdata, const char *text);
 } RescueEnv;
 
 /* Starts it; reason: what was found (the journal has it already). Loop
@@ -77,3 +92,12 @@ Rescue *rescue_free(Rescue *r);
  * the rescue, which had just moved the -shm aside) is put back. Loop
  * thread. */
 void rescue_look(Rescue *r);
+
+/* Whether it stays past stop_timeout for a process it holds off (above).
+ * Loop thread. */
+bool rescue_holding(const Rescue *r);
+
+/* Told to stop while holding: leaves now, and its summary says what that
+ * process may now do and what the operator must do. A no-op unless
+ * holding. Loop thread. */
+void rescue_abandon(Rescue *r);

@@ -10,8 +10,10 @@ static void test_start_and_reload(void) {
         CHECK(!lifecycle_allows(s, NOTIFY_WATCHDOG));
         CHECK(!lifecycle_allows(s, NOTIFY_RELOADING));
         CHECK(!lifecycle_allows(s, NOTIFY_EXTEND_TIMEOUT));
+        CHECK(!lifecycle_allows(s, NOTIFY_STOPPING_STATUS));
         s = lifecycle_next(s, NOTIFY_READY);
         CHECK_INT(s, LIFECYCLE_RUNNING);
+        CHECK(!lifecycle_allows(s, NOTIFY_STOPPING_STATUS));
         /* A second READY=1 without a reload is not allowed. */
         CHECK(!lifecycle_allows(s, NOTIFY_READY));
         CHECK(lifecycle_allows(s, NOTIFY_WATCHDOG));
@@ -36,6 +38,7 @@ static void test_stop_wins(void) {
                 CHECK(!lifecycle_allows(s, NOTIFY_WATCHDOG));
                 CHECK(!lifecycle_allows(s, NOTIFY_STOPPING));
                 CHECK(lifecycle_allows(s, NOTIFY_EXTEND_TIMEOUT));
+                CHECK(lifecycle_allows(s, NOTIFY_STOPPING_STATUS));
                 /* A refused message changes nothing. */
                 CHECK_INT(lifecycle_next(s, NOTIFY_READY), LIFECYCLE_STOPPING);
                 CHECK_INT(lifecycle_next(s, NOTIFY_RELOADING), LIFECYCLE_STOPPING);

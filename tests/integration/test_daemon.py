@@ -96,6 +96,19 @@ def case_bad_config_at_start(tmp):
     check(r.returncode == 78, f"missing config: exit {r.returncode}")
     check("cannot open configuration file" in r.stderr, r.stderr)
 
+    # Not a file to read: a FIFO (nobody writes it: no hang), a device
+    # that never ends, a directory; and a file far too large to be one.
+    fifo = os.path.join(tmp, "fifo.conf")
+    os.mkfifo(fifo)
+    huge = os.path.join(tmp, "huge.conf")
+    with open(huge, "wb") as f:
+        f.truncate(8 << 20)
+    for path, words in ((fifo, "is not a regular file"), ("/dev/zero", "is not a regular file"),
+                        (tmp, "is not a regular file"), (huge, "is 8388608 bytes, more than")):
+        r = run_cmd(["--check-config", "--config", path])
+        check(r.returncode == 78, f"--config {path}: exit {r.returncode}, expected 78: {r.stderr!r}")
+        check(f"configuration file {path} {words}" in r.stderr, f"--config {path}: {r.stderr!r}")
+
 
 COMMENT_RULE = "only ';' after a space or tab starts an inline comment"
 
@@ -192,6 +205,40 @@ def case_stderr_time(tmp):
     check(all(before - 0.001 <= t <= after + 0.001 for t in stamps),
           f"times {stamps} outside the run {before}..{after}")
     check(stamps == sorted(stamps), f"times go backwards: {stamps}")
+
+
+def case_database_symlink(tmp):
+    """The database path is a symbolic link (to a database, or to nothing
+    with --create): refused at start, exit 78, naming the link and the file
+    to configure; nothing is created or opened, the database is unchanged;
+    a link to the directory above works."""
+    data = os.path.join(tmp, "data")
+    os.mkdir(data)
+    real = os.path.join(data, "real.db")
+    make_db(real)
+    before = open(real, "rb").read()
+    link = os.path.join(tmp, "link.db")
+    os.symlink(real, link)
+    dangling = os.path.join(tmp, "dangling.db")
+    os.symlink(os.path.join(data, "nothing.db"), dangling)
+    for args, words in ((["--database", link], f"{link} is a symbolic link to {real}; set [database] path"),
+                        (["--database", dangling, "--create"], f"{dangling} is a symbolic link to nothing")):
+        r = run_cmd(args)
+        check(r.returncode == 78, f"{args}: exit {r.returncode}, expected 78: {r.stderr!r}")
+        check(words in r.stderr, f"{args}: {r.stderr!r}")
+    check(sorted(os.listdir(data)) == ["real.db"], f"files were created: {sorted(os.listdir(data))}")
+    check(open(real, "rb").read() == before, "the database changed")
+    # A symbolic link to the directory is fine.
+    os.symlink(data, os.path.join(tmp, "datalink"))
+    notify = Notify(tmp)
+    d = Daemon(["--database", os.path.join(tmp, "datalink", "real.db")], notify=notify)
+    try:
+        notify.wait_for("READY", "1", timeout=15)
+        d.signal(signal.SIGTERM)
+        check(d.wait_exit() == 0, f"exit code not 0:\n{d.dump()}")
+    finally:
+        d.kill()
+        notify.close()
 
 
 def case_missing_database(tmp):

@@ -429,12 +429,14 @@ def saved_copy(directory, name):
 
 # ---- What sqlvigil said -------------------------------------------------------------
 
-def expect_fault(v, t0, reason, names, rescued_names=(), complete=True, rc=EXIT_RESCUED):
+def expect_fault(v, t0, reason, names, rescued_names=(), complete=True, rc=EXIT_RESCUED, held=None):
     """The reaction to a displaced file, as systemd and an operator see it:
     a file-fault entry and a health entry (reason, text naming the file),
     STOPPING=1 with a STATUS= naming the file, no WATCHDOG=1 after it and
     no READY=1 after the fault, a file-rescued entry, and exit status 75.
-    Returns (file-fault entry, file-rescued entry)."""
+    held: the pid sqlvigil held off past stop_timeout; the one STATUS=
+    after STOPPING=1 names it. Returns (file-fault entry, file-rescued
+    entry)."""
     _, fault = v.journal.wait("the file-fault entry", after=t0, MESSAGE_ID=MSG_FILE_FAULT)
     for n in names:
         check(n in fault.get("MESSAGE", "") and n in fault.get("SQLVIGIL_REASON_TEXT", ""),
@@ -457,7 +459,12 @@ def expect_fault(v, t0, reason, names, rescued_names=(), complete=True, rc=EXIT_
     check(not late, f"after STOPPING=1: {late}")
     check(not [f for t, f in msgs if t >= t0 and f.get("READY") == "1"], "READY=1 after the fault")
     statuses = [f["STATUS"] for _, f in msgs[stop_at[0] + 1:] if "STATUS" in f]
-    check(not statuses, f"STATUS= changed after STOPPING=1: {statuses}")
+    if held:
+        check(len(statuses) == 1 and statuses[0].startswith(f"failed: pid {held} ")
+              and "still has the old files open" in statuses[0],
+              f"STATUS= after STOPPING=1 should name pid {held}, once: {statuses}")
+    else:
+        check(not statuses, f"STATUS= changed after STOPPING=1: {statuses}")
     _, rescued = v.journal.wait("the file-rescued entry", after=t0, MESSAGE_ID=MSG_FILE_RESCUED)
     check(rescued.get("SQLVIGIL_EXIT_STATUS") == str(EXIT_RESCUED), f"file-rescued: {rescued}")
     check(rescued.get("SQLVIGIL_COMPLETE") == ("1" if complete else "0"),
@@ -467,6 +474,17 @@ def expect_fault(v, t0, reason, names, rescued_names=(), complete=True, rc=EXIT_
         check(n in rescued.get("MESSAGE", ""), f"the file-rescued entry does not say {n!r}: {rescued.get('MESSAGE')!r}")
     check(not v.stderr, "sqlvigil wrote to stderr although the journal was there:\n" + "\n".join(v.stderr))
     return fault, rescued
+
+
+def expect_hold(v, t0, pid, timeout_s):
+    """stop_timeout has passed with pid still attached: sqlvigil says so
+    (journal, STATUS=) and stays, holding it off."""
+    what = f"pid {pid} (python3) still has the old files open after {timeout_s} s; sqlvigil stays"
+    wait_until(lambda: [e for t, e in v.journal.snapshot() if t >= t0 and what in e.get("MESSAGE", "")],
+               timeout_s + 30, f"{what!r} in the journal:\n{v.dump()}")
+    wait_until(lambda: [f for t, f in v.notify.snapshot() if t >= t0 and what in f.get("STATUS", "")], 10,
+               f"STATUS= naming pid {pid}:\n{v.dump()}")
+    check(v.proc.poll() is None, f"sqlvigil exited ({v.proc.returncode}) while pid {pid} was attached")
 
 
 def restart_and_write(tmp, db, old_rows, tag, rows, name="again"):
@@ -719,41 +737,98 @@ def expect_fence(v, db, old_shm):
         raise Failure(f"{e}: {what} is there; files: {sorted(os.listdir(os.path.dirname(db)))}\n{v.dump()}")
 
 
+def wal_shm_deleted_held(tmp, v, sock, db, app, probe_fence=False):
+    """-wal and -shm deleted under the application; sqlvigil fences, drains,
+    and once stop_timeout (3 s) has passed with the application still
+    attached, stays. probe_fence: a new connection tries to read through
+    the fence (SQLite retries for about 10 s before "locking protocol").
+    Returns (t0, the rows committed so far)."""
+    old_shm = os.stat(db + "-shm").st_ino
+    t0 = time.monotonic()
+    rm_wal_shm(db)
+    v.journal.wait("the file-fault entry", after=t0, MESSAGE_ID=MSG_FILE_FAULT)
+    expect_fence(v, db, old_shm)
+    app.cmd("insert during 10")
+    # Two unlinks: sqlvigil may see the -wal gone before the -shm (then
+    # it moved the -shm aside, and the second unlink removed the fence,
+    # which it puts back).
+    health_during_rescue(sock, "wal-displaced", [db + "-wal"])
+    expect_hold(v, t0, app.pid, 3)
+    # Held: the fence still keeps new connections out, and what the
+    # application commits now is drained into the database.
+    expect_fence(v, db, None)
+    if probe_fence:
+        probe = sqlite3.connect(db, isolation_level=None, timeout=0)
+        try:
+            probe.execute("SELECT count(*) FROM t").fetchone()
+            raise Failure("a new connection read the database through the fence while sqlvigil held it")
+        except sqlite3.Error as e:
+            check("locking protocol" in str(e), f"a new connection got {e}")
+        finally:
+            probe.close()
+    app.cmd("insert held 5")
+    want = {"base": 3000, "wal0": 100, "wal1": 100, "wal2": 100, "during": 10, "held": 5}
+    copy = os.path.join(tmp, "copy.db")
+
+    def drained():
+        shutil.copyfile(db, copy)
+        try:
+            return tags(copy)[0] == want
+        except sqlite3.Error:
+            return False
+    wait_until(drained, 30, "the rows committed during the hold, drained into the database file")
+    return t0, want
+
+
 def case_wal_shm_deleted(tmp):
     """The issue's input 2: -wal and -shm deleted while an application and
     sqlvigil have the database open (3000 rows checkpointed, 300 only in
     the WAL). At once wal-displaced, naming both files; a fence keeps new
     connections out while sqlvigil drains the deleted WAL into the
-    database, including what the application commits meanwhile; the
-    application, still attached at stop_timeout, is named; exit 75. A
-    start while it is still attached is refused (its commits go where no
-    new connection looks). Once it is gone: sqlvigil starts, a new program
+    database, including what the application commits meanwhile. The
+    application is still attached at stop_timeout: leaving then would let
+    a new connection start a second WAL beside its one, so sqlvigil stays,
+    names it (journal, STATUS=), keeps the fence and goes on draining; once
+    the application leaves, the rescue is complete: exit 75. A new program
     sees every committed row, and 100 rows committed then survive the stop."""
     db = os.path.join(tmp, "x.db")
     make_db(db, "seed", 0)
     v, sock = start(tmp, db, settings(checkpoint__stop_timeout="3s"))
     app = committed_app(db)
     try:
-        old_shm = os.stat(db + "-shm").st_ino
-        t0 = time.monotonic()
-        rm_wal_shm(db)
-        v.journal.wait("the file-fault entry", after=t0, MESSAGE_ID=MSG_FILE_FAULT)
-        expect_fence(v, db, old_shm)
-        app.cmd("insert during 10")
-        # Two unlinks: sqlvigil may see the -wal gone before the -shm (then
-        # it moved the -shm aside, and the second unlink removed the fence,
-        # which it puts back).
-        health_during_rescue(sock, "wal-displaced", [db + "-wal"])
+        t0, want = wal_shm_deleted_held(tmp, v, sock, db, app, probe_fence=True)
+        app.quit()  # the operator restarts the application, as the entry says
         fault, _ = expect_fault(v, t0, "wal-displaced", [db + "-wal"],
                                 [f"fenced {db}-shm", f"pid {app.pid} (python3) still has the old files open",
-                                 f"removed the fence {db}-shm"], complete=False)
+                                 f"removed the fence {db}-shm"], held=app.pid)
         check(fault.get("SQLVIGIL_WAL_STATE") == "deleted", f"file-fault states: {fault}")
         check(not os.path.exists(db + "-shm"), "the fence was left behind")
-        want = {"base": 3000, "wal0": 100, "wal1": 100, "wal2": 100, "during": 10}
-        # What a copy of the database file alone holds: everything, drained.
-        copy = os.path.join(tmp, "copy.db")
-        shutil.copyfile(db, copy)
-        expect_rows(copy, want, "a copy of the database file alone")
+    finally:
+        app.kill()
+        v.close()
+    expect_rows(db, want, "the database, as a new program sees it")
+    restart_and_write(tmp, db, want, "later", 100)
+
+
+def case_wal_shm_deleted_stop(tmp):
+    """As wal_shm_deleted, but the operator stops sqlvigil (SIGTERM) while
+    it holds the application off: it leaves at once, and its file-rescued
+    entry says the rescue is not complete, names the application, and says
+    to stop it and check the database. A start while the application is
+    still attached is refused, naming it. Once it is gone: sqlvigil
+    starts, a new program sees every committed row."""
+    db = os.path.join(tmp, "x.db")
+    make_db(db, "seed", 0)
+    v, sock = start(tmp, db, settings(checkpoint__stop_timeout="3s"))
+    app = committed_app(db)
+    try:
+        t0, want = wal_shm_deleted_held(tmp, v, sock, db, app)
+        v.signal(signal.SIGTERM)
+        fault, _ = expect_fault(v, t0, "wal-displaced", [db + "-wal"],
+                                [f"told to stop while pid {app.pid} (python3) still has the old files open",
+                                 "PRAGMA integrity_check", f"removed the fence {db}-shm"],
+                                complete=False, held=app.pid)
+        check(not os.path.exists(db + "-shm"), "the fence was left behind")
         # The application still runs on the deleted files: no start.
         v2, _ = start(tmp, db, name="early", wait_ready=False)
         try:
@@ -765,7 +840,7 @@ def case_wal_shm_deleted(tmp):
                   f"the refusal does not name the application and the database: {failed['MESSAGE']!r}")
         finally:
             v2.close()
-        app.quit()  # the operator restarts the application, as the entry says
+        app.quit()
     finally:
         app.kill()
         v.close()
@@ -899,6 +974,41 @@ def case_cp_over(tmp):
     stale = aside(tmp, "x.db-wal", "stale")
     check(len(stale) == 1 and file_size(stale[0]) > 0, f"the old WAL, set aside with its frames: {stale}")
     expect_rows(db, {"seed": 10}, "the copied-in content")
+    restart_and_write(tmp, db, {"seed": 10}, "later", 500)
+
+
+def case_cp_over_app_stays(tmp):
+    """cp over the live database while an application stays attached, with
+    1000 rows in the WAL only, past stop_timeout: the application's next
+    checkpoint (its autocheckpoint, or the one at its last close) would copy
+    those frames into the copied-in content, and the file would fail
+    integrity_check. So sqlvigil stays, holding the old WAL's locks, and
+    says so; the application's checkpoint is turned away; once it has left
+    (its close cannot checkpoint either), the rescue is complete: exit 75;
+    the file holds the copy's rows, intact."""
+    db = os.path.join(tmp, "x.db")
+    make_db(db, "seed", 10)
+    older = os.path.join(tmp, "older.db")
+    shutil.copyfile(db, older)
+    v, _ = start(tmp, db, settings(checkpoint__stop_timeout="3s"))
+    app = App(db)
+    try:
+        app.cmd("insert old 2000")
+        app.cmd("checkpoint")
+        app.cmd("insert new 1000")
+        t0 = time.monotonic()
+        subprocess.run(["cp", older, db], check=True)
+        expect_hold(v, t0, app.pid, 3)
+        line = app.cmd("checkpoint")
+        check(line.startswith("ok (1, -1, -1)"), f"the application's checkpoint was not turned away: {line!r}")
+        app.quit()
+        expect_fault(v, t0, "overwritten", [db],
+                     [f"set {db}-wal aside as {db}-wal.stale-", f"pid {app.pid} (python3) still has the old files open"],
+                     held=app.pid)
+    finally:
+        app.kill()
+        v.close()
+    expect_rows(db, {"seed": 10}, "the copied-in content, after the application left")
     restart_and_write(tmp, db, {"seed": 10}, "later", 500)
 
 
@@ -1223,6 +1333,11 @@ def kill_trial(tmp, mode, delay):
             time.sleep(delay)  # the random point of the reaction: what the trial is about
             killed = v.proc.poll() is None
             v.kill()
+        elif app:
+            # sqlvigil stays while the application is attached to the
+            # deleted WAL, and names it: the operator restarts it then.
+            expect_hold(v, t0, app.pid, 2)
+            app.quit()
         rc = v.wait_exit(30)
         reaction = time.monotonic() - t0
         check(killed or rc == EXIT_RESCUED, f"exit {rc}:\n{v.dump()}")
