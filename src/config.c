@@ -1,13 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <stdarg.h>
 #include <inttypes.h>
 #include <libgen.h>
 #include <stddef.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include <ini.h>
 
@@ -756,14 +759,45 @@ static int config_load_stream(FILE *f, const char *name, Config **ret, ConfigErr
         return 0;
 }
 
-int config_load_file(const char *path, Config **ret, ConfigErrors *errors) {
-        FILE *f;
-        int r;
+/* Far above any real configuration (the example, every key commented, is
+ * under 20 KiB); a bound, so that a path naming a device or a huge file
+ * cannot make the loader read without end. */
+#define CONFIG_MAX_BYTES (1024 * 1024)
 
-        f = fopen(path, "re");
-        if (!f) {
+int config_load_file(const char *path, Config **ret, ConfigErrors *errors) {
+        struct stat st;
+        FILE *f;
+        int fd, r;
+
+        /* O_NONBLOCK: a FIFO must not hang the start or a reload. */
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0) {
                 r = -errno;
                 config_errors_add(errors, "cannot open configuration file %s: %s", path, strerror(errno));
+                return r;
+        }
+        if (fstat(fd, &st) < 0) {
+                r = -errno;
+                config_errors_add(errors, "cannot read configuration file %s: %s", path, strerror(-r));
+                close(fd);
+                return r;
+        }
+        if (!S_ISREG(st.st_mode) || st.st_size > CONFIG_MAX_BYTES) {
+                if (!S_ISREG(st.st_mode))
+                        config_errors_add(errors, "configuration file %s is not a regular file; give the path of "
+                                                  "an INI file (see sqlvigil.conf(5))", path);
+                else
+                        config_errors_add(errors, "configuration file %s is %jd bytes, more than the %d a "
+                                                  "configuration may have; is it the right file?",
+                                          path, (intmax_t)st.st_size, CONFIG_MAX_BYTES);
+                close(fd);
+                return CONFIG_E_INVALID;
+        }
+        f = fdopen(fd, "re");
+        if (!f) {
+                r = -errno;
+                close(fd);
+                config_errors_add(errors, "cannot read configuration file %s: %s", path, strerror(-r));
                 return r;
         }
         r = config_load_stream(f, path, ret, errors);

@@ -507,7 +507,13 @@ void restorer_cleanup(Restorer *r) {
         _cleanup_(freep) char *tmp = strdup_printf("%s-sqlvigil-restore.tmp", maintenance_env(r->mt)->db_path);
 
         if (tmp && unlink(tmp) == 0)
-                log_info("removed %s, left by a restore that did not finish (the database kept its content)", tmp);
+                /* The restore commits before it removes its copy: a kill
+                 * between the two leaves the copy behind although the
+                 * content went in. Either way the database is whole. */
+                log_warning("removed %s, left by a restore that was interrupted: the database holds either its "
+                            "earlier content or the restored one, whole (the earlier is in the safety backup the "
+                            "restore took first); look which before you restore again",
+                            tmp);
 }
 
 bool restorer_running(const Restorer *r) {

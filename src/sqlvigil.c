@@ -37,7 +37,8 @@ static void help(void) {
                "      --version         show the version and exit\n"
                "\n"
                "Exit status: 0 clean stop, 1 failure, 64 bad arguments, 66 database missing\n"
-               "(and create = no), 78 configuration error. See sqlvigil(8), sqlvigil.conf(5).\n");
+               "(and create = no), 75 files displaced under the live database (saved; start\n"
+               "again), 78 configuration error. See sqlvigil(8), sqlvigil.conf(5).\n");
 }
 
 typedef struct Args {

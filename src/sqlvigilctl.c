@@ -195,6 +195,50 @@ static ssize_t send_request(int fd, const char *line, const int pass_fd[2]) {
 /* timeout_ms -1: no limit. After a timeout, hint (may be NULL) follows the
  * message: what became of the request, what to do. pass_fd: descriptors to
  * hand over with the request (-1: none). */
+/* Before a descriptor of the caller's goes to the process listening at
+ * socket_path (restore: a file opened with the caller's permissions): that
+ * process must be root, or own the socket's directory while nobody else
+ * can write there. Anyone may bind a socket in /tmp; a [control] socket or
+ * -s path there would otherwise hand the file to whoever got there first.
+ * The default sockets (/run/sqlvigil/NAME, the service's RuntimeDirectory)
+ * pass. CTL_OK, or CTL_DENIED/CTL_FAILED having said why. */
+static int check_listener(int fd, const char *socket_path) {
+        struct ucred cred;
+        socklen_t len = sizeof(cred);
+        _cleanup_(freep) char *dir = strdup(socket_path);
+        struct stat st;
+        char *slash;
+
+        if (!dir)
+                return CTL_FAILED;
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+                fprintf(stderr, "sqlvigilctl: cannot tell who listens at %s: %s\n", socket_path, strerror(errno));
+                return CTL_FAILED;
+        }
+        if (cred.uid == 0)
+                return CTL_OK;
+        slash = strrchr(dir, '/');
+        if (!slash)
+                strcpy(dir, ".");
+        else if (slash == dir)
+                dir[1] = '\0';
+        else
+                *slash = '\0';
+        if (stat(dir, &st) < 0) {
+                fprintf(stderr, "sqlvigilctl: %s: %s\n", dir, strerror(errno));
+                return CTL_FAILED;
+        }
+        if (st.st_uid == cred.uid && !(st.st_mode & (S_IWGRP | S_IWOTH)))
+                return CTL_OK;
+        fprintf(stderr,
+                "sqlvigilctl: not handing the file to the process listening at %s (pid %d, uid %u): it is not root, "
+                "and %s is %s; use the instance's own socket (sqlvigilctl -i NAME) or a [control] socket in a "
+                "directory only sqlvigil's user can write\n",
+                socket_path, (int)cred.pid, (unsigned)cred.uid, dir,
+                st.st_uid != cred.uid ? "not its directory" : "writable by others too");
+        return CTL_DENIED;
+}
+
 static int ask(const char *socket_path, const char *line, const int pass_fd[2], int timeout_ms, const char *hint,
                char **ret) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -245,6 +289,14 @@ static int ask(const char *socket_path, const char *line, const int pass_fd[2], 
                 fprintf(stderr, "sqlvigilctl: cannot set up the socket: %s\n", strerror(errno));
                 close(fd);
                 return CTL_FAILED;
+        }
+        if (pass_fd[0] >= 0) {
+                int q = check_listener(fd, socket_path);
+
+                if (q != CTL_OK) {
+                        close(fd);
+                        return q;
+                }
         }
         /* The daemon may have answered and closed already (a "busy" reply,
          * when it is serving as many clients as it can): then sending fails,
@@ -743,10 +795,37 @@ int main(int argc, char *argv[]) {
                         fprintf(stderr, "sqlvigilctl: restore needs the FILE to restore from\n");
                         return CTL_USAGE;
                 }
-                pass_fd[0] = open(words[1], O_RDONLY | O_CLOEXEC | O_NOCTTY);
+                /* O_NONBLOCK: a FIFO must not hang the command before it
+                 * even connects; only a regular file goes on. */
+                pass_fd[0] = open(words[1], O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
                 if (pass_fd[0] < 0) {
                         fprintf(stderr, "sqlvigilctl: cannot open %s: %s\n", words[1], strerror(errno));
                         return errno == EACCES || errno == EPERM ? CTL_DENIED : CTL_FAILED;
+                }
+                {
+                        struct stat st;
+                        _cleanup_(freep) char *wal = strdup_printf("%s-wal", words[1]);
+
+                        if (fstat(pass_fd[0], &st) < 0 || !S_ISREG(st.st_mode)) {
+                                fprintf(stderr, "sqlvigilctl: %s is not a regular file; restore takes an SQLite "
+                                                "database file (one of sqlvigil's backups)\n",
+                                        words[1]);
+                                return CTL_FAILED;
+                        }
+                        /* A database in WAL mode whose commits are still in
+                         * its -wal: the file alone is older than what its
+                         * programs see, and restoring it would lose them. */
+                        if (!wal)
+                                return CTL_FAILED;
+                        if (stat(wal, &st) == 0 && st.st_size > 0) {
+                                fprintf(stderr,
+                                        "sqlvigilctl: %s holds %jd bytes of commits that %s itself does not have "
+                                        "yet; restoring the file alone would lose them. Checkpoint them into it "
+                                        "first (sqlite3 %s 'PRAGMA wal_checkpoint(TRUNCATE)', with the programs "
+                                        "that write it stopped), then run restore again\n",
+                                        wal, (intmax_t)st.st_size, words[1], words[1]);
+                                return CTL_FAILED;
+                        }
                 }
                 /* One of sqlvigil's backups (NAME.db) has its manifest
                  * beside it (NAME.json): the daemon checks the SHA-256. */
@@ -756,8 +835,17 @@ int main(int argc, char *argv[]) {
                                                                    ? strdup_printf("%.*s.json", (int)(n - 3), words[1])
                                                                    : NULL;
 
+                        struct stat st;
+
                         if (manifest)
-                                pass_fd[1] = open(manifest, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+                                pass_fd[1] = open(manifest, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+                        if (pass_fd[1] >= 0 && (fstat(pass_fd[1], &st) < 0 || !S_ISREG(st.st_mode))) {
+                                fprintf(stderr, "sqlvigilctl: %s is not a regular file; not passing it as the "
+                                                "backup's manifest\n",
+                                        manifest);
+                                close(pass_fd[1]);
+                                pass_fd[1] = -1;
+                        }
                 }
                 line = strdup("restore\n");
         } else
@@ -813,11 +901,14 @@ int main(int argc, char *argv[]) {
 
                 (void)json_get_bool(v, "ok", &ok);
                 if (!ok) {
-                        fprintf(stderr, "sqlvigilctl: %s: %s\n", socket_path, str(v, "error"));
+                        if (req.command == REQUEST_RESTORE)
+                                fprintf(stderr, "sqlvigilctl: restore %s: %s\n", words[1], str(v, "error"));
+                        else
+                                fprintf(stderr, "sqlvigilctl: %s: %s\n", socket_path, str(v, "error"));
                         r = code && streq(code, "permission-denied") ? CTL_DENIED
                             : code && streq(code, "bad-request")     ? CTL_USAGE
                                                                      : CTL_FAILED;
-                        if (!json && req.command == REQUEST_CHECK)
+                        if (!json && req.command == REQUEST_CHECK && json_get(v, "check"))
                                 show_operation(v, "check");
                         json_value_free(v);
                         return r;

@@ -536,7 +536,9 @@ def case_restore_live(tmp):
 def case_restore_refused(tmp):
     """Files that must not go in are refused with the reason, exit status 1,
     and the live database is unchanged: flipped bytes, not a database, empty,
-    another page size, the live database itself, a directory."""
+    another page size, the live database itself, a directory, a FIFO (no
+    hang), and a WAL database whose commits are still in its -wal (the file
+    alone is older than what its programs see)."""
     db = os.path.join(tmp, "r.db")
     make_db(db, rows=300)
     content = db_content(db)
@@ -558,6 +560,21 @@ def case_restore_refused(tmp):
     con.execute("PRAGMA page_size = 8192")
     con.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
     con.close()
+    fifo = os.path.join(tmp, "pipe.db")
+    os.mkfifo(fifo)
+    # A WAL database with 100 rows in its -wal only, its program still
+    # attached (so the -wal stays).
+    pending = os.path.join(tmp, "pending.db")
+    make_other(pending, 5, "pending")
+    holder = subprocess.Popen([PYTHON, "-c", (
+        "import sqlite3, sys\n"
+        "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "c.execute('PRAGMA journal_mode=wal'); c.execute('PRAGMA wal_autocheckpoint=0')\n"
+        "c.execute('BEGIN'); c.executemany('INSERT INTO marker VALUES (?)', [('wal',)] * 100); c.execute('COMMIT')\n"
+        "print('ready', flush=True); sys.stdin.read()\n"), pending],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    check(holder.stdout.readline().strip() == "ready", "the program holding pending.db did not start")
+    check(os.path.getsize(pending + "-wal") > 0, "pending.db-wal is empty")
     d, notify, sock, bdir = start(tmp, db)
     try:
         # One of sqlvigil's own backups with one byte of a row flipped:
@@ -587,12 +604,17 @@ def case_restore_refused(tmp):
             (db + "-shm", ("not an SQLite database",)),
             (db + "-wal", ("not an SQLite database",)),
             (tmp, ("not a regular file", "Is a directory")),
+            (fifo, ("is not a regular file",)),
+            (pending, (f"{pending}-wal holds", "Checkpoint them into it first")),
         ]
+        by_daemon = 0
         for path, words in cases:
-            r = ctl("-s", sock, "restore", path)
+            r = ctl("-s", sock, "restore", path, timeout=60)
             check(r.returncode == 1, f"restore {path}: exit {r.returncode}: {r.stdout} {r.stderr}")
             check(any(w in r.stderr for w in words), f"restore {path}: reason {r.stderr!r}, expected one of {words}")
             check(db_content(db) == content, f"restore {path} changed the database")
+            # The daemon's refusals name the file, not the socket.
+            by_daemon += r.stderr.startswith(f"sqlvigilctl: restore {path}: ")
         check(integrity(db) == ["ok"], "the database is corrupt")
         # sqlvigil still holds its locks: an application that opens and
         # closes the database does not take itself for the last connection
@@ -605,8 +627,9 @@ def case_restore_refused(tmp):
               "the -shm was deleted when an application closed: sqlvigil lost its locks")
         check(ctl_json(sock, "health")[1]["health"]["state"] == "ok", "health after the refusals")
         check(not os.path.exists(db + "-sqlvigil-restore.tmp"), "the private copy was left behind")
-        check(sum(1 for l in d.log() if "refused" in l and "restore of" in l) == len(cases),
-              "not one restore-refused entry per refusal:\n" + d.dump())
+        check(by_daemon >= len(cases) - 4, f"only {by_daemon} of {len(cases)} refusals came from the daemon")
+        check(sum(1 for l in d.log() if "refused" in l and "restore of" in l) == by_daemon,
+              f"not one restore-refused entry per refusal of the daemon ({by_daemon}):\n" + d.dump())
         # The refused ones took no safety backup (all were refused before).
         check(set(backups_in(bdir)) == {os.path.basename(made)[:-3]},
               f"refused restores made backups: {sorted(backups_in(bdir))}")
@@ -621,11 +644,32 @@ def case_restore_refused(tmp):
         stop(d, notify)
     finally:
         d.kill()
+        holder.kill()
+        holder.wait()
+
+
+LISTENER = r"""
+import array, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(sys.argv[1]); s.listen(1)
+print("ready", flush=True)
+c, _ = s.accept()
+fds = array.array("i")
+data, anc, _, _ = c.recvmsg(4096, socket.CMSG_SPACE(2 * fds.itemsize))
+for level, kind, payload in anc:
+    if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+        fds.frombytes(payload[:len(payload) - len(payload) % fds.itemsize])
+c.sendall(b'{"ok":true,"restore":{"result":"ok"}}\n')
+print("fds", len(fds), flush=True)
+"""
 
 
 def case_restore_permissions(tmp):
     """backup and restore are admin commands; an admin_group member can
-    restore only a file they can read themselves."""
+    restore only a file they can read themselves. sqlvigilctl hands the
+    file only to a listener that is root or owns the socket's directory,
+    which nobody else can write: not to another user's socket in a shared
+    directory such as /tmp."""
     if os.geteuid() != 0:
         raise Skip("needs root to run sqlvigilctl as other users")
     group = "sqlvigil-test-admins"
@@ -662,6 +706,22 @@ def case_restore_permissions(tmp):
             check(query(db, "SELECT what FROM marker") == [("readable",)], "not restored")
             r = ctl("-s", sock, "backups", user=nobody)
             check(r.returncode == 0, f"backups (read-only) as nobody: {r.returncode} {r.stderr}")
+            # nobody listens in a directory everyone may write (like /tmp).
+            shared = os.path.join(tmp, "shared")
+            os.mkdir(shared)
+            os.chmod(shared, 0o1777)
+            fake = os.path.join(shared, "ctl.sock")
+            listener = subprocess.Popen(nobody + [PYTHON, "-c", LISTENER, fake], stdout=subprocess.PIPE, text=True)
+            try:
+                check(listener.stdout.readline().strip() == "ready", "the listener did not start")
+                r = ctl("-s", fake, "restore", secret, timeout=30)
+                check(r.returncode == 4 and "not handing the file" in r.stderr and fake in r.stderr,
+                      f"restore through another user's socket: {r.returncode} {r.stdout!r} {r.stderr!r}")
+                got = listener.communicate(timeout=30)[0].strip()
+                check(got in ("", "fds 0"), f"the listener received: {got!r}")
+            finally:
+                listener.kill()
+                listener.wait()
             stop(d, notify)
         finally:
             d.kill()
