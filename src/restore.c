@@ -52,6 +52,7 @@ typedef struct PrepareJob {
         int fd;
         int manifest_fd;
         char *tmp;
+        char *db_path;            /* the live database's, as configured */
         dev_t db_dev;
         ino_t db_ino;
         int64_t live_page_size;
@@ -176,6 +177,20 @@ static void prepare_run(Job *j, Db *db) {
                 char sha[65];
 
                 if (read_passed_manifest(p->manifest_fd, &m) == 1) {
+                        /* Another instance's backup (sqlvigilctl -i app1
+                         * restore .../app2/...) is a mistake far more often
+                         * than a migration; a migration says so by leaving
+                         * the manifest behind. */
+                        if (m.source && !streq(m.source, p->db_path)) {
+                                bufprintf(p->error, sizeof(p->error),
+                                          "its manifest says it is a backup of %s, not of %s; to put it into %s "
+                                          "all the same, restore a copy of the file without its manifest "
+                                          "(its integrity_check still runs, its SHA-256 is not compared)",
+                                          m.source, p->db_path, p->db_path);
+                                p->refused = true;
+                                backup_manifest_done(&m);
+                                goto fail;
+                        }
                         q = copy_sha256(p->tmp, sha);
                         if (q < 0 || m.bytes != p->bytes || !streq(sha, m.sha256)) {
                                 bufprintf(p->error, sizeof(p->error),
@@ -236,6 +251,7 @@ static void prepare_done(Job *j, bool ran) {
                 start_safety(r);
         }
         free(p->tmp);
+        free(p->db_path);
         free(p);
 }
 
@@ -453,9 +469,15 @@ int restorer_start(Restorer *r, int fd, int manifest_fd, RestoreReply reply, voi
         }
         p = calloc(1, sizeof(*p));
         r->tmp = strdup_printf("%s-sqlvigil-restore.tmp", env->db_path);
-        if (p)
+        if (p) {
                 p->tmp = r->tmp ? strdup(r->tmp) : NULL;
-        if (!p || !p->tmp) {
+                p->db_path = strdup(env->db_path);
+        }
+        if (!p || !p->tmp || !p->db_path) {
+                if (p) {
+                        free(p->tmp);
+                        free(p->db_path);
+                }
                 free(p);
                 free(r->tmp);
                 r->tmp = NULL;

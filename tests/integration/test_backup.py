@@ -592,8 +592,20 @@ def case_restore_refused(tmp):
             f.seek(at)
             f.write(b"ROW 1")
         check(integrity(tampered) == ["ok"], "the tampered copy should pass integrity_check")
+        # The same backup, whole, but its manifest names another database
+        # (another instance's backup directory).
+        os.makedirs(os.path.join(tmp, "app2"))
+        foreign = os.path.join(tmp, "app2", os.path.basename(made))
+        shutil.copy(made, foreign)
+        with open(made[:-3] + ".json") as f:
+            manifest = json.load(f)
+        check(manifest.get("source") == db, f"the manifest's source: {manifest.get('source')!r}")
+        manifest["source"] = "/var/lib/app2/app2.db"
+        with open(foreign[:-3] + ".json", "w") as f:
+            json.dump(manifest, f)
         cases = [
             (tampered, ("not the file its manifest describes",)),
+            (foreign, (f"its manifest says it is a backup of /var/lib/app2/app2.db, not of {db}",)),
             (flipped, ("integrity_check", "malformed", "corrupt")),
             (notdb, ("not an SQLite database",)),
             (empty, ("not an SQLite database",)),
