@@ -287,6 +287,10 @@ static int key_set(Config *c, const ConfigKey *k, const char *value, char *why, 
 
         case KEY_SIZE:
                 r = parse_size(value, &u);
+                if (r == -ERANGE) {
+                        bufprintf(why, why_size, "a size is at most 16777215T (just under 2^64 bytes)");
+                        return -ERANGE;
+                }
                 if (r < 0) {
                         bufprintf(why, why_size, "expected a size such as 4096, 64K, 16M or 1G");
                         return -EINVAL;

@@ -413,6 +413,14 @@ int db_open(const char *path, bool create, Db **ret, char *error, size_t error_s
             prepare_cached(db, COUNTS_SQL, &db->stmt_counts)) {
                 char version[32];
 
+                if ((db->fault.code & 0xff) == SQLITE_NOTADB) {
+                        bufprintf(error, error_size,
+                                  "%s is not an SQLite database (SQLite: file is not a database, code %d): check "
+                                  "that [database] path names the database, and that the file is not encrypted "
+                                  "or damaged",
+                                  path, db->fault.code);
+                        return DB_E_SQLITE;
+                }
                 if (!db->fault.skew) {
                         bufprintf(error, error_size, "%s: %s", path, db->error);
                         return DB_E_SQLITE;

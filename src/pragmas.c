@@ -44,7 +44,7 @@ const PragmaInfo pragma_info[_PRAGMA_MAX] = {
         [PRAGMA_BUSY_TIMEOUT] = {
                 .name = "busy_timeout", .scope = PRAGMA_SCOPE_SQLVIGIL, .persistent = false, .type = PRAGMA_TYPE_INT,
                 .min = 0, .max = INT32_MAX,
-                .expect = "a number of milliseconds (0 or more)",
+                .expect = "a number of milliseconds from 0 to 2147483647",
         },
         [PRAGMA_CACHE_SIZE] = {
                 .name = "cache_size", .scope = PRAGMA_SCOPE_SQLVIGIL, .persistent = false, .type = PRAGMA_TYPE_INT,
@@ -71,7 +71,7 @@ const PragmaInfo pragma_info[_PRAGMA_MAX] = {
         [PRAGMA_WAL_AUTOCHECKPOINT] = {
                 .name = "wal_autocheckpoint", .scope = PRAGMA_SCOPE_SQLVIGIL, .persistent = false, .type = PRAGMA_TYPE_INT,
                 .min = 0, .max = INT32_MAX,
-                .expect = "a number of pages (0 turns it off)",
+                .expect = "a number of pages from 0 to 2147483647 (0 turns it off)",
         },
         [PRAGMA_JOURNAL_SIZE_LIMIT] = {
                 .name = "journal_size_limit", .scope = PRAGMA_SCOPE_SQLVIGIL, .persistent = false, .type = PRAGMA_TYPE_SIZE,

@@ -53,10 +53,16 @@ static const struct {
         { "[health]\ninterval =\n",
           "missing value for 'interval' in [health] at x.conf:2: expected a duration such as 250ms, 30s, 5min, 2h "
           "or 1d" },
-        /* 21-25: sizes, numbers, fractions */
+        /* 21-27: sizes, numbers, fractions */
         { "[health]\nmax_wal_size = 64MB\n",
           "invalid value '64MB' for 'max_wal_size' in [health] at x.conf:2: expected a size such as 4096, 64K, 16M "
           "or 1G" },
+        { "[health]\nmax_wal_size = 17179869184G\n",
+          "value '17179869184G' for 'max_wal_size' in [health] at x.conf:2 is out of range: a size is at most "
+          "16777215T (just under 2^64 bytes)" },
+        { "[pragmas]\nbusy_timeout = 4294967296\n",
+          "value '4294967296' for 'busy_timeout' in [pragmas] at x.conf:2 is out of range: expected a number of "
+          "milliseconds from 0 to 2147483647" },
         { "[health]\nmin_free_disk = lots\n",
           "invalid value 'lots' for 'min_free_disk' in [health] at x.conf:2: expected a size such as 4096, 64K, 16M "
           "or 1G" },
@@ -69,7 +75,7 @@ static const struct {
         { "[vacuum]\nfree_fraction = 1.5\n",
           "value '1.5' for 'free_fraction' in [vacuum] at x.conf:2 is out of range: expected a fraction between 0 "
           "and 1, such as 0.05" },
-        /* 26-30: booleans and enums */
+        /* 28-32: booleans and enums */
         { "[vacuum]\nfree_fraction = 5%\n",
           "invalid value '5%' for 'free_fraction' in [vacuum] at x.conf:2: expected a fraction between 0 and 1, such "
           "as 0.05" },
@@ -84,7 +90,7 @@ static const struct {
           "restart, truncate; did you mean 'truncate'?" },
         { "[analyze]\nmode = vacuum\n",
           "invalid value 'vacuum' for 'mode' in [analyze] at x.conf:2: expected one of: optimize, analyze" },
-        /* 31-35: pragmas */
+        /* 33-37: pragmas */
         { "[pragmas]\njournal_mode = delete\n",
           "invalid value 'delete' for 'journal_mode' in [pragmas] at x.conf:2: expected wal (sqlvigil supervises "
           "databases in WAL mode only)" },
@@ -95,12 +101,12 @@ static const struct {
           "value '3000' for 'page_size' in [pragmas] at x.conf:2 is out of range: expected a power of two between "
           "512 and 65536" },
         { "[pragmas]\nbusy_timeout = 5s\n",
-          "invalid value '5s' for 'busy_timeout' in [pragmas] at x.conf:2: expected a number of milliseconds (0 or "
-          "more)" },
+          "invalid value '5s' for 'busy_timeout' in [pragmas] at x.conf:2: expected a number of milliseconds from 0 "
+          "to 2147483647" },
         { "[pragmas]\nauto_vacuum = incremetal\n",
           "invalid value 'incremetal' for 'auto_vacuum' in [pragmas] at x.conf:2: expected one of: none, full, "
           "incremental" },
-        /* 36-40: paths, groups, limits */
+        /* 38-42: paths, groups, limits */
         { "[database]\npath = relative/x.db\n",
           "invalid value 'relative/x.db' for 'path' in [database] at x.conf:2: expected an absolute path" },
         { "[control]\nadmin_group = no-such-group-sqlvigil\n",
@@ -114,7 +120,7 @@ static const struct {
         { "[analyze]\nanalysis_limit = 100000\n",
           "value '100000' for 'analysis_limit' in [analyze] at x.conf:2 is out of range: expected a whole number "
           "between 0 and 65535" },
-        /* 41-43: values on later lines after comments and blank lines */
+        /* 43-45: values on later lines after comments and blank lines */
         { "; comment\n\n# another\n[health]\n\n   quick_check_interval = often ; inline comment\n",
           "invalid value 'often' for 'quick_check_interval' in [health] at x.conf:6: expected a duration such as "
           "250ms, 30s, 5min, 2h or 1d" },
@@ -124,7 +130,7 @@ static const struct {
         { "[pragmas]\njournal_size_limit = -2\n",
           "invalid value '-2' for 'journal_size_limit' in [pragmas] at x.conf:2: expected a size such as 64M, or -1 "
           "for no limit" },
-        /* 44-: values that are not what they look like (sqlvigil.conf(5), VALUES) */
+        /* 46-: values that are not what they look like (sqlvigil.conf(5), VALUES) */
         { "[database]\npath = /var/lib/app/app.db # main database\ncreate = yes\n",
           "invalid value '/var/lib/app/app.db # main database' for 'path' in [database] at x.conf:2: '#' does not "
           "start a comment here; only ';' after a space or tab starts an inline comment" },

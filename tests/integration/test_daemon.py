@@ -278,7 +278,9 @@ def case_not_a_database(tmp):
         f.write(b"this is not an sqlite database at all" * 200)
     r = run_cmd(["--database", db])
     check(r.returncode == 1, f"exit {r.returncode}, expected 1")
-    check("file is not a database" in r.stderr, f"stderr: {r.stderr!r}")
+    check(f"{db} is not an SQLite database (SQLite: file is not a database" in r.stderr
+          and "check that [database] path names the database" in r.stderr and "SELECT" not in r.stderr,
+          f"stderr: {r.stderr!r}")
 
 
 def case_unwritable(tmp):
