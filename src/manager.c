@@ -1631,11 +1631,12 @@ int manager_start(Manager *m) {
         log_field(&f, "SQLVIGIL_FREELIST_COUNT", "%" PRIi64, s.freelist_count);
         log_field(&f, "SQLVIGIL_DURATION_USEC", "%" PRIu64, now_usec(CLOCK_MONOTONIC) - m->started_at);
         log_event(LOG_INFO, SQLVIGIL_MESSAGE_READY, "ready", &f,
-                  "ready in %s: %s; health checks every %s%s%s", format_elapsed(took, sizeof(took),
+                  "ready in %s: %s; health checks every %s%s%s; control socket %s", format_elapsed(took, sizeof(took),
                   now_usec(CLOCK_MONOTONIC) - m->started_at), m->status,
                   format_elapsed(period, sizeof(period), m->health_period),
                   m->watchdog_usec ? ", watchdog " : "",
-                  m->watchdog_usec ? format_elapsed(watchdog, sizeof(watchdog), m->watchdog_usec) : "");
+                  m->watchdog_usec ? format_elapsed(watchdog, sizeof(watchdog), m->watchdog_usec) : "",
+                  m->control ? control_path(m->control) : "none");
         return EXIT_CLEAN;
 }
 

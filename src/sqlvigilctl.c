@@ -626,7 +626,10 @@ static void show_restore(const JsonValue *r) {
 static void show_config(const JsonValue *r) {
         const JsonValue *cfg = json_get(r, "config");
 
-        printf("# in force in sqlvigil (from %s)\n", str(r, "source"));
+        if (json_get_string(r, "source"))
+                printf("# in force in sqlvigil (from %s)\n", str(r, "source"));
+        else /* started without --config: the defaults and its command line */
+                printf("# in force in sqlvigil (no configuration file: the defaults and its command line)\n");
         for (const JsonValue *sec = cfg ? cfg->child : NULL; sec; sec = sec->next) {
                 printf("\n[%s]\n", sec->key);
                 for (const JsonValue *k = sec->child; k; k = k->next)

@@ -347,6 +347,8 @@ print("released", flush=True)
         ready_log = d.find_log(r"ready in")
         pragmas_log = d.find_log(r"pragmas in force: .*journal_mode=wal")
         check(pragmas_log and ready_log and pragmas_log[0] <= ready_log[0], f"pragmas not verified first:\n{d.dump()}")
+        # It says where to reach it.
+        check(re.search(r"; control socket /\S+\.sock$", ready_log[1]), f"the ready line: {ready_log[1]!r}")
         con = sqlite3.connect(db)
         check(con.execute("PRAGMA journal_mode").fetchone()[0] == "wal", "file not switched to WAL")
         con.close()
