@@ -217,7 +217,9 @@ static void backups(Manager *m, ControlClient *cl) {
         int r;
 
         if (!manager_config(m)->backup_directory) {
-                control_reply_error(cl, "not-configured", "no [backup] directory is configured");
+                control_reply_error(cl, "not-configured",
+                                    "no [backup] directory is configured, so there are no backups to list: set one "
+                                    "and reload");
                 return;
         }
         if (!mt) {
@@ -372,7 +374,9 @@ void commands_handle(Manager *m, ControlClient *cl, const Request *req) {
         if (r == 0)
                 return; /* the reply is sent when the run ends (perhaps already) */
         if (r == MAINTENANCE_E_RUNNING)
-                control_reply_error(cl, "busy", "%s is already running",
+                control_reply_error(cl, "busy",
+                                    "%s is already running (scheduled, or asked for by someone else); ask again "
+                                    "when it has ended ('sqlvigilctl status' shows its runs)",
                                     req->command == REQUEST_RELOAD     ? "a reload"
                                     : req->command == REQUEST_OPTIMIZE ? "analyze"
                                                                        : request_names[req->command]);
