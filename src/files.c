@@ -562,6 +562,6 @@ int files_other_user(int shm_fd, pid_t *ret_pid) {
         if (r < 0)
                 return r;
         if (l.held)
-                *ret_pid = l.pid;
+                *ret_pid = l.pid > 0 ? l.pid : FILES_PID_UNSEEN;
         return 0;
 }

@@ -179,5 +179,8 @@ void files_unfence(const char *shm_path, int fd, FileId id);
 
 /* Whether another process is attached to the WAL index open at shm_fd (it
  * holds the DMS byte, as every connection that has read does): *ret_pid
- * one of them, 0 when none. Takes no lock. 0 or a negative errno. */
+ * one of them, FILES_PID_UNSEEN when the holder is in another PID
+ * namespace (F_GETLK then says pid 0), 0 when none. Takes no lock. 0 or a
+ * negative errno. */
+#define FILES_PID_UNSEEN ((pid_t)INT32_MAX)
 int files_other_user(int shm_fd, pid_t *ret_pid);

@@ -523,6 +523,16 @@ static void on_rescue_holding(void *userdata, const char *text) {
         log_error("files of %s: %s", m->db_path, text);
         bufprintf(status, sizeof(status), "failed: %s", text);
         log_notify_failure(notify_stopping_status(&m->lifecycle, status), "STATUS=");
+        /* The extension may have ended already (a drain that outlasted
+         * stop_timeout and its grace): the hold needs it again. */
+        if (m->extend_timer && sd_event_source_get_enabled(m->extend_timer, NULL) == 0) {
+                int r = sd_event_source_set_time_relative(m->extend_timer, 0);
+
+                if (r >= 0)
+                        r = sd_event_source_set_enabled(m->extend_timer, SD_EVENT_ONESHOT);
+                if (r < 0)
+                        log_warning("cannot extend the stop timeout again: %s", strerror(-r));
+        }
 }
 
 /* The files sqlvigil has open are no longer the ones at their paths (or no
@@ -864,9 +874,16 @@ static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, v
         Manager *m = userdata;
 
         (void)s;
-        if (rescue_holding(m->rescue)) {
-                log_warning("%s: leaving the files of %s to the process sqlvigil was holding off",
-                            strsignal((int)si->ssi_signo), m->db_path);
+        if (m->rescue) {
+                /* systemd sends SIGTERM once: it must count whenever it
+                 * comes during the rescue. */
+                if (rescue_holding(m->rescue))
+                        log_warning("%s: leaving the files of %s to the process sqlvigil was holding off",
+                                    strsignal((int)si->ssi_signo), m->db_path);
+                else
+                        log_notice("%s: saving the files of %s first; then sqlvigil leaves, at stop_timeout at the "
+                                   "latest, even if programs are still attached",
+                                   strsignal((int)si->ssi_signo), m->db_path);
                 rescue_abandon(m->rescue);
                 return 0;
         }

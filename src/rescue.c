@@ -48,12 +48,15 @@ struct Rescue {
         int64_t saved_version; /* PRAGMA data_version just before that copy began */
         int fence_fd;
         FileId fence_id;
-        bool locks_held;
+        bool ckpt_held;        /* the old WAL index's checkpoint lock: nobody copies its frames in */
+        bool write_held;       /* and its write lock: nobody commits more to it */
         pid_t other;           /* a process still attached to the old files */
         int copied;            /* frames drained into the database, in all */
         int late;              /* of those, frames that others committed during the rescue */
         bool drained_last;     /* the drain after the others left (or the deadline) is done */
         bool holding;          /* past the deadline, for a process it must hold off (rescue.h) */
+        pid_t held_pid;        /* what the last announcement of the hold said: who, */
+        int held_how;          /* and how (hold_how()) */
         bool abandoned;        /* told to stop while holding: leaves once the step in flight is done */
         char actions[1536];    /* what was done, for the summary */
         bool failed;
@@ -137,24 +140,41 @@ static void set_aside(Rescue *r, const char *path, const char *why) {
 /* The checkpoint and write locks of the old WAL index, so that no process
  * still attached to it copies its frames into the database's new content
  * or commits more of them. Only while sqlvigil's own connection does
- * nothing (POSIX locks do not conflict within a process). */
-static bool hold_locks(Rescue *r) {
-        struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = WALINDEX_LOCK_WRITE, .l_len = 2 };
+ * nothing (POSIX locks do not conflict within a process). The checkpoint
+ * lock first and on its own: it is the one that protects the file (only a
+ * checkpoint writes frames into it), and a writer that keeps the write
+ * lock nearly all the time (long transactions back to back) would starve a
+ * request for both at once. Returns whether the checkpoint lock is held. */
+static int lock_byte(int fd, off_t byte, short type) {
+        struct flock fl = { .l_type = type, .l_whence = SEEK_SET, .l_start = byte, .l_len = 1 };
 
-        if (r->locks_held || r->env.files->shm_fd < 0)
-                return r->locks_held;
-        if (fcntl(r->env.files->shm_fd, F_SETLK, &fl) == 0) {
-                r->locks_held = true;
-                act(r, "holding the write and checkpoint locks of the old WAL so nobody copies it in");
+        return fcntl(fd, F_SETLK, &fl) < 0 ? -errno : 0;
+}
+
+static bool hold_locks(Rescue *r) {
+        int fd = r->env.files->shm_fd;
+
+        if (fd < 0)
+                return false;
+        if (!r->ckpt_held && lock_byte(fd, WALINDEX_LOCK_CHECKPOINT, F_WRLCK) == 0) {
+                r->ckpt_held = true;
+                act(r, "holding the checkpoint lock of the old WAL, so that nobody copies its frames into the new "
+                       "content");
         }
-        return r->locks_held;
+        if (r->ckpt_held && !r->write_held && lock_byte(fd, WALINDEX_LOCK_WRITE, F_WRLCK) == 0) {
+                r->write_held = true;
+                act(r, "holding its write lock too, so that nobody commits more to it");
+        }
+        return r->ckpt_held;
 }
 
 static void release_locks(Rescue *r) {
-        struct flock fl = { .l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = WALINDEX_LOCK_WRITE, .l_len = 2 };
+        int fd = r->env.files->shm_fd;
 
-        if (r->locks_held && fcntl(r->env.files->shm_fd, F_SETLK, &fl) == 0)
-                r->locks_held = false;
+        if (r->write_held && lock_byte(fd, WALINDEX_LOCK_WRITE, F_UNLCK) == 0)
+                r->write_held = false;
+        if (r->ckpt_held && lock_byte(fd, WALINDEX_LOCK_CHECKPOINT, F_UNLCK) == 0)
+                r->ckpt_held = false;
 }
 
 /* The first, synchronous part: nothing of the old files stays where
@@ -354,8 +374,22 @@ static void start_drain(Rescue *r, usec_t timeout) {
         r->busy = true;
 }
 
+/* "pid N (comm)", or what can be said of a process in another PID
+ * namespace. */
+static void describe_other(const Rescue *r, char *buf, size_t size) {
+        char comm[64] = "";
+
+        if (r->other == FILES_PID_UNSEEN) {
+                bufprintf(buf, size, "a process in another PID namespace (its pid is not visible here; "
+                                     "fuser -v on the old -shm, from its namespace, names it)");
+                return;
+        }
+        walindex_comm(r->other, comm, sizeof(comm));
+        bufprintf(buf, size, "pid %d (%s)", (int)r->other, comm);
+}
+
 static void finish(Rescue *r) {
-        char who[96] = "", text[2048];
+        char who[256] = "", text[2048];
 
         r->step = STEP_DONE;
         (void)sd_event_source_set_enabled(r->timer, SD_EVENT_OFF);
@@ -365,43 +399,61 @@ static void finish(Rescue *r) {
                 act(r, "removed the fence %s", r->env.files->shm_path);
         }
         release_locks(r);
-        if (r->other > 0 && r->holding) {
-                walindex_comm(r->other, who, sizeof(who));
-                act(r, "told to stop while pid %d (%s) still has the old files open: %s; stop it now, then check "
+        if (r->other > 0 && r->abandoned && r->kind != RESCUE_DB_MOVED) {
+                describe_other(r, who, sizeof(who));
+                act(r, "told to stop while %s still has the old files open: %s; stop it now, then check "
                        "the database with PRAGMA integrity_check",
-                    (int)r->other, who,
+                    who,
                     r->kind == RESCUE_OVERWRITTEN
                             ? "nothing keeps it from checkpointing its set-aside WAL into the copied-in content "
                               "any more"
                             : "nothing keeps new connections from starting a second WAL beside its one any more");
         } else if (r->other > 0) {
-                walindex_comm(r->other, who, sizeof(who));
-                act(r, "pid %d (%s) still has the old files open after %" PRIu64 " s: restart it; its commits "
+                describe_other(r, who, sizeof(who));
+                act(r, "%s still has the old files open after %" PRIu64 " s: restart it; its commits "
                        "from now on go to the database that was moved away, where no new connection looks",
-                    (int)r->other, who, r->env.timeout / USEC_PER_SEC);
+                    who, r->env.timeout / USEC_PER_SEC);
         }
         bufprintf(text, sizeof(text), "%s", r->actions);
         r->env.done(r->env.userdata, text, !r->failed && r->other <= 0);
 }
 
-/* stop_timeout has passed and pid r->other is still attached: say once who
- * it is and why sqlvigil stays (rescue.h). */
-static void hold(Rescue *r) {
-        char who[96] = "", text[512];
+/* How sqlvigil holds the process off now: 1 the checkpoint lock, 3 the
+ * write lock too, 2 the fence, 0 none of them (it goes on trying). */
+static int hold_how(const Rescue *r) {
+        if (r->kind == RESCUE_OVERWRITTEN)
+                return r->ckpt_held ? (r->write_held ? 3 : 1) : 0;
+        return r->fence_fd >= 0 ? 2 : 0;
+}
 
-        if (r->holding)
+/* stop_timeout has passed and r->other is still attached: say who it is and
+ * why sqlvigil stays; again whenever who or how changes. */
+static void hold(Rescue *r) {
+        char who[256] = "", text[768];
+        int how = hold_how(r);
+
+        if (r->holding && r->held_pid == r->other && r->held_how == how)
                 return;
         r->holding = true;
-        walindex_comm(r->other, who, sizeof(who));
+        r->held_pid = r->other;
+        r->held_how = how;
+        describe_other(r, who, sizeof(who));
         bufprintf(text, sizeof(text),
-                  "pid %d (%s) still has the old files open after %" PRIu64 " s; sqlvigil stays and %s until it "
-                  "is gone: stop or restart it",
-                  (int)r->other, who, r->env.timeout / USEC_PER_SEC,
-                  r->kind == RESCUE_OVERWRITTEN
-                          ? "holds the old WAL's locks, so that it can neither commit nor checkpoint its "
-                            "set-aside WAL into the copied-in content,"
-                          : "keeps the fence, so that no new connection starts a second WAL beside its one, and "
-                            "drains what it commits,");
+                  "%s still has the old files open after %" PRIu64 " s; sqlvigil stays and %s until it is gone: "
+                  "stop or restart it",
+                  who, r->env.timeout / USEC_PER_SEC,
+                  how == 1 || how == 3 ? (r->write_held ? "holds the old WAL's checkpoint and write locks, so that it can "
+                                              "neither commit nor checkpoint its set-aside WAL into the copied-in "
+                                              "content,"
+                                            : "holds the old WAL's checkpoint lock, so that it cannot checkpoint its "
+                                              "set-aside WAL into the copied-in content,")
+                  : how == 2 ? "keeps the fence, so that no new connection starts a second WAL beside its one, "
+                               "and drains what it commits,"
+                  : r->kind == RESCUE_OVERWRITTEN
+                          ? "tries to take the old WAL's checkpoint lock, which it keeps taking (until then it may "
+                            "checkpoint old frames into the copied-in content: stop it now),"
+                          : "drains what it commits, but has no fence (see above: a new connection may start a "
+                            "second WAL; stop every program now),");
         act(r, "%s", text);
         if (r->env.holding)
                 r->env.holding(r->env.userdata, text);
@@ -412,11 +464,11 @@ bool rescue_holding(const Rescue *r) {
 }
 
 void rescue_abandon(Rescue *r) {
-        if (!rescue_holding(r))
+        if (!r || r->step == STEP_DONE)
                 return;
         r->abandoned = true;
-        if (!r->busy)
-                finish(r);
+        if (r->holding && !r->busy)
+                advance(r);
 }
 
 static void advance(Rescue *r) {
@@ -446,6 +498,13 @@ static void advance(Rescue *r) {
                         r->other = 0;
                 if (r->other > 0 && now >= r->deadline && r->kind != RESCUE_DB_MOVED) {
                         if (r->abandoned) {
+                                /* Told to stop: what it committed until
+                                 * now still goes into the database. */
+                                if (r->kind == RESCUE_WAL_DISPLACED && !r->drained_last) {
+                                        r->drained_last = true;
+                                        start_drain(r, USEC_PER_SEC);
+                                        return;
+                                }
                                 finish(r);
                                 return;
                         }

@@ -97,7 +97,8 @@ void rescue_look(Rescue *r);
  * Loop thread. */
 bool rescue_holding(const Rescue *r);
 
-/* Told to stop while holding: leaves now, and its summary says what that
- * process may now do and what the operator must do. A no-op unless
- * holding. Loop thread. */
+/* Told to stop (SIGTERM, at any point of the rescue): it holds nobody off
+ * past stop_timeout. Holding already, it leaves now (after draining what
+ * was committed into a displaced WAL); its summary says what that process
+ * may now do and what the operator must do. Loop thread. */
 void rescue_abandon(Rescue *r);

@@ -87,6 +87,11 @@ static int64_t header_page_size(const unsigned char hdr[100]) {
 
 /* The manifest passed with FILE, if it is one of sqlvigil's: *ret filled,
  * 1; 0 when there is none or it is something else (then it is ignored). */
+/* The manifest passed beside FILE: 1 read into ret, 0 none passed or not
+ * one of sqlvigil's (a NAME.json of the application's own), -EBADMSG one
+ * that says it is (a "sha256" field) but cannot be read whole: then it
+ * cannot vouch for the file, and the file is refused rather than taken
+ * unchecked. */
 static int read_passed_manifest(int fd, BackupManifest *ret) {
         char buf[65536];
         size_t len = 0;
@@ -102,7 +107,19 @@ static int read_passed_manifest(int fd, BackupManifest *ret) {
                         break;
                 len += (size_t)n;
         }
-        return backup_manifest_parse(buf, len, ret) == 0 ? 1 : 0;
+        if (backup_manifest_parse(buf, len, ret) == 0)
+                return 1;
+        return memmem(buf, len, "\"sha256\"", 8) ? -EBADMSG : 0;
+}
+
+/* Whether a manifest's source names the live database: the same path, or
+ * another spelling of the same file. */
+static bool same_database(const char *source, const char *db_path) {
+        struct stat a, b;
+
+        if (streq(source, db_path))
+                return true;
+        return stat(source, &a) == 0 && stat(db_path, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
 }
 
 static void prepare_run(Job *j, Db *db) {
@@ -176,12 +193,21 @@ static void prepare_run(Job *j, Db *db) {
                 BackupManifest m;
                 char sha[65];
 
-                if (read_passed_manifest(p->manifest_fd, &m) == 1) {
+                q = read_passed_manifest(p->manifest_fd, &m);
+                if (q == -EBADMSG) {
+                        bufprintf(p->error, sizeof(p->error),
+                                  "its manifest (the .json beside it) is sqlvigil's but cannot be read whole, so it "
+                                  "cannot vouch for the file; to put the file in all the same, restore a copy of it "
+                                  "without the manifest (its integrity_check still runs)");
+                        p->refused = true;
+                        goto fail;
+                }
+                if (q == 1) {
                         /* Another instance's backup (sqlvigilctl -i app1
                          * restore .../app2/...) is a mistake far more often
                          * than a migration; a migration says so by leaving
                          * the manifest behind. */
-                        if (m.source && !streq(m.source, p->db_path)) {
+                        if (m.source && !same_database(m.source, p->db_path)) {
                                 bufprintf(p->error, sizeof(p->error),
                                           "its manifest says it is a backup of %s, not of %s; to put it into %s "
                                           "all the same, restore a copy of the file without its manifest "

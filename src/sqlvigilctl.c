@@ -197,19 +197,22 @@ static ssize_t send_request(int fd, const char *line, const int pass_fd[2]) {
  * hand over with the request (-1: none). */
 /* Before a descriptor of the caller's goes to the process listening at
  * socket_path (restore: a file opened with the caller's permissions): that
- * process must be root, or own the socket's directory while nobody else
- * can write there. Anyone may bind a socket in /tmp; a [control] socket or
- * -s path there would otherwise hand the file to whoever got there first.
- * The default sockets (/run/sqlvigil/NAME, the service's RuntimeDirectory)
- * pass. CTL_OK, or CTL_DENIED/CTL_FAILED having said why. */
+ * process must be root, or the path to its socket must be one that only
+ * root and that process's user control: its directory owned by either,
+ * and every directory on the way there owned by root or by it, none
+ * writable by anyone else (a sticky /tmp does not count: whoever came
+ * first owns /tmp/X). Anyone may bind a socket under /tmp; a [control]
+ * socket or -s path there would otherwise hand the file to whoever got
+ * there first. The default sockets (/run/sqlvigil/NAME, the service's
+ * RuntimeDirectory) pass. CTL_OK, or CTL_DENIED/CTL_FAILED having said
+ * why. */
 static int check_listener(int fd, const char *socket_path) {
         struct ucred cred;
         socklen_t len = sizeof(cred);
-        _cleanup_(freep) char *dir = strdup(socket_path);
-        struct stat st;
+        _cleanup_(freep) char *copy = strdup(socket_path), *dir = NULL;
         char *slash;
 
-        if (!dir)
+        if (!copy)
                 return CTL_FAILED;
         if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
                 fprintf(stderr, "sqlvigilctl: cannot tell who listens at %s: %s\n", socket_path, strerror(errno));
@@ -217,26 +220,47 @@ static int check_listener(int fd, const char *socket_path) {
         }
         if (cred.uid == 0)
                 return CTL_OK;
-        slash = strrchr(dir, '/');
+        slash = strrchr(copy, '/');
         if (!slash)
-                strcpy(dir, ".");
-        else if (slash == dir)
-                dir[1] = '\0';
+                strcpy(copy, ".");
+        else if (slash == copy)
+                copy[1] = '\0';
         else
                 *slash = '\0';
-        if (stat(dir, &st) < 0) {
-                fprintf(stderr, "sqlvigilctl: %s: %s\n", dir, strerror(errno));
+        dir = realpath(copy, NULL);
+        if (!dir) {
+                fprintf(stderr, "sqlvigilctl: %s: %s\n", copy, strerror(errno));
                 return CTL_FAILED;
         }
-        if (st.st_uid == cred.uid && !(st.st_mode & (S_IWGRP | S_IWOTH)))
-                return CTL_OK;
-        fprintf(stderr,
-                "sqlvigilctl: not handing the file to the process listening at %s (pid %d, uid %u): it is not root, "
-                "and %s is %s; use the instance's own socket (sqlvigilctl -i NAME) or a [control] socket in a "
-                "directory only sqlvigil's user can write\n",
-                socket_path, (int)cred.pid, (unsigned)cred.uid, dir,
-                st.st_uid != cred.uid ? "not its directory" : "writable by others too");
-        return CTL_DENIED;
+        for (char *p = dir;;) {
+                struct stat st;
+                const char *why = NULL;
+
+                if (stat(p, &st) < 0) {
+                        fprintf(stderr, "sqlvigilctl: %s: %s\n", p, strerror(errno));
+                        return CTL_FAILED;
+                }
+                if (st.st_uid != 0 && st.st_uid != cred.uid)
+                        why = "belongs to another user";
+                else if (st.st_mode & (S_IWGRP | S_IWOTH))
+                        why = "is writable by others";
+                if (why) {
+                        fprintf(stderr,
+                                "sqlvigilctl: not handing the file to the process listening at %s (pid %d, uid %u): "
+                                "it is not root, and %s on the way to its socket %s, so anyone could have put a "
+                                "socket there; use the instance's own socket (sqlvigilctl -i NAME) or a [control] "
+                                "socket in a directory only root and sqlvigil's user can write\n",
+                                socket_path, (int)cred.pid, (unsigned)cred.uid, p, why);
+                        return CTL_DENIED;
+                }
+                slash = strrchr(p, '/');
+                if (!slash || (slash == p && p[1] == '\0'))
+                        return CTL_OK;
+                if (slash == p)
+                        p[1] = '\0';
+                else
+                        *slash = '\0';
+        }
 }
 
 static int ask(const char *socket_path, const char *line, const int pass_fd[2], int timeout_ms, const char *hint,
@@ -807,7 +831,9 @@ int main(int argc, char *argv[]) {
                 }
                 {
                         struct stat st;
-                        _cleanup_(freep) char *wal = strdup_printf("%s-wal", words[1]);
+                        /* Beside the file itself, not beside a link to it. */
+                        _cleanup_(freep) char *real = realpath(words[1], NULL);
+                        _cleanup_(freep) char *wal = strdup_printf("%s-wal", real ? real : words[1]);
 
                         if (fstat(pass_fd[0], &st) < 0 || !S_ISREG(st.st_mode)) {
                                 fprintf(stderr, "sqlvigilctl: %s is not a regular file; restore takes an SQLite "
@@ -820,9 +846,9 @@ int main(int argc, char *argv[]) {
                          * programs see, and restoring it would lose them. */
                         if (!wal)
                                 return CTL_FAILED;
-                        if (stat(wal, &st) == 0 && st.st_size > 0) {
+                        if (stat(wal, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
                                 fprintf(stderr,
-                                        "sqlvigilctl: %s holds %jd bytes of commits that %s itself does not have "
+                                        "sqlvigilctl: %s holds %jd bytes: commits that %s itself may not have "
                                         "yet; restoring the file alone would lose them. Checkpoint them into it "
                                         "first (sqlite3 %s 'PRAGMA wal_checkpoint(TRUNCATE)', with the programs "
                                         "that write it stopped), then run restore again\n",

@@ -575,6 +575,8 @@ def case_restore_refused(tmp):
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     check(holder.stdout.readline().strip() == "ready", "the program holding pending.db did not start")
     check(os.path.getsize(pending + "-wal") > 0, "pending.db-wal is empty")
+    pending_link = os.path.join(tmp, "link.db")
+    os.symlink(pending, pending_link)
     d, notify, sock, bdir = start(tmp, db)
     try:
         # One of sqlvigil's own backups with one byte of a row flipped:
@@ -603,9 +605,17 @@ def case_restore_refused(tmp):
         manifest["source"] = "/var/lib/app2/app2.db"
         with open(foreign[:-3] + ".json", "w") as f:
             json.dump(manifest, f)
+        # And with its manifest cut short of its source: it cannot vouch.
+        os.makedirs(os.path.join(tmp, "cut"))
+        cut = os.path.join(tmp, "cut", os.path.basename(made))
+        shutil.copy(tampered, cut)
+        del manifest["source"]
+        with open(cut[:-3] + ".json", "w") as f:
+            json.dump(manifest, f)
         cases = [
             (tampered, ("not the file its manifest describes",)),
             (foreign, (f"its manifest says it is a backup of /var/lib/app2/app2.db, not of {db}",)),
+            (cut, ("its manifest (the .json beside it) is sqlvigil's but cannot be read whole",)),
             (flipped, ("integrity_check", "malformed", "corrupt")),
             (notdb, ("not an SQLite database",)),
             (empty, ("not an SQLite database",)),
@@ -618,6 +628,8 @@ def case_restore_refused(tmp):
             (tmp, ("not a regular file", "Is a directory")),
             (fifo, ("is not a regular file",)),
             (pending, (f"{pending}-wal holds", "Checkpoint them into it first")),
+            # A link to it: the -wal is beside the file, not beside the link.
+            (pending_link, (f"{pending}-wal holds",)),
         ]
         by_daemon = 0
         for path, words in cases:
@@ -639,7 +651,7 @@ def case_restore_refused(tmp):
               "the -shm was deleted when an application closed: sqlvigil lost its locks")
         check(ctl_json(sock, "health")[1]["health"]["state"] == "ok", "health after the refusals")
         check(not os.path.exists(db + "-sqlvigil-restore.tmp"), "the private copy was left behind")
-        check(by_daemon >= len(cases) - 4, f"only {by_daemon} of {len(cases)} refusals came from the daemon")
+        check(by_daemon >= len(cases) - 5, f"only {by_daemon} of {len(cases)} refusals came from the daemon")
         check(sum(1 for l in d.log() if "refused" in l and "restore of" in l) == by_daemon,
               f"not one restore-refused entry per refusal of the daemon ({by_daemon}):\n" + d.dump())
         # The refused ones took no safety backup (all were refused before).
@@ -722,18 +734,22 @@ def case_restore_permissions(tmp):
             shared = os.path.join(tmp, "shared")
             os.mkdir(shared)
             os.chmod(shared, 0o1777)
-            fake = os.path.join(shared, "ctl.sock")
-            listener = subprocess.Popen(nobody + [PYTHON, "-c", LISTENER, fake], stdout=subprocess.PIPE, text=True)
-            try:
-                check(listener.stdout.readline().strip() == "ready", "the listener did not start")
-                r = ctl("-s", fake, "restore", secret, timeout=30)
-                check(r.returncode == 4 and "not handing the file" in r.stderr and fake in r.stderr,
-                      f"restore through another user's socket: {r.returncode} {r.stdout!r} {r.stderr!r}")
-                got = listener.communicate(timeout=30)[0].strip()
-                check(got in ("", "fds 0"), f"the listener received: {got!r}")
-            finally:
-                listener.kill()
-                listener.wait()
+            # And in a directory of its own, made there (mode 0755, its
+            # owner): the directory above is still anyone's.
+            subprocess.run(nobody + ["mkdir", "-m", "755", os.path.join(shared, "own")], check=True)
+            for fake in (os.path.join(shared, "ctl.sock"), os.path.join(shared, "own", "ctl.sock")):
+                listener = subprocess.Popen(nobody + [PYTHON, "-c", LISTENER, fake], stdout=subprocess.PIPE, text=True)
+                try:
+                    check(listener.stdout.readline().strip() == "ready", "the listener did not start")
+                    r = ctl("-s", fake, "restore", secret, timeout=30)
+                    check(r.returncode == 4 and "not handing the file" in r.stderr and fake in r.stderr
+                          and "is writable by others" in r.stderr,
+                          f"restore through another user's socket {fake}: {r.returncode} {r.stdout!r} {r.stderr!r}")
+                    got = listener.communicate(timeout=30)[0].strip()
+                    check(got in ("", "fds 0"), f"the listener at {fake} received: {got!r}")
+                finally:
+                    listener.kill()
+                    listener.wait()
             stop(d, notify)
         finally:
             d.kill()

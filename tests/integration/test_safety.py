@@ -351,6 +351,13 @@ for line in sys.stdin:
             for i in range(int(cmd[2])):
                 con.execute("INSERT INTO t(v) VALUES (?)", ("%s-%d" % (cmd[1], i),))
             print("ok", flush=True)
+        elif cmd[0] == "begin":         # begin TAG N: a write transaction left open (the write lock held)
+            con.execute("BEGIN IMMEDIATE")
+            con.executemany("INSERT INTO t(v) VALUES (?)", (("%s-%d" % (cmd[1], i),) for i in range(int(cmd[2]))))
+            print("ok", flush=True)
+        elif cmd[0] == "commit":
+            con.execute("COMMIT")
+            print("ok", flush=True)
         elif cmd[0] == "checkpoint":
             print("ok", con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone(), flush=True)
         elif cmd[0] == "quit":
@@ -460,9 +467,9 @@ def expect_fault(v, t0, reason, names, rescued_names=(), complete=True, rc=EXIT_
     check(not [f for t, f in msgs if t >= t0 and f.get("READY") == "1"], "READY=1 after the fault")
     statuses = [f["STATUS"] for _, f in msgs[stop_at[0] + 1:] if "STATUS" in f]
     if held:
-        check(len(statuses) == 1 and statuses[0].startswith(f"failed: pid {held} ")
-              and "still has the old files open" in statuses[0],
-              f"STATUS= after STOPPING=1 should name pid {held}, once: {statuses}")
+        check(statuses and all(st.startswith(f"failed: pid {held} ") and "still has the old files open" in st
+                               for st in statuses),
+              f"STATUS= after STOPPING=1 should name pid {held}: {statuses}")
     else:
         check(not statuses, f"STATUS= changed after STOPPING=1: {statuses}")
     _, rescued = v.journal.wait("the file-rescued entry", after=t0, MESSAGE_ID=MSG_FILE_RESCUED)
@@ -476,10 +483,11 @@ def expect_fault(v, t0, reason, names, rescued_names=(), complete=True, rc=EXIT_
     return fault, rescued
 
 
-def expect_hold(v, t0, pid, timeout_s):
+def expect_hold(v, t0, pid, timeout_s, how="sqlvigil stays"):
     """stop_timeout has passed with pid still attached: sqlvigil says so
-    (journal, STATUS=) and stays, holding it off."""
-    what = f"pid {pid} (python3) still has the old files open after {timeout_s} s; sqlvigil stays"
+    (journal, STATUS=) and stays, holding it off (how: the words that say
+    how)."""
+    what = f"pid {pid} (python3) still has the old files open after {timeout_s} s; {how}"
     wait_until(lambda: [e for t, e in v.journal.snapshot() if t >= t0 and what in e.get("MESSAGE", "")],
                timeout_s + 30, f"{what!r} in the journal:\n{v.dump()}")
     wait_until(lambda: [f for t, f in v.notify.snapshot() if t >= t0 and what in f.get("STATUS", "")], 10,
@@ -810,24 +818,40 @@ def case_wal_shm_deleted(tmp):
     restart_and_write(tmp, db, want, "later", 100)
 
 
-def case_wal_shm_deleted_stop(tmp):
-    """As wal_shm_deleted, but the operator stops sqlvigil (SIGTERM) while
-    it holds the application off: it leaves at once, and its file-rescued
-    entry says the rescue is not complete, names the application, and says
-    to stop it and check the database. A start while the application is
-    still attached is refused, naming it. Once it is gone: sqlvigil
-    starts, a new program sees every committed row."""
+def wal_shm_deleted_stopped(tmp, early):
+    """-wal and -shm deleted under an attached application; the operator
+    stops sqlvigil (SIGTERM) while it holds the application off, or
+    (early) during the rescue, before stop_timeout: then it leaves at
+    stop_timeout at the latest. Either way everything committed until then
+    is drained into the database, the file-rescued entry says the rescue is
+    not complete, names the application and says to stop it and check the
+    database. A start while the application is still attached is refused,
+    naming it. Once it is gone: sqlvigil starts, a new program sees every
+    committed row."""
     db = os.path.join(tmp, "x.db")
     make_db(db, "seed", 0)
     v, sock = start(tmp, db, settings(checkpoint__stop_timeout="3s"))
     app = committed_app(db)
     try:
-        t0, want = wal_shm_deleted_held(tmp, v, sock, db, app)
-        v.signal(signal.SIGTERM)
+        if early:
+            old_shm = os.stat(db + "-shm").st_ino
+            t0 = time.monotonic()
+            rm_wal_shm(db)
+            v.journal.wait("the file-fault entry", after=t0, MESSAGE_ID=MSG_FILE_FAULT)
+            expect_fence(v, db, old_shm)
+            v.signal(signal.SIGTERM)
+            app.cmd("insert last 7")
+            want = {"base": 3000, "wal0": 100, "wal1": 100, "wal2": 100, "last": 7}
+        else:
+            t0, want = wal_shm_deleted_held(tmp, v, sock, db, app)
+            # Committed just before the stop: drained all the same.
+            app.cmd("insert last 7")
+            want["last"] = 7
+            v.signal(signal.SIGTERM)
         fault, _ = expect_fault(v, t0, "wal-displaced", [db + "-wal"],
                                 [f"told to stop while pid {app.pid} (python3) still has the old files open",
                                  "PRAGMA integrity_check", f"removed the fence {db}-shm"],
-                                complete=False, held=app.pid)
+                                complete=False, held=None if early else app.pid)
         check(not os.path.exists(db + "-shm"), "the fence was left behind")
         # The application still runs on the deleted files: no start.
         v2, _ = start(tmp, db, name="early", wait_ready=False)
@@ -846,6 +870,14 @@ def case_wal_shm_deleted_stop(tmp):
         v.close()
     expect_rows(db, want, "the database, as a new program sees it")
     restart_and_write(tmp, db, want, "later", 100)
+
+
+def case_wal_shm_deleted_stop(tmp):
+    wal_shm_deleted_stopped(tmp, early=False)
+
+
+def case_wal_shm_deleted_early_stop(tmp):
+    wal_shm_deleted_stopped(tmp, early=True)
 
 
 
@@ -979,13 +1011,16 @@ def case_cp_over(tmp):
 
 def case_cp_over_app_stays(tmp):
     """cp over the live database while an application stays attached, with
-    1000 rows in the WAL only, past stop_timeout: the application's next
+    1000 rows in the WAL only and a write transaction open (it holds the
+    write lock all along), past stop_timeout: the application's next
     checkpoint (its autocheckpoint, or the one at its last close) would copy
     those frames into the copied-in content, and the file would fail
-    integrity_check. So sqlvigil stays, holding the old WAL's locks, and
-    says so; the application's checkpoint is turned away; once it has left
-    (its close cannot checkpoint either), the rescue is complete: exit 75;
-    the file holds the copy's rows, intact."""
+    integrity_check. So sqlvigil stays, holding the old WAL's checkpoint
+    lock (the one that matters; it cannot have the write lock yet), and
+    says so; once the application commits, the write lock too. The
+    application's checkpoint is turned away; once it has left (its close
+    cannot checkpoint either), the rescue is complete: exit 75; the file
+    holds the copy's rows, intact."""
     db = os.path.join(tmp, "x.db")
     make_db(db, "seed", 10)
     older = os.path.join(tmp, "older.db")
@@ -996,9 +1031,17 @@ def case_cp_over_app_stays(tmp):
         app.cmd("insert old 2000")
         app.cmd("checkpoint")
         app.cmd("insert new 1000")
+        app.cmd("begin open 10")
         t0 = time.monotonic()
         subprocess.run(["cp", older, db], check=True)
-        expect_hold(v, t0, app.pid, 3)
+        expect_hold(v, t0, app.pid, 3, "sqlvigil stays and holds the old WAL's checkpoint lock, so that")
+        shm = aside(tmp, "x.db-shm", "stale")
+        check(len(shm) == 1, f"the old -shm set aside: {sorted(os.listdir(tmp))}")
+        check(lock_owner(shm[0], 121) == v.pid, f"the checkpoint lock of {shm[0]} is held by pid "
+                                                f"{lock_owner(shm[0], 121)}, not by sqlvigil ({v.pid})")
+        app.cmd("commit")
+        expect_hold(v, t0, app.pid, 3, "sqlvigil stays and holds the old WAL's checkpoint and write locks")
+        check(lock_owner(shm[0], 120) == v.pid, f"the write lock of {shm[0]} is not sqlvigil's")
         line = app.cmd("checkpoint")
         check(line.startswith("ok (1, -1, -1)"), f"the application's checkpoint was not turned away: {line!r}")
         app.quit()
