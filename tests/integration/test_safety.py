@@ -188,7 +188,7 @@ class Vigil:
     the watchdog, and journald (this test's Journal). Anything it writes to
     stderr (there should be nothing: it logs to the journal) is kept."""
 
-    def __init__(self, tmp, args, watchdog=WATCHDOG, name="v"):
+    def __init__(self, tmp, args, watchdog=WATCHDOG, name="v", pidns=False):
         base = os.path.join(tmp, f"sd-{name}-{time.monotonic_ns()}")
         os.mkdir(base)
         self.notify = Notify(base)
@@ -204,8 +204,10 @@ class Vigil:
         env["JOURNAL_STREAM"] = f"{st.st_dev}:{st.st_ino}"
         env["RUNTIME_DIRECTORY"] = tempfile.mkdtemp(prefix="sqlvigil-run-", dir=tmp)
         # unshare and sh exec: the pid is sqlvigil's once it runs.
-        cmd = namespace_prefix() + ["sh", "-c", 'mount --bind "$0" /run/systemd && exec "$@"',
-                                    self.journal.root, SQLVIGIL] + list(args)
+        # pidns: in a PID namespace of its own, as in a container (then the
+        # pid is unshare's, which exits with sqlvigil's status).
+        cmd = namespace_prefix() + (["--pid", "--fork"] if pidns else []) + [
+            "sh", "-c", 'mount --bind "$0" /run/systemd && exec "$@"', self.journal.root, SQLVIGIL] + list(args)
         self.started = time.monotonic()
         self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=w)
         os.close(w)
@@ -270,14 +272,14 @@ def settings(**sections):
     return "".join(f"[{sec}]\n" + "".join(f"{k} = {v}\n" for k, v in keys.items()) for sec, keys in conf.items())
 
 
-def start(tmp, db, extra=None, name="v", watchdog=WATCHDOG, wait_ready=True):
+def start(tmp, db, extra=None, name="v", watchdog=WATCHDOG, wait_ready=True, pidns=False):
     """sqlvigil on db with its own control socket; returns the Vigil and
     the socket's path."""
     sock = os.path.join(tmp, f"{name}.sock")
     conf = os.path.join(tmp, f"{name}.conf")
     write_config(conf, f"[database]\npath = {db}\n[control]\nsocket = {sock}\n"
                        + (extra if extra is not None else settings()))
-    v = Vigil(tmp, ["--config", conf], watchdog=watchdog, name=name)
+    v = Vigil(tmp, ["--config", conf], watchdog=watchdog, name=name, pidns=pidns)
     if wait_ready:
         v.ready()
     return v, sock
@@ -1053,6 +1055,41 @@ def case_cp_over_app_stays(tmp):
         v.close()
     expect_rows(db, {"seed": 10}, "the copied-in content, after the application left")
     restart_and_write(tmp, db, {"seed": 10}, "later", 500)
+
+
+def case_cp_over_app_other_pidns(tmp):
+    """As cp_over_app_stays, with sqlvigil in a PID namespace of its own (a
+    container) and the application outside it: F_GETLK names the
+    application's lock with pid 0 there. It still counts: sqlvigil stays,
+    holding the checkpoint lock, describes the application as a process in
+    another PID namespace, and leaves once it is gone; the file holds the
+    copy's rows, intact."""
+    db = os.path.join(tmp, "x.db")
+    make_db(db, "seed", 10)
+    older = os.path.join(tmp, "older.db")
+    shutil.copyfile(db, older)
+    v, _ = start(tmp, db, settings(checkpoint__stop_timeout="3s"), pidns=True)
+    app = App(db)
+    try:
+        app.cmd("insert old 2000")
+        app.cmd("checkpoint")
+        app.cmd("insert new 1000")
+        t0 = time.monotonic()
+        subprocess.run(["cp", older, db], check=True)
+        what = "a process in another PID namespace (its pid is not visible here"
+        wait_until(lambda: [e for t, e in v.journal.snapshot() if t >= t0 and what in e.get("MESSAGE", "")
+                            and "sqlvigil stays and holds the old WAL's checkpoint" in e.get("MESSAGE", "")],
+                   33, f"the hold naming {what!r}:\n{v.dump()}")
+        check(v.proc.poll() is None, "sqlvigil left while the application was attached")
+        line = app.cmd("checkpoint")
+        check(line.startswith("ok (1, -1, -1)"), f"the application's checkpoint was not turned away: {line!r}")
+        app.quit()
+        rc = v.wait_exit(60)
+        check(rc == EXIT_RESCUED, f"exit status {rc}:\n{v.dump()}")
+    finally:
+        app.kill()
+        v.close()
+    expect_rows(db, {"seed": 10}, "the copied-in content, after the application left")
 
 
 def case_cp_over_wal(tmp):
