@@ -56,8 +56,8 @@ struct Rescue {
         bool drained_last;     /* the drain after the others left (or the deadline) is done */
         bool holding;          /* past the deadline, for a process it must hold off (rescue.h) */
         pid_t held_pid;        /* what the last announcement of the hold said: who, */
-        int held_how;          /* and how (hold_how()) */
-        bool abandoned;        /* told to stop while holding: leaves once the step in flight is done */
+        int held_how;          /* and how (HoldHow) */
+        bool abandoned;        /* told to stop: holds nobody off past the deadline */
         char actions[1536];    /* what was done, for the summary */
         bool failed;
 };
@@ -137,6 +137,13 @@ static void set_aside(Rescue *r, const char *path, const char *why) {
         }
 }
 
+/* F_SETLK of one lock byte of the WAL index at fd: 0 or a negative errno. */
+static int lock_byte(int fd, off_t byte, short type) {
+        struct flock fl = { .l_type = type, .l_whence = SEEK_SET, .l_start = byte, .l_len = 1 };
+
+        return fcntl(fd, F_SETLK, &fl) < 0 ? -errno : 0;
+}
+
 /* The checkpoint and write locks of the old WAL index, so that no process
  * still attached to it copies its frames into the database's new content
  * or commits more of them. Only while sqlvigil's own connection does
@@ -145,12 +152,6 @@ static void set_aside(Rescue *r, const char *path, const char *why) {
  * checkpoint writes frames into it), and a writer that keeps the write
  * lock nearly all the time (long transactions back to back) would starve a
  * request for both at once. Returns whether the checkpoint lock is held. */
-static int lock_byte(int fd, off_t byte, short type) {
-        struct flock fl = { .l_type = type, .l_whence = SEEK_SET, .l_start = byte, .l_len = 1 };
-
-        return fcntl(fd, F_SETLK, &fl) < 0 ? -errno : 0;
-}
-
 static bool hold_locks(Rescue *r) {
         int fd = r->env.files->shm_fd;
 
@@ -418,21 +419,47 @@ static void finish(Rescue *r) {
         r->env.done(r->env.userdata, text, !r->failed && r->other <= 0);
 }
 
-/* How sqlvigil holds the process off now: 1 the checkpoint lock, 3 the
- * write lock too, 2 the fence, 0 none of them (it goes on trying). */
-static int hold_how(const Rescue *r) {
+/* How sqlvigil holds the process off now. */
+typedef enum HoldHow {
+        HOLD_NOTHING,    /* neither lock nor fence yet: it goes on trying */
+        HOLD_CHECKPOINT, /* the old WAL's checkpoint lock */
+        HOLD_BOTH_LOCKS, /* its write lock too */
+        HOLD_FENCE,
+} HoldHow;
+
+static HoldHow hold_how(const Rescue *r) {
         if (r->kind == RESCUE_OVERWRITTEN)
-                return r->ckpt_held ? (r->write_held ? 3 : 1) : 0;
-        return r->fence_fd >= 0 ? 2 : 0;
+                return r->write_held ? HOLD_BOTH_LOCKS : r->ckpt_held ? HOLD_CHECKPOINT : HOLD_NOTHING;
+        return r->fence_fd >= 0 ? HOLD_FENCE : HOLD_NOTHING;
+}
+
+static const char *hold_text(const Rescue *r, HoldHow how) {
+        switch (how) {
+        case HOLD_BOTH_LOCKS:
+                return "holds the old WAL's checkpoint and write locks, so that it can neither commit nor checkpoint "
+                       "its set-aside WAL into the copied-in content,";
+        case HOLD_CHECKPOINT:
+                return "holds the old WAL's checkpoint lock, so that it cannot checkpoint its set-aside WAL into the "
+                       "copied-in content,";
+        case HOLD_FENCE:
+                return "keeps the fence, so that no new connection starts a second WAL beside its one, and drains "
+                       "what it commits,";
+        default:
+                return r->kind == RESCUE_OVERWRITTEN
+                               ? "tries to take the old WAL's checkpoint lock, which it keeps taking (until then it "
+                                 "may checkpoint old frames into the copied-in content: stop it now),"
+                               : "drains what it commits, but has no fence (see above: a new connection may start a "
+                                 "second WAL; stop every program now),";
+        }
 }
 
 /* stop_timeout has passed and r->other is still attached: say who it is and
  * why sqlvigil stays; again whenever who or how changes. */
 static void hold(Rescue *r) {
         char who[256] = "", text[768];
-        int how = hold_how(r);
+        HoldHow how = hold_how(r);
 
-        if (r->holding && r->held_pid == r->other && r->held_how == how)
+        if (r->holding && r->held_pid == r->other && r->held_how == (int)how)
                 return;
         r->holding = true;
         r->held_pid = r->other;
@@ -441,19 +468,7 @@ static void hold(Rescue *r) {
         bufprintf(text, sizeof(text),
                   "%s still has the old files open after %" PRIu64 " s; sqlvigil stays and %s until it is gone: "
                   "stop or restart it",
-                  who, r->env.timeout / USEC_PER_SEC,
-                  how == 1 || how == 3 ? (r->write_held ? "holds the old WAL's checkpoint and write locks, so that it can "
-                                              "neither commit nor checkpoint its set-aside WAL into the copied-in "
-                                              "content,"
-                                            : "holds the old WAL's checkpoint lock, so that it cannot checkpoint its "
-                                              "set-aside WAL into the copied-in content,")
-                  : how == 2 ? "keeps the fence, so that no new connection starts a second WAL beside its one, "
-                               "and drains what it commits,"
-                  : r->kind == RESCUE_OVERWRITTEN
-                          ? "tries to take the old WAL's checkpoint lock, which it keeps taking (until then it may "
-                            "checkpoint old frames into the copied-in content: stop it now),"
-                          : "drains what it commits, but has no fence (see above: a new connection may start a "
-                            "second WAL; stop every program now),");
+                  who, r->env.timeout / USEC_PER_SEC, hold_text(r, how));
         act(r, "%s", text);
         if (r->env.holding)
                 r->env.holding(r->env.userdata, text);
@@ -496,18 +511,9 @@ static void advance(Rescue *r) {
                         return; /* the next tick tries again */
                 if (files_other_user(r->env.files->shm_fd, &r->other) < 0)
                         r->other = 0;
-                if (r->other > 0 && now >= r->deadline && r->kind != RESCUE_DB_MOVED) {
-                        if (r->abandoned) {
-                                /* Told to stop: what it committed until
-                                 * now still goes into the database. */
-                                if (r->kind == RESCUE_WAL_DISPLACED && !r->drained_last) {
-                                        r->drained_last = true;
-                                        start_drain(r, USEC_PER_SEC);
-                                        return;
-                                }
-                                finish(r);
-                                return;
-                        }
+                /* Told to stop, it leaves as it would without the others:
+                 * after the last drain. */
+                if (r->other > 0 && now >= r->deadline && r->kind != RESCUE_DB_MOVED && !r->abandoned) {
                         hold(r);
                         if (r->kind == RESCUE_WAL_DISPLACED && now >= r->next_drain) {
                                 r->next_drain = now + DRAIN_EVERY;

@@ -113,13 +113,13 @@ static int read_passed_manifest(int fd, BackupManifest *ret) {
 }
 
 /* Whether a manifest's source names the live database: the same path, or
- * another spelling of the same file. */
-static bool same_database(const char *source, const char *db_path) {
-        struct stat a, b;
+ * another spelling of the same file (its identity, taken at the start). */
+static bool same_database(const PrepareJob *p, const char *source) {
+        struct stat st;
 
-        if (streq(source, db_path))
+        if (streq(source, p->db_path))
                 return true;
-        return stat(source, &a) == 0 && stat(db_path, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+        return stat(source, &st) == 0 && st.st_dev == p->db_dev && st.st_ino == p->db_ino;
 }
 
 static void prepare_run(Job *j, Db *db) {
@@ -207,7 +207,7 @@ static void prepare_run(Job *j, Db *db) {
                          * restore .../app2/...) is a mistake far more often
                          * than a migration; a migration says so by leaving
                          * the manifest behind. */
-                        if (m.source && !same_database(m.source, p->db_path)) {
+                        if (!same_database(p, m.source)) {
                                 bufprintf(p->error, sizeof(p->error),
                                           "its manifest says it is a backup of %s, not of %s; to put it into %s "
                                           "all the same, restore a copy of the file without its manifest "

@@ -485,15 +485,15 @@ def expect_fault(v, t0, reason, names, rescued_names=(), complete=True, rc=EXIT_
     return fault, rescued
 
 
-def expect_hold(v, t0, pid, timeout_s, how="sqlvigil stays"):
+def expect_hold(v, t0, pid, timeout_s, how="sqlvigil stays", who=None):
     """stop_timeout has passed with pid still attached: sqlvigil says so
     (journal, STATUS=) and stays, holding it off (how: the words that say
-    how)."""
-    what = f"pid {pid} (python3) still has the old files open after {timeout_s} s; {how}"
+    how; who: how it names the process, if not by pid)."""
+    what = f"{who or f'pid {pid} (python3)'} still has the old files open after {timeout_s} s; {how}"
     wait_until(lambda: [e for t, e in v.journal.snapshot() if t >= t0 and what in e.get("MESSAGE", "")],
                timeout_s + 30, f"{what!r} in the journal:\n{v.dump()}")
     wait_until(lambda: [f for t, f in v.notify.snapshot() if t >= t0 and what in f.get("STATUS", "")], 10,
-               f"STATUS= naming pid {pid}:\n{v.dump()}")
+               f"STATUS= saying {what!r}:\n{v.dump()}")
     check(v.proc.poll() is None, f"sqlvigil exited ({v.proc.returncode}) while pid {pid} was attached")
 
 
@@ -1011,6 +1011,30 @@ def case_cp_over(tmp):
     restart_and_write(tmp, db, {"seed": 10}, "later", 500)
 
 
+def overwritten_with_app(tmp, pidns=False):
+    """A database (10 rows) and an older copy of it; sqlvigil on it
+    (stop_timeout 3 s); an application attached with 2000 rows checkpointed
+    into the file (it grows past the copy) and 1000 in the WAL only.
+    Returns (db, the copy, the Vigil, the App)."""
+    db = os.path.join(tmp, "x.db")
+    make_db(db, "seed", 10)
+    older = os.path.join(tmp, "older.db")
+    shutil.copyfile(db, older)
+    v, _ = start(tmp, db, settings(checkpoint__stop_timeout="3s"), pidns=pidns)
+    app = None
+    try:
+        app = App(db)
+        app.cmd("insert old 2000")
+        app.cmd("checkpoint")
+        app.cmd("insert new 1000")
+    except BaseException:
+        if app:
+            app.kill()
+        v.close()
+        raise
+    return db, older, v, app
+
+
 def case_cp_over_app_stays(tmp):
     """cp over the live database while an application stays attached, with
     1000 rows in the WAL only and a write transaction open (it holds the
@@ -1023,16 +1047,8 @@ def case_cp_over_app_stays(tmp):
     application's checkpoint is turned away; once it has left (its close
     cannot checkpoint either), the rescue is complete: exit 75; the file
     holds the copy's rows, intact."""
-    db = os.path.join(tmp, "x.db")
-    make_db(db, "seed", 10)
-    older = os.path.join(tmp, "older.db")
-    shutil.copyfile(db, older)
-    v, _ = start(tmp, db, settings(checkpoint__stop_timeout="3s"))
-    app = App(db)
+    db, older, v, app = overwritten_with_app(tmp)
     try:
-        app.cmd("insert old 2000")
-        app.cmd("checkpoint")
-        app.cmd("insert new 1000")
         app.cmd("begin open 10")
         t0 = time.monotonic()
         subprocess.run(["cp", older, db], check=True)
@@ -1064,23 +1080,13 @@ def case_cp_over_app_other_pidns(tmp):
     holding the checkpoint lock, describes the application as a process in
     another PID namespace, and leaves once it is gone; the file holds the
     copy's rows, intact."""
-    db = os.path.join(tmp, "x.db")
-    make_db(db, "seed", 10)
-    older = os.path.join(tmp, "older.db")
-    shutil.copyfile(db, older)
-    v, _ = start(tmp, db, settings(checkpoint__stop_timeout="3s"), pidns=True)
-    app = App(db)
+    db, older, v, app = overwritten_with_app(tmp, pidns=True)
     try:
-        app.cmd("insert old 2000")
-        app.cmd("checkpoint")
-        app.cmd("insert new 1000")
         t0 = time.monotonic()
         subprocess.run(["cp", older, db], check=True)
-        what = "a process in another PID namespace (its pid is not visible here"
-        wait_until(lambda: [e for t, e in v.journal.snapshot() if t >= t0 and what in e.get("MESSAGE", "")
-                            and "sqlvigil stays and holds the old WAL's checkpoint" in e.get("MESSAGE", "")],
-                   33, f"the hold naming {what!r}:\n{v.dump()}")
-        check(v.proc.poll() is None, "sqlvigil left while the application was attached")
+        expect_hold(v, t0, None, 3, "sqlvigil stays and holds the old WAL's checkpoint",
+                    who="a process in another PID namespace (its pid is not visible here; fuser -v on the old "
+                        "-shm, from its namespace, names it)")
         line = app.cmd("checkpoint")
         check(line.startswith("ok (1, -1, -1)"), f"the application's checkpoint was not turned away: {line!r}")
         app.quit()
